@@ -1,0 +1,329 @@
+//! The pipeline: validate inputs → pass 1 (means) → pass 2 (moments, tails, flat blocks) →
+//! finish statistics. Two passes because the noise is centred by the per-coordinate mean
+//! before any log or block sum is taken (spec §0.4: uncentred data bias α towards 1).
+
+use std::path::{Path, PathBuf};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+use crate::engine::accum::{CoordAcc, FlatAcc, FlatSpec, MeanAcc};
+use crate::engine::{Backend, StatsJob, TensorAcc};
+use crate::error::{Error, Result};
+use crate::input::{self, plan, TensorMeta, TensorSource};
+use crate::stats::{self, tail, CoordTable, TensorSummary};
+
+/// Fewest samples gradtail accepts: block sums need K1 ≥ 2 with at least two blocks.
+pub const MIN_SAMPLES: usize = 4;
+
+/// What the noise is measured against.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Center {
+    /// The per-coordinate sample mean.
+    Mean,
+    /// The data are already noise.
+    None,
+    /// Per-coordinate values from an .npy file (e.g. the full-batch gradient).
+    File(PathBuf),
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub center: Center,
+    /// Block-sum length override (`--block`).
+    pub block: Option<usize>,
+    /// Largest block read at once, in bytes.
+    pub block_bytes: usize,
+    pub progress: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            center: Center::Mean,
+            block: None,
+            block_bytes: 64 << 20,
+            progress: false,
+        }
+    }
+}
+
+pub struct TensorResult {
+    pub meta: TensorMeta,
+    pub summary: TensorSummary,
+    pub coords: CoordTable,
+}
+
+/// The original `main.py` estimate over every tensor concatenated in input order.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelSummary {
+    pub alpha_simsekli_flat: f64,
+    pub simsekli_m: u64,
+    pub coords: usize,
+    pub constant_coords: u64,
+    pub zero_entries: u64,
+    pub nonfinite_samples: u64,
+}
+
+pub struct Analysis {
+    pub samples: usize,
+    pub block_size: usize,
+    pub tensors: Vec<TensorResult>,
+    pub model: ModelSummary,
+}
+
+/// Checks that the inputs can be analysed together; returns K.
+pub fn validate(sources: &[Box<dyn TensorSource>]) -> Result<usize> {
+    let first = sources
+        .first()
+        .ok_or_else(|| Error::Config("no input given".into()))?
+        .meta();
+    let mut names = std::collections::HashSet::new();
+    for s in sources {
+        let m = s.meta();
+        if m.samples < MIN_SAMPLES {
+            return Err(Error::unusable(
+                &m.path,
+                Some(&m.name),
+                format!("only K = {} samples on axis 0; at least {MIN_SAMPLES} are needed: stack more minibatch gradients", m.samples),
+            ));
+        }
+        if m.coords() == 0 {
+            return Err(Error::unusable(
+                &m.path,
+                Some(&m.name),
+                format!("shape {:?} per sample has no coordinates (P = 0)", m.shape),
+            ));
+        }
+        if m.samples != first.samples {
+            return Err(Error::unusable(
+                &m.path,
+                Some(&m.name),
+                format!(
+                    "has K = {} samples but {} has K = {}; every input must hold the same number of samples on axis 0",
+                    m.samples,
+                    first.path.display(),
+                    first.samples
+                ),
+            ));
+        }
+        if !names.insert(m.name.clone()) {
+            return Err(Error::unusable(
+                &m.path,
+                Some(&m.name),
+                "two inputs have the same tensor name; rename one file",
+            ));
+        }
+    }
+    Ok(first.samples)
+}
+
+/// Resolves K1 from the option or the default rule.
+pub fn block_size(samples: usize, block: Option<usize>) -> Result<usize> {
+    match block {
+        None => Ok(tail::default_k1(samples)),
+        Some(k1) if k1 >= 2 && 2 * k1 <= samples => Ok(k1),
+        Some(k1) => Err(Error::Config(format!("--block {k1}: the block length must be at least 2 and leave at least two blocks in K = {samples} samples"))),
+    }
+}
+
+fn read_centre(path: &Path, total: usize) -> Result<Vec<f64>> {
+    let t = input::npy::NpyTensor::open(path)?;
+    let n = t.meta().samples * t.meta().coords().max(1);
+    let n = if t.meta().shape.is_empty() {
+        t.meta().samples
+    } else {
+        n
+    };
+    if n != total {
+        return Err(Error::unusable(
+            path,
+            None,
+            format!("--center file holds {n} values but the inputs have P = {total} coordinates; it must hold one value per coordinate, in input order"),
+        ));
+    }
+    let block = if t.meta().shape.is_empty() {
+        t.read_block(0..n, 0..1)?
+    } else {
+        t.read_block(0..t.meta().samples, 0..t.meta().coords())?
+    };
+    let mut out = vec![0.0; n];
+    block.data.widen_into(0..n, &mut out);
+    if let Some(i) = out.iter().position(|v| !v.is_finite()) {
+        return Err(Error::unusable(
+            path,
+            None,
+            format!(
+                "--center value {i} is {}: the centre must be finite",
+                out[i]
+            ),
+        ));
+    }
+    Ok(out)
+}
+
+fn progress_bar(total: u64, show: bool) -> ProgressBar {
+    let pb = ProgressBar::with_draw_target(
+        Some(total),
+        if show {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
+    );
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{msg:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .expect("static template")
+        .progress_chars("=> "),
+    );
+    pb
+}
+
+/// Runs both passes over `sources` on `backend` and finishes every statistic.
+pub fn analyze(
+    sources: &[Box<dyn TensorSource>],
+    opts: &Options,
+    backend: &mut dyn Backend,
+) -> Result<Analysis> {
+    let samples = validate(sources)?;
+    let k1 = block_size(samples, opts.block)?;
+    let block_rows = k1 * (samples / k1);
+    let total: usize = sources.iter().map(|s| s.meta().coords()).sum();
+    let centre_file = match &opts.center {
+        Center::File(p) => Some(read_centre(p, total)?),
+        _ => None,
+    };
+    let bytes: u64 = sources
+        .iter()
+        .map(|s| (s.meta().samples * s.meta().coords() * s.meta().dtype.size()) as u64)
+        .sum();
+    let pb = progress_bar(2 * bytes, opts.progress);
+
+    let plans: Vec<_> = sources
+        .iter()
+        .map(|s| {
+            let m = s.meta();
+            plan::blocks(
+                samples,
+                m.coords(),
+                k1,
+                m.dtype.size().max(4),
+                opts.block_bytes,
+                s.is_fortran(),
+            )
+        })
+        .collect();
+
+    // Pass 1: means and ranges.
+    pb.set_message("pass 1/2");
+    let mut means = Vec::with_capacity(sources.len());
+    for (s, plan) in sources.iter().zip(&plans) {
+        let mut acc = vec![MeanAcc::default(); s.meta().coords()];
+        stream(s.as_ref(), plan, &pb, |blocks| {
+            backend.coord_mean(blocks, &mut acc)
+        })?;
+        tracing::debug!(tensor = %s.meta().name, "pass 1 done");
+        means.push(acc);
+    }
+
+    // Pass 2: moments about the mean, tails about the centre, flat blocks.
+    pb.set_message("pass 2/2");
+    let n_model = (samples * total) as u64;
+    let m_model = tail::largest_divisor_below_sqrt(n_model);
+    let mut model = FlatAcc::new((n_model / m_model) as usize);
+    let mut results = Vec::with_capacity(sources.len());
+    let mut base = 0;
+    for ((s, plan), mean) in sources.iter().zip(&plans).zip(&means) {
+        let meta = s.meta();
+        let p = meta.coords();
+        let shift: Vec<f64> = mean
+            .iter()
+            .map(|m| if m.n > 0 { m.mean() } else { 0.0 })
+            .collect();
+        let centre = match (&opts.center, &centre_file) {
+            (Center::Mean, _) => shift.clone(),
+            (Center::None, _) => vec![0.0; p],
+            (Center::File(_), Some(c)) => c[base..base + p].to_vec(),
+            (Center::File(_), None) => unreachable!("centre file read above"),
+        };
+        let n_tensor = (samples * p) as u64;
+        let m_tensor = tail::largest_divisor_below_sqrt(n_tensor);
+        let job = StatsJob {
+            k1,
+            used_rows: block_rows,
+            shift: &shift,
+            centre: &centre,
+            flat_tensor: FlatSpec {
+                stride: p as u64,
+                base: 0,
+                m: m_tensor,
+            },
+            flat_model: FlatSpec {
+                stride: total as u64,
+                base: base as u64,
+                m: m_model,
+            },
+        };
+        let mut acc = TensorAcc {
+            coords: vec![CoordAcc::default(); p],
+            flat: FlatAcc::new((n_tensor / m_tensor) as usize),
+        };
+        stream(s.as_ref(), plan, &pb, |blocks| {
+            backend.coord_stats(&job, blocks, &mut acc, &mut model)
+        })?;
+        let (summary, coords) = stats::finish_tensor(
+            &meta.name,
+            &meta.shape,
+            mean,
+            &shift,
+            &acc,
+            k1,
+            block_rows,
+            m_tensor,
+        );
+        tracing::info!(tensor = %meta.name, alpha_time_blocked = summary.alpha_time_blocked, "tensor done");
+        results.push(TensorResult {
+            meta: meta.clone(),
+            summary,
+            coords,
+        });
+        base += p;
+    }
+    pb.finish_and_clear();
+
+    let model = ModelSummary {
+        alpha_simsekli_flat: tail::simsekli_flat(m_model, &model.blocks, model.lx, model.n),
+        simsekli_m: m_model,
+        coords: total,
+        constant_coords: results.iter().map(|r| r.summary.constant_coords).sum(),
+        zero_entries: results.iter().map(|r| r.summary.zero_entries).sum(),
+        nonfinite_samples: results.iter().map(|r| r.summary.nonfinite_samples).sum(),
+    };
+    Ok(Analysis {
+        samples,
+        block_size: k1,
+        tensors: results,
+        model,
+    })
+}
+
+/// Feeds a tensor's planned blocks, read ahead on another thread, to `f`.
+fn stream(
+    src: &dyn TensorSource,
+    plan: &[(std::ops::Range<usize>, std::ops::Range<usize>)],
+    pb: &ProgressBar,
+    f: impl FnOnce(crate::engine::Blocks<'_>) -> Result<()>,
+) -> Result<()> {
+    let elem = src.meta().dtype.size() as u64;
+    std::thread::scope(|scope| {
+        let mut blocks = input::prefetch(src, plan, 2, scope).inspect(|b| {
+            if let Ok(b) = b {
+                pb.inc(b.rows.len() as u64 * b.width() as u64 * elem);
+            }
+        });
+        f(&mut blocks)
+    })
+}

@@ -1,0 +1,237 @@
+//! The CPU engine: each kernel is a plain f64 loop over a block's rows, parallel over
+//! column strips with rayon. Values are widened to f64 once per row segment; accumulation
+//! is f64 throughout, so this engine is also the reference the GPU engine is tested against.
+
+use rayon::prelude::*;
+
+use super::accum::{CoordAcc, FlatAcc, MeanAcc, TailAcc};
+use super::{Backend, Blocks, EngineInfo, StatsJob, TensorAcc};
+use crate::error::Result;
+use crate::input::Block;
+
+/// eps of the original `alpha_estimator` (`np.spacing(1)`), added to |x| before the log.
+pub const FLAT_EPS: f64 = 2.220446049250313e-16;
+
+/// Columns per rayon task: enough work to amortise scheduling, small enough to stay in L2.
+const STRIP: usize = 2048;
+
+pub struct CpuEngine {
+    pool: rayon::ThreadPool,
+}
+
+impl CpuEngine {
+    /// `threads == 0` uses every core.
+    pub fn new(threads: usize) -> Result<Self> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("gradtail-cpu-{i}"))
+            .build()
+            .map_err(|e| {
+                crate::error::Error::Config(format!("cannot start {threads} threads: {e}"))
+            })?;
+        Ok(CpuEngine { pool })
+    }
+}
+
+fn strips(width: usize, threads: usize) -> usize {
+    width.div_ceil(threads * 4).clamp(64, STRIP)
+}
+
+impl Backend for CpuEngine {
+    fn info(&self) -> EngineInfo {
+        EngineInfo {
+            engine: "cpu",
+            threads: self.pool.current_num_threads(),
+            adapter: None,
+        }
+    }
+
+    fn coord_mean(&mut self, blocks: Blocks<'_>, out: &mut [MeanAcc]) -> Result<()> {
+        for block in blocks {
+            let block = block?;
+            let strip = strips(block.width(), self.pool.current_num_threads());
+            let dst = &mut out[block.cols.clone()];
+            self.pool.install(|| {
+                dst.par_chunks_mut(strip)
+                    .enumerate()
+                    .for_each(|(s, acc)| coord_mean(&block, s * strip, acc));
+            });
+        }
+        Ok(())
+    }
+
+    fn coord_stats(
+        &mut self,
+        job: &StatsJob<'_>,
+        blocks: Blocks<'_>,
+        out: &mut TensorAcc,
+        model: &mut FlatAcc,
+    ) -> Result<()> {
+        for block in blocks {
+            let block = block?;
+            let strip = strips(block.width(), self.pool.current_num_threads());
+            let dst = &mut out.coords[block.cols.clone()];
+            let partials: Vec<FlatPartial> = self.pool.install(|| {
+                dst.par_chunks_mut(strip)
+                    .enumerate()
+                    .map(|(s, acc)| coord_stats(job, &block, s * strip, acc))
+                    .collect()
+            });
+            for p in partials {
+                out.flat.n += p.n;
+                out.flat.lx += p.lx;
+                model.n += p.n;
+                model.lx += p.lx;
+                for (b, y) in p.tensor {
+                    out.flat.blocks[b] += y;
+                }
+                for (b, y) in p.model {
+                    model.blocks[b] += y;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// CPU twin of `shaders/coord_mean.wgsl`: folds columns `first..first + acc.len()` of the
+/// block (relative to the block's columns) into `acc`.
+pub fn coord_mean(block: &Block, first: usize, acc: &mut [MeanAcc]) {
+    let width = block.width();
+    let mut row = vec![0.0; acc.len()];
+    for r in 0..block.rows.len() {
+        let at = r * width + first;
+        block.data.widen_into(at..at + acc.len(), &mut row);
+        for (a, &x) in acc.iter_mut().zip(&row) {
+            a.push(x);
+        }
+    }
+}
+
+/// One strip's share of the flat (Simsekli) state: block contributions are kept sparse
+/// because a strip touches only a few flat blocks per row.
+#[derive(Default)]
+struct FlatPartial {
+    n: u64,
+    lx: f64,
+    tensor: Vec<(usize, f64)>,
+    model: Vec<(usize, f64)>,
+}
+
+/// ln(|u| + eps) as in `alpha_estimator`, reusing ln|u| where adding eps cannot change it
+/// by more than 2.2e-10 relative.
+#[inline]
+pub fn flat_log(u: f64, ln_abs: f64) -> f64 {
+    if u.abs() > 1e-6 {
+        ln_abs
+    } else {
+        (u.abs() + FLAT_EPS).ln()
+    }
+}
+
+/// CPU twin of `coord_moments.wgsl`, `coord_tails.wgsl` and `flat_blocks.wgsl`, fused into
+/// one sweep so each value is widened and centred once.
+fn coord_stats(
+    job: &StatsJob<'_>,
+    block: &Block,
+    first: usize,
+    acc: &mut [CoordAcc],
+) -> FlatPartial {
+    let width = block.width();
+    let w = acc.len();
+    let c0 = block.cols.start + first;
+    let shift = &job.shift[c0..c0 + w];
+    let centre = &job.centre[c0..c0 + w];
+    let mut x = vec![0.0; w];
+    let mut u = vec![0.0; w];
+    // Open time block: running sum of u, Σ ln|u| and count of nonzero u, and a poison flag.
+    let mut ysum = vec![0.0; w];
+    let mut pend = vec![(0.0, 0u64); w];
+    let mut bad = vec![false; w];
+    let mut flat = FlatPartial::default();
+    for r in 0..block.rows.len() {
+        let row = block.rows.start + r;
+        let in_blocks = row < job.used_rows;
+        let at = r * width + first;
+        block.data.widen_into(at..at + w, &mut x);
+        for j in 0..w {
+            let xv = x[j];
+            let a = &mut acc[j];
+            if !xv.is_finite() {
+                u[j] = 0.0;
+                bad[j] = true;
+                continue;
+            }
+            a.moments.push(xv - shift[j]);
+            let uv = xv - centre[j];
+            u[j] = uv;
+            let t = &mut a.tails;
+            if uv == 0.0 {
+                t.zeros += 1;
+                flat.lx += FLAT_EPS.ln();
+            } else {
+                let l = uv.abs().ln();
+                t.nz += 1;
+                t.sl += l;
+                t.sl2 += l * l;
+                flat.lx += flat_log(uv, l);
+                if in_blocks {
+                    pend[j].0 += l;
+                    pend[j].1 += 1;
+                }
+            }
+            flat.n += 1;
+            if in_blocks {
+                ysum[j] += uv;
+            }
+        }
+        for (b, cols) in job.flat_tensor.runs(row, c0..c0 + w) {
+            flat.tensor
+                .push((b, u[cols.start - c0..cols.end - c0].iter().sum()));
+        }
+        for (b, cols) in job.flat_model.runs(row, c0..c0 + w) {
+            flat.model
+                .push((b, u[cols.start - c0..cols.end - c0].iter().sum()));
+        }
+        if in_blocks && (row + 1) % job.k1 == 0 {
+            for j in 0..w {
+                close_block(&mut acc[j].tails, &mut ysum[j], &mut pend[j], &mut bad[j]);
+            }
+        }
+    }
+    flat.tensor = merge_runs(flat.tensor);
+    flat.model = merge_runs(flat.model);
+    flat
+}
+
+/// Ends a time block of K1 samples: commits its ln|Y| and its ln|u| terms, or drops it whole
+/// when it held a non-finite sample.
+#[inline]
+fn close_block(t: &mut TailAcc, ysum: &mut f64, pend: &mut (f64, u64), bad: &mut bool) {
+    if *bad {
+        t.bad_blocks += 1;
+    } else {
+        t.lx += pend.0;
+        t.nx += pend.1;
+        if *ysum != 0.0 {
+            t.ly += ysum.abs().ln();
+            t.ny += 1;
+        }
+    }
+    *ysum = 0.0;
+    *pend = (0.0, 0);
+    *bad = false;
+}
+
+/// Adds up contributions to the same flat block (consecutive rows often share one).
+fn merge_runs(mut runs: Vec<(usize, f64)>) -> Vec<(usize, f64)> {
+    runs.sort_unstable_by_key(|r| r.0);
+    let mut out: Vec<(usize, f64)> = Vec::with_capacity(runs.len());
+    for (b, y) in runs {
+        match out.last_mut() {
+            Some(last) if last.0 == b => last.1 += y,
+            _ => out.push((b, y)),
+        }
+    }
+    out
+}

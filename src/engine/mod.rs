@@ -1,0 +1,82 @@
+//! Engines: the per-coordinate reductions behind one [`Backend`] trait. The CPU engine
+//! (`cpu`) and the GPU engine (`gpu`, WGSL kernels in `shaders/`) implement the same kernels
+//! under the same names (`coord_mean`, `coord_moments`, `coord_tails`, `flat_blocks`) and
+//! fold their results into the same f64 accumulator monoids (`accum`).
+
+pub mod accum;
+pub mod cpu;
+
+use crate::error::Result;
+use crate::input::Block;
+use accum::{CoordAcc, FlatAcc, FlatSpec, MeanAcc};
+
+/// A stream of one tensor's blocks; each coordinate's rows arrive in order.
+pub type Blocks<'a> = &'a mut dyn Iterator<Item = Result<Block>>;
+
+/// What pass 2 needs to know about a tensor.
+#[derive(Clone, Debug)]
+pub struct StatsJob<'a> {
+    /// Block-sum length K1 (spec §3.1).
+    pub k1: usize,
+    /// Rows in complete blocks, K1·⌊K/K1⌋; later rows are left out of the block sums.
+    pub used_rows: usize,
+    /// Per-coordinate shift for the moment power sums (the pass-1 mean).
+    pub shift: &'a [f64],
+    /// Per-coordinate centre: u = x - centre is the noise.
+    pub centre: &'a [f64],
+    /// The tensor's own flattening (stride P) and its place in the whole input's.
+    pub flat_tensor: FlatSpec,
+    pub flat_model: FlatSpec,
+}
+
+/// Pass-2 state of one tensor.
+#[derive(Clone, Debug, Default)]
+pub struct TensorAcc {
+    pub coords: Vec<CoordAcc>,
+    pub flat: FlatAcc,
+}
+
+/// Which engine ran and on what.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EngineInfo {
+    pub engine: &'static str,
+    pub threads: usize,
+    /// The GPU adapter, for the GPU engine.
+    pub adapter: Option<AdapterInfo>,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AdapterInfo {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+}
+
+/// A reduction engine. Both passes stream a tensor's blocks and fold them into host-side
+/// monoid state, so a caller can split a tensor, or process tensors in any order.
+pub trait Backend {
+    fn info(&self) -> EngineInfo;
+
+    /// Pass 1, kernel `coord_mean`: folds `blocks` into `out` (one entry per coordinate).
+    fn coord_mean(&mut self, blocks: Blocks<'_>, out: &mut [MeanAcc]) -> Result<()>;
+
+    /// Pass 2, kernels `coord_moments`, `coord_tails` and `flat_blocks`: folds `blocks` into
+    /// the tensor's state and the whole input's flat state `model`.
+    fn coord_stats(
+        &mut self,
+        job: &StatsJob<'_>,
+        blocks: Blocks<'_>,
+        out: &mut TensorAcc,
+        model: &mut FlatAcc,
+    ) -> Result<()>;
+}
+
+/// The engine a user asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    Auto,
+    Cpu,
+    Gpu,
+}

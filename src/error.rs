@@ -1,0 +1,67 @@
+//! Typed errors of the library. Each variant names the file (and tensor) involved and,
+//! where the user can act, says what to do. The binary adds context with `anyhow`.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The file is not what its extension or header promises.
+    #[error("{path}: {msg}")]
+    BadInput { path: PathBuf, msg: String },
+
+    /// A well-formed file whose contents cannot be analysed (too few samples, no coordinates,
+    /// unsupported dtype, disagreeing inputs).
+    #[error("{path}{}: {msg}", tensor.as_ref().map(|t| format!(" [tensor {t}]")).unwrap_or_default())]
+    Unusable {
+        path: PathBuf,
+        tensor: Option<String>,
+        msg: String,
+    },
+
+    #[error("invalid option: {0}")]
+    Config(String),
+
+    /// A GPU failure: never turned into zeros.
+    #[error("GPU: {0}")]
+    Gpu(String),
+
+    #[error("no GPU adapter: {0}")]
+    NoAdapter(String),
+}
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub fn bad(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        Error::BadInput {
+            path: path.into(),
+            msg: msg.into(),
+        }
+    }
+
+    pub fn unusable(
+        path: impl Into<PathBuf>,
+        tensor: Option<&str>,
+        msg: impl Into<String>,
+    ) -> Self {
+        Error::Unusable {
+            path: path.into(),
+            tensor: tensor.map(str::to_owned),
+            msg: msg.into(),
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Input: opens gradient snapshot files and cuts each tensor into [`Block`]s of rows × columns
+//! that the engines consume. A block never exceeds a byte budget, so resident memory is
+//! O(block) whatever K and P are; its row range starts at a multiple of the block-sum length
+//! K1, so time blocks never straddle two blocks (see `engine::accum::TailAcc`).
+
+pub mod npy;
+pub mod plan;
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Element type of a stored tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dtype {
+    F16,
+    BF16,
+    F32,
+    F64,
+}
+
+impl Dtype {
+    pub fn size(self) -> usize {
+        match self {
+            Dtype::F16 | Dtype::BF16 => 2,
+            Dtype::F32 => 4,
+            Dtype::F64 => 8,
+        }
+    }
+}
+
+/// Row-major `rows × cols` values of one tensor, already in native byte order.
+#[derive(Clone, Debug)]
+pub enum BlockData {
+    F16(Vec<u16>),
+    BF16(Vec<u16>),
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+}
+
+impl BlockData {
+    pub fn len(&self) -> usize {
+        match self {
+            BlockData::F16(v) | BlockData::BF16(v) => v.len(),
+            BlockData::F32(v) => v.len(),
+            BlockData::F64(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Widens `range` of the values into `out` (same length) as f64.
+    pub fn widen_into(&self, range: Range<usize>, out: &mut [f64]) {
+        match self {
+            BlockData::F16(v) => {
+                for (o, &b) in out.iter_mut().zip(&v[range]) {
+                    *o = half::f16::from_bits(b).to_f64();
+                }
+            }
+            BlockData::BF16(v) => {
+                for (o, &b) in out.iter_mut().zip(&v[range]) {
+                    *o = half::bf16::from_bits(b).to_f64();
+                }
+            }
+            BlockData::F32(v) => {
+                for (o, &x) in out.iter_mut().zip(&v[range]) {
+                    *o = x as f64;
+                }
+            }
+            BlockData::F64(v) => out.copy_from_slice(&v[range]),
+        }
+    }
+}
+
+/// One piece of a tensor: samples `rows` (axis 0) of coordinates `cols` (the flattened rest).
+#[derive(Clone, Debug)]
+pub struct Block {
+    pub rows: Range<usize>,
+    pub cols: Range<usize>,
+    pub data: BlockData,
+}
+
+impl Block {
+    pub fn width(&self) -> usize {
+        self.cols.len()
+    }
+}
+
+/// What the pipeline knows about one input tensor before reading it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TensorMeta {
+    pub name: String,
+    pub path: PathBuf,
+    pub dtype: Dtype,
+    /// Number of samples K (axis 0).
+    pub samples: usize,
+    /// Shape without the sample axis; its product is P.
+    pub shape: Vec<usize>,
+}
+
+impl TensorMeta {
+    pub fn coords(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// A tensor that can hand out blocks of itself, in any order the caller asks.
+pub trait TensorSource: Send + Sync {
+    fn meta(&self) -> &TensorMeta;
+    fn read_block(&self, rows: Range<usize>, cols: Range<usize>) -> Result<Block>;
+    /// Whether each coordinate's samples are contiguous (Fortran order), which changes the
+    /// cheapest block shape.
+    fn is_fortran(&self) -> bool {
+        false
+    }
+}
+
+/// Opens one input path. `.npy` is a stacked (K, ...) array.
+pub fn open(path: &Path) -> Result<Vec<Box<dyn TensorSource>>> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("npy") => Ok(vec![Box::new(npy::NpyTensor::open(path)?)]),
+        _ => Err(Error::bad(
+            path,
+            "unsupported input: expected a .npy file of shape (K, ...) with K samples on axis 0",
+        )),
+    }
+}
+
+/// Reads a tensor's blocks in the planned order on a background thread, `depth` blocks ahead,
+/// so disk reads overlap the engine's work.
+pub fn prefetch<'a>(
+    src: &'a dyn TensorSource,
+    plan: &'a [(Range<usize>, Range<usize>)],
+    depth: usize,
+    scope: &'a std::thread::Scope<'a, '_>,
+) -> impl Iterator<Item = Result<Block>> + 'a {
+    let (tx, rx) = std::sync::mpsc::sync_channel(depth.max(1));
+    scope.spawn(move || {
+        for (rows, cols) in plan {
+            let block = src.read_block(rows.clone(), cols.clone());
+            let failed = block.is_err();
+            if tx.send(block).is_err() || failed {
+                break;
+            }
+        }
+    });
+    rx.into_iter()
+}

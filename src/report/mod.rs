@@ -1,0 +1,207 @@
+//! Reports: `summary.json` (versioned schema), `tensors.csv` (one row per tensor),
+//! `coords.safetensors` (per-coordinate maps) and the terminal table. Outputs are written
+//! into a staging folder and moved into place only once all of them are complete.
+
+mod coords;
+mod table;
+
+pub use coords::CoordsDtype;
+pub use table::print_table;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::analyze::{Analysis, Center, ModelSummary};
+use crate::engine::EngineInfo;
+use crate::error::{Error, Result};
+use crate::input::TensorMeta;
+use crate::stats::TensorSummary;
+
+/// Version tag of `summary.json`; bump on any incompatible change (README "Output schema").
+pub const SUMMARY_SCHEMA: &str = "gradtail.summary/1";
+
+#[derive(Serialize)]
+struct Options<'a> {
+    center: &'a Center,
+    block: Option<usize>,
+    backend: &'a str,
+}
+
+#[derive(Serialize)]
+struct Summary<'a> {
+    schema: &'static str,
+    gradtail_version: &'static str,
+    inputs: Vec<&'a TensorMeta>,
+    samples: usize,
+    coords: usize,
+    block_size: usize,
+    options: Options<'a>,
+    engine: &'a EngineInfo,
+    elapsed_s: f64,
+    tensors: Vec<&'a TensorSummary>,
+    model: &'a ModelSummary,
+}
+
+/// Everything a run writes.
+pub struct RunReport<'a> {
+    pub analysis: &'a Analysis,
+    pub engine: &'a EngineInfo,
+    pub center: &'a Center,
+    pub block: Option<usize>,
+    pub backend: &'a str,
+    pub elapsed_s: f64,
+    pub coords_dtype: CoordsDtype,
+}
+
+impl RunReport<'_> {
+    pub fn summary_json(&self) -> Result<String> {
+        let a = self.analysis;
+        let s = Summary {
+            schema: SUMMARY_SCHEMA,
+            gradtail_version: env!("CARGO_PKG_VERSION"),
+            inputs: a.tensors.iter().map(|t| &t.meta).collect(),
+            samples: a.samples,
+            coords: a.model.coords,
+            block_size: a.block_size,
+            options: Options {
+                center: self.center,
+                block: self.block,
+                backend: self.backend,
+            },
+            engine: self.engine,
+            elapsed_s: self.elapsed_s,
+            tensors: a.tensors.iter().map(|t| &t.summary).collect(),
+            model: &a.model,
+        };
+        serde_json::to_string_pretty(&s)
+            .map_err(|e| Error::Config(format!("cannot encode summary: {e}")))
+    }
+
+    /// Writes all outputs into `dir`: first into a sibling staging folder, then moved in.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let staging = staging_dir(dir);
+        let io = |p: &Path, e| Error::io(p, e);
+        fs::create_dir_all(&staging).map_err(|e| io(&staging, e))?;
+        let result = (|| {
+            let json = self.summary_json()?;
+            fs::write(staging.join("summary.json"), json + "\n").map_err(|e| io(&staging, e))?;
+            fs::write(staging.join("tensors.csv"), tensors_csv(self.analysis))
+                .map_err(|e| io(&staging, e))?;
+            coords::write(
+                &staging.join("coords.safetensors"),
+                self.analysis,
+                self.coords_dtype,
+            )?;
+            publish(&staging, dir)
+        })();
+        let _ = fs::remove_dir_all(&staging);
+        result
+    }
+}
+
+fn staging_dir(dir: &Path) -> PathBuf {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    dir.with_file_name(format!(".{name}.partial-{}", std::process::id()))
+}
+
+/// Moves the finished files into `dir` (created if needed).
+fn publish(staging: &Path, dir: &Path) -> Result<()> {
+    if !dir.exists() && fs::rename(staging, dir).is_ok() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    for entry in fs::read_dir(staging).map_err(|e| Error::io(staging, e))? {
+        let entry = entry.map_err(|e| Error::io(staging, e))?;
+        let to = dir.join(entry.file_name());
+        fs::rename(entry.path(), &to).map_err(|e| Error::io(&to, e))?;
+    }
+    Ok(())
+}
+
+/// Column names of `tensors.csv`, in order.
+pub const CSV_COLUMNS: &str = "name,shape,coords,block_size,alpha_time_blocked,alpha_time_blocked_se,alpha_time_blocked_ci_low,alpha_time_blocked_ci_high,alpha_simsekli_flat,simsekli_m,alpha_block_q05,alpha_block_q25,alpha_block_q50,alpha_block_q75,alpha_block_q95,alpha_logm_q05,alpha_logm_q25,alpha_logm_q50,alpha_logm_q75,alpha_logm_q95,jb_reject_frac,k2_reject_frac,constant_coords,logm_clamped_coords,zero_entries,nonfinite_samples,dropped_blocks";
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+/// `tensors.csv`: one row per tensor; NaN and ±inf written as `nan`, `inf`, `-inf` (pandas reads them).
+pub fn tensors_csv(a: &Analysis) -> String {
+    let mut out = String::from(CSV_COLUMNS);
+    out.push('\n');
+    for t in &a.tensors {
+        let s = &t.summary;
+        let shape = s
+            .shape
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("x");
+        let q = |q: &crate::stats::Quantiles| [q.q05, q.q25, q.q50, q.q75, q.q95];
+        let floats: Vec<f64> = [
+            s.alpha_time_blocked,
+            s.alpha_time_blocked_se,
+            s.alpha_time_blocked_ci[0],
+            s.alpha_time_blocked_ci[1],
+            s.alpha_simsekli_flat,
+        ]
+        .into_iter()
+        .collect();
+        let mut row = vec![
+            csv_field(&s.name),
+            shape,
+            s.coords.to_string(),
+            s.block_size.to_string(),
+        ];
+        row.extend(floats.iter().map(|v| fmt_f(*v)));
+        row.push(s.simsekli_m.to_string());
+        row.extend(
+            q(&s.alpha_block_quantiles)
+                .iter()
+                .chain(&q(&s.alpha_logm_quantiles))
+                .map(|v| fmt_f(*v)),
+        );
+        row.extend(
+            [s.jb_reject_frac, s.k2_reject_frac]
+                .iter()
+                .map(|v| fmt_f(*v)),
+        );
+        row.extend(
+            [
+                s.constant_coords,
+                s.logm_clamped_coords,
+                s.zero_entries,
+                s.nonfinite_samples,
+                s.dropped_blocks,
+            ]
+            .iter()
+            .map(u64::to_string),
+        );
+        out.push_str(&row.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+fn fmt_f(v: f64) -> String {
+    if v.is_nan() {
+        "nan".into()
+    } else if v.is_infinite() {
+        if v > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        }
+    } else {
+        format!("{v}")
+    }
+}

@@ -1,0 +1,70 @@
+//! The per-tensor table printed at the end of `analyze`.
+
+use crate::analyze::Analysis;
+
+fn f(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.3}")
+    } else if v.is_nan() {
+        "-".into()
+    } else {
+        "inf".into()
+    }
+}
+
+pub fn print_table(a: &Analysis, out: &mut impl std::io::Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "K = {} samples, P = {} coordinates, block length K1 = {}",
+        a.samples, a.model.coords, a.block_size
+    )?;
+    writeln!(
+        out,
+        "{:<24} {:>10} {:>7} {:>17} {:>7} {:>8} {:>8} {:>7} {:>7}",
+        "tensor", "shape", "α_tb", "95% CI", "α_flat", "α_blk50", "α_logm50", "JB rej", "const"
+    )?;
+    for t in &a.tensors {
+        let s = &t.summary;
+        let shape = s
+            .shape
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("x");
+        writeln!(
+            out,
+            "{:<24} {:>10} {:>7} {:>17} {:>7} {:>8} {:>8} {:>7} {:>7}",
+            s.name,
+            if shape.is_empty() {
+                "scalar".into()
+            } else {
+                shape
+            },
+            f(s.alpha_time_blocked),
+            format!(
+                "[{}, {}]",
+                f(s.alpha_time_blocked_ci[0]),
+                f(s.alpha_time_blocked_ci[1])
+            ),
+            f(s.alpha_simsekli_flat),
+            f(s.alpha_block_quantiles.q50),
+            f(s.alpha_logm_quantiles.q50),
+            format!("{:.0}%", 100.0 * s.jb_reject_frac),
+            s.constant_coords
+        )?;
+    }
+    writeln!(
+        out,
+        "whole input: α_flat (Simsekli et al. 2019, m = {}) = {}",
+        a.model.simsekli_m,
+        f(a.model.alpha_simsekli_flat)
+    )?;
+    if a.model.nonfinite_samples > 0 {
+        writeln!(
+            out,
+            "note: {} non-finite samples were excluded",
+            a.model.nonfinite_samples
+        )?;
+    }
+    Ok(())
+}
