@@ -20,10 +20,22 @@ pub fn kurt(m2: f64, m4: f64) -> f64 {
     m4 / (m2 * m2) - 3.0
 }
 
-/// Jarque–Bera statistic and its χ²₂ p-value, exp(-JB/2) (Jarque & Bera 1980).
+/// Survival function of χ² with 2 degrees of freedom, Q(1, x/2) = exp(-x/2), with the
+/// underflow cut of scipy's `chi2.sf` (cephes `igamc`: 0 once a·ln y - y < -MAXLOG).
+pub fn chi2_2_sf(x: f64) -> f64 {
+    const MAXLOG: f64 = 7.09782712893383996843e2;
+    let y = x / 2.0;
+    if y.ln() - y < -MAXLOG {
+        0.0
+    } else {
+        (-y).exp()
+    }
+}
+
+/// Jarque–Bera statistic and its χ²₂ p-value (Jarque & Bera 1980).
 pub fn jarque_bera(n: f64, g1: f64, g2: f64) -> (f64, f64) {
     let jb = n / 6.0 * (g1 * g1 + g2 * g2 / 4.0);
-    (jb, (-jb / 2.0).exp())
+    (jb, chi2_2_sf(jb))
 }
 
 /// D'Agostino's skewness z-score (D'Agostino, Belanger & D'Agostino 1990), as scipy
@@ -70,7 +82,7 @@ pub fn normaltest(n: f64, g1: f64, g2: f64) -> (f64, f64) {
     let zs = skewtest_z(n, g1);
     let zk = kurtosistest_z(n, g2 + 3.0);
     let k2 = zs * zs + zk * zk;
-    (k2, (-k2 / 2.0).exp())
+    (k2, chi2_2_sf(k2))
 }
 
 #[cfg(test)]

@@ -94,8 +94,12 @@ pub fn time_blocked(k1: usize, ly: f64, ny: u64, lx: f64, nx: u64, z: f64) -> Po
 }
 
 /// The original `alpha_estimator(m, X)` finished from its sums (spec §3.2): block sums Y,
-/// Σ ln(|x| + eps) over `n` entries.
+/// Σ ln(|x| + eps) over `n` entries. NaN when m < 2 (a prime N leaves no block length; the
+/// original divides 0 by ln 1 = 0).
 pub fn simsekli_flat(m: u64, blocks: &[f64], lx: f64, n: u64) -> f64 {
+    if m < 2 || n == 0 {
+        return f64::NAN;
+    }
     let eps = crate::engine::cpu::FLAT_EPS;
     let ly = blocks.iter().map(|y| (y.abs() + eps).ln()).sum::<f64>() / blocks.len() as f64;
     let diff = (ly - lx / n as f64) / (m as f64).ln();

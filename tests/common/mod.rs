@@ -1,0 +1,66 @@
+//! Shared test helpers: writing `.npy` files, reading reference maps, and the tolerance rules
+//! every comparison uses.
+#![allow(dead_code)] // each integration-test binary uses a different subset
+
+pub mod naive;
+pub mod tolerance;
+
+use std::path::{Path, PathBuf};
+
+use gradtail::analyze::{self, Analysis, Options};
+use gradtail::engine::Backend;
+
+pub fn data(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(rel)
+}
+
+/// Writes a C-order little-endian float32 `.npy` of `shape` (K first).
+pub fn write_npy_f32(path: &Path, shape: &[usize], values: &[f32]) {
+    let mut bytes = gradtail::input::npy::header_bytes("<f4", shape);
+    for v in values {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+pub fn write_npy_f64(path: &Path, shape: &[usize], values: &[f64]) {
+    let mut bytes = gradtail::input::npy::header_bytes("<f8", shape);
+    for v in values {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Runs the whole pipeline on files.
+pub fn analyze_files(paths: &[PathBuf], opts: &Options, backend: &mut dyn Backend) -> Analysis {
+    let mut sources = Vec::new();
+    for p in paths {
+        sources.extend(gradtail::input::open(p).unwrap());
+    }
+    analyze::analyze(&sources, opts, backend).unwrap()
+}
+
+/// The per-coordinate reference maps of the digits data, concatenated in `layout.json` order.
+pub fn digits_reference(stat: &str) -> Vec<f64> {
+    let bytes = std::fs::read(data("digits/reference_coords.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let layout: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data("digits/layout.json")).unwrap()).unwrap();
+    let mut out = Vec::new();
+    for t in layout["tensors"].as_array().unwrap() {
+        let name = format!("{}/{stat}", t["name"].as_str().unwrap());
+        let view = st.tensor(&name).unwrap();
+        out.extend(
+            view.data()
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap())),
+        );
+    }
+    out
+}
+
+pub fn digits_reference_json() -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(data("digits/reference.json")).unwrap()).unwrap()
+}

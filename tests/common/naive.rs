@@ -1,0 +1,104 @@
+//! A deliberately plain f64 reimplementation of gradtail's documented per-coordinate and flat
+//! statistics on a dense (K, P) matrix, written from the README's definitions (not from the
+//! engines), to check the engines on inputs that have no outside reference: non-finite
+//! samples, zeros, constant columns, awkward shapes.
+
+use gradtail::stats::{gauss, tail};
+
+pub struct Naive {
+    /// One row per coordinate, columns in `gradtail::stats::COORD_STATS` order.
+    pub coords: Vec<[f64; 13]>,
+    pub alpha_flat: f64,
+}
+
+pub fn compute(x: &[f64], k: usize, p: usize, k1: usize, centre: Option<&[f64]>) -> Naive {
+    let nan = f64::NAN;
+    let mut coords = Vec::new();
+    let mut us = vec![f64::NAN; k * p];
+    for j in 0..p {
+        let col: Vec<f64> = (0..k).map(|r| x[r * p + j]).collect();
+        let fin: Vec<f64> = col.iter().copied().filter(|v| v.is_finite()).collect();
+        let n = fin.len() as f64;
+        let mean = fin.iter().sum::<f64>() / n;
+        let cm = |e: i32| fin.iter().map(|v| (v - mean).powi(e)).sum::<f64>() / n;
+        let (m2, m3, m4) = (cm(2), cm(3), cm(4));
+        let constant = fin.is_empty() || fin.iter().all(|&v| v == fin[0]);
+        let c = centre.map_or(mean, |c| c[j]);
+        let mut row = [nan; 13];
+        row[0] = n;
+        row[1] = k as f64 - n;
+        row[2] = mean;
+        row[3] = if constant { 0.0 } else { m2 };
+        for r in 0..k {
+            if col[r].is_finite() {
+                us[r * p + j] = col[r] - c;
+            }
+        }
+        if !constant {
+            let g1 = m3 / m2.powf(1.5);
+            let g2 = m4 / (m2 * m2) - 3.0;
+            let jb = n / 6.0 * (g1 * g1 + g2 * g2 / 4.0);
+            let (k2, k2p) = gauss::normaltest(n, g1, g2);
+            let jbp = gauss::chi2_2_sf(jb);
+            let logs: Vec<f64> = fin
+                .iter()
+                .map(|v| v - c)
+                .filter(|u| *u != 0.0)
+                .map(|u| u.abs().ln())
+                .collect();
+            let (al, cl) = if logs.len() < 2 {
+                (nan, nan)
+            } else {
+                let lm = logs.iter().sum::<f64>() / logs.len() as f64;
+                let lv =
+                    logs.iter().map(|l| (l - lm).powi(2)).sum::<f64>() / (logs.len() as f64 - 1.0);
+                let a = if lv > std::f64::consts::PI.powi(2) / 8.0 {
+                    (6.0 / std::f64::consts::PI.powi(2) * lv - 0.5).powf(-0.5)
+                } else {
+                    2.0
+                };
+                (a, (lm - tail::EULER * (1.0 / a - 1.0)).exp())
+            };
+            let (mut ly, mut ny, mut lx, mut nx) = (0.0, 0, 0.0, 0);
+            for b in 0..k / k1 {
+                let blk = &col[b * k1..(b + 1) * k1];
+                if blk.iter().any(|v| !v.is_finite()) {
+                    continue;
+                }
+                let y: f64 = blk.iter().map(|v| v - c).sum();
+                if y != 0.0 {
+                    ly += y.abs().ln();
+                    ny += 1;
+                }
+                for u in blk.iter().map(|v| v - c).filter(|u| *u != 0.0) {
+                    lx += u.abs().ln();
+                    nx += 1;
+                }
+            }
+            let ab = if ny == 0 || nx == 0 {
+                nan
+            } else {
+                (k1 as f64).ln() / (ly / ny as f64 - lx / nx as f64)
+            };
+            row[4..13].copy_from_slice(&[g1, g2, jb, jbp, k2, k2p, al, cl, ab]);
+        }
+        coords.push(row);
+    }
+    let eps = 2.220446049250313e-16;
+    let m = tail::largest_divisor_below_sqrt((k * p) as u64) as usize;
+    let ys: Vec<f64> = us
+        .chunks(m)
+        .map(|b| b.iter().filter(|u| !u.is_nan()).sum::<f64>())
+        .collect();
+    let fin: Vec<f64> = us.iter().copied().filter(|u| !u.is_nan()).collect();
+    let lxm = fin.iter().map(|u| (u.abs() + eps).ln()).sum::<f64>() / fin.len() as f64;
+    let lym = ys.iter().map(|y| (y.abs() + eps).ln()).sum::<f64>() / ys.len() as f64;
+    Naive {
+        coords,
+        alpha_flat: if m < 2 {
+            f64::NAN
+        } else {
+            1.0 / ((lym - lxm) / (m as f64).ln())
+        },
+    }
+}
