@@ -1,0 +1,191 @@
+//! End-to-end tests of the `gradtail` binary: real files in, files, exit codes and messages out.
+
+mod common;
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn gradtail() -> Command {
+    let mut c = Command::cargo_bin("gradtail").unwrap();
+    c.env("RUST_LOG", "warn");
+    c
+}
+
+fn noise(k: usize, p: usize) -> Vec<f32> {
+    (0..k * p).map(|i| (((i * 7919) % 1000) as f32 / 1000.0 - 0.5) * (1.0 + (i % 3) as f32)).collect()
+}
+
+#[test]
+fn analyze_writes_all_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    gradtail()
+        .args(["analyze", common::data("digits/stack.npy").to_str().unwrap(), "--out", out.to_str().unwrap(), "--backend", "cpu"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("stack").and(predicate::str::contains("α_tb")));
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["schema"], "gradtail.summary/1");
+    assert_eq!(summary["samples"], 256);
+    assert_eq!(summary["coords"], 4810);
+    assert_eq!(summary["engine"]["engine"], "cpu");
+    let t = &summary["tensors"][0];
+    assert_eq!(t["name"], "stack");
+    assert_eq!(t["constant_coords"], 719);
+    // Whole-input Simsekli estimate equals the reference's model value (the stack is the model).
+    let want = common::digits_reference_json()["model_simsekli_flat"].as_f64().unwrap();
+    assert!((summary["model"]["alpha_simsekli_flat"].as_f64().unwrap() - want).abs() < 1e-9);
+    let csv = std::fs::read_to_string(out.join("tensors.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0], gradtail::report::CSV_COLUMNS);
+    assert!(lines[1].starts_with("stack,4810,4810,16,"));
+    let bytes = std::fs::read(out.join("coords.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let v = st.tensor("stack/alpha_block").unwrap();
+    assert_eq!((v.dtype(), v.shape()), (safetensors::Dtype::F32, &[4810][..]));
+    assert_eq!(st.names().len(), gradtail::stats::COORD_STATS.len());
+}
+
+#[test]
+fn coords_keep_the_tensor_shape_and_center_file_is_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = noise(8, 6);
+    let path = dir.path().join("w.npy");
+    common::write_npy_f32(&path, &[8, 2, 3], &x);
+    let centre = dir.path().join("c.npy");
+    common::write_npy_f32(&centre, &[6], &[0.0; 6]);
+    let out = dir.path().join("o");
+    gradtail().args(["analyze", path.to_str().unwrap(), "--out", out.to_str().unwrap(), "--center", centre.to_str().unwrap(), "--backend", "cpu"]).assert().success();
+    let bytes = std::fs::read(out.join("coords.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(st.tensor("w/mean").unwrap().shape(), &[2, 3]);
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert!(summary["options"]["center"]["file"].as_str().unwrap().ends_with("c.npy"));
+}
+
+#[test]
+fn fortran_and_big_endian_inputs_give_the_same_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (k, p) = (12, 5);
+    let x = noise(k, p);
+    let c = dir.path().join("c.npy");
+    common::write_npy_f32(&c, &[k, p], &x);
+    // Same array, Fortran order, big-endian float64.
+    let mut bytes = gradtail::input::npy::header_bytes(">f8", &[k, p]);
+    let text = String::from_utf8(bytes[10..].to_vec()).unwrap().replace("'fortran_order': False", "'fortran_order': True ");
+    bytes.truncate(10);
+    bytes.extend_from_slice(text.as_bytes());
+    for j in 0..p {
+        for r in 0..k {
+            bytes.extend_from_slice(&(x[r * p + j] as f64).to_be_bytes());
+        }
+    }
+    let f = dir.path().join("f.npy");
+    std::fs::write(&f, bytes).unwrap();
+    let read = |name: &str| {
+        let out = dir.path().join(format!("o_{name}"));
+        gradtail().args(["analyze", dir.path().join(name).to_str().unwrap(), "--out", out.to_str().unwrap(), "--backend", "cpu"]).assert().success();
+        let s: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+        s["tensors"][0]["alpha_time_blocked"].as_f64().unwrap()
+    };
+    assert_eq!(read("c.npy"), read("f.npy"));
+}
+
+#[test]
+fn synth_then_analyze_recovers_alpha() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("s.npy");
+    gradtail().args(["synth", "--alpha", "1.5", "--samples", "512", "--params", "2000", "--seed", "7", data.to_str().unwrap()]).assert().success();
+    let out = dir.path().join("o");
+    gradtail().args(["analyze", data.to_str().unwrap(), "--out", out.to_str().unwrap(), "--center", "none", "--backend", "cpu"]).assert().success();
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let a = s["tensors"][0]["alpha_time_blocked"].as_f64().unwrap();
+    assert!((a - 1.5).abs() < 0.02, "{a}");
+}
+
+#[test]
+fn demo_runs_without_arguments() {
+    gradtail()
+        .arg("demo")
+        .args(["--backend", "cpu"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("sas_alpha_1.5").and(predicate::str::contains("gaussian")));
+}
+
+/// Runs `analyze` on bad input and checks: non-zero exit, a one-line message naming `names`
+/// and containing `says`, and no output folder.
+fn fails(dir: &Path, inputs: &[&Path], extra: &[&str], names: &str, says: &str) {
+    let out = dir.join("out");
+    let mut args: Vec<String> = vec!["analyze".into()];
+    args.extend(inputs.iter().map(|p| p.to_str().unwrap().to_owned()));
+    args.extend(["--out".into(), out.to_str().unwrap().into(), "--backend".into(), "cpu".into()]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let assert = gradtail().args(&args).assert().failure().code(1);
+    let stderr = String::from_utf8(assert.get_output().stderr.clone()).unwrap();
+    assert!(stderr.contains(names), "message should name {names}: {stderr}");
+    assert!(stderr.contains(says), "message should say '{says}': {stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one-line error expected: {stderr}");
+    assert!(!out.exists(), "nothing may be left in --out");
+    let leftovers: Vec<_> = std::fs::read_dir(dir).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().contains("partial")).collect();
+    assert!(leftovers.is_empty(), "staging files left behind");
+}
+
+#[test]
+fn bad_inputs_fail_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let good = d.join("good.npy");
+    common::write_npy_f32(&good, &[8, 3], &noise(8, 3));
+
+    let not_npy = d.join("notes.npy");
+    std::fs::write(&not_npy, b"hello, this is not an array").unwrap();
+    fails(d, &[&not_npy], &[], "notes.npy", "not an .npy file");
+
+    let truncated = d.join("truncated.npy");
+    let bytes = std::fs::read(&good).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() - 10]).unwrap();
+    fails(d, &[&truncated], &[], "truncated.npy", "truncated");
+
+    let lying = d.join("lying.npy");
+    let mut bytes = gradtail::input::npy::header_bytes("<f4", &[4, 3]);
+    bytes.extend(std::iter::repeat_n(0u8, 8 * 3 * 4));
+    std::fs::write(&lying, bytes).unwrap();
+    fails(d, &[&lying], &[], "lying.npy", "disagrees with the file length");
+
+    let ints = d.join("ints.npy");
+    let mut bytes = gradtail::input::npy::header_bytes("<i4", &[8, 3]);
+    bytes.extend(std::iter::repeat_n(1u8, 8 * 3 * 4));
+    std::fs::write(&ints, bytes).unwrap();
+    fails(d, &[&ints], &[], "ints.npy", "integer dtype");
+
+    let complex = d.join("complex.npy");
+    let mut bytes = gradtail::input::npy::header_bytes("<c8", &[8, 3]);
+    bytes.extend(std::iter::repeat_n(0u8, 8 * 3 * 8));
+    std::fs::write(&complex, bytes).unwrap();
+    fails(d, &[&complex], &[], "complex.npy", "complex dtype");
+
+    let few = d.join("few.npy");
+    common::write_npy_f32(&few, &[3, 4], &noise(3, 4));
+    fails(d, &[&few], &[], "few.npy", "at least 4");
+
+    let empty = d.join("empty.npy");
+    common::write_npy_f32(&empty, &[8, 0], &[]);
+    fails(d, &[&empty], &[], "empty.npy", "P = 0");
+
+    let other_k = d.join("other_k.npy");
+    common::write_npy_f32(&other_k, &[6, 3], &noise(6, 3));
+    fails(d, &[&good, &other_k], &[], "other_k.npy", "same number of samples");
+
+    let short_centre = d.join("centre.npy");
+    common::write_npy_f32(&short_centre, &[2], &[0.0, 0.0]);
+    fails(d, &[&good], &["--center", short_centre.to_str().unwrap()], "centre.npy", "one value per coordinate");
+
+    let missing = d.join("missing.npy");
+    fails(d, &[&good], &["--center", missing.to_str().unwrap()], "missing.npy", "No such file");
+
+    fails(d, &[&missing], &[], "missing.npy", "No such file");
+}
