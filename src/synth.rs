@@ -28,14 +28,31 @@ pub struct SynthSpec {
     pub scale: f64,
     pub seed: u64,
     pub dtype: SynthDtype,
+    /// Standard deviation of ln c_j across coordinates: each coordinate j gets scale
+    /// c·exp(s·z_j), z_j ~ N(0, 1), the heterogeneity that biases flat pooling (spec §0.2).
+    pub log_scale_sd: f64,
 }
 
-/// One row of SαS(α, c) values for row `row` of a stream seeded with `seed`.
-pub fn row(alpha: f64, scale: f64, seed: u64, row: usize, out: &mut [f64]) {
+/// Per-coordinate scales c·exp(s·z_j), seeded by `seed` alone.
+pub fn coord_scales(spec: &SynthSpec) -> Vec<f64> {
+    use rand::RngExt;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(spec.seed ^ 0x5CA1_E5CA_1E5C_A1E5);
+    (0..spec.params)
+        .map(|_| {
+            // Box–Muller: one standard normal from two uniforms.
+            let (u1, u2) = (1.0 - rng.random::<f64>(), rng.random::<f64>());
+            let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+            spec.scale * (spec.log_scale_sd * z).exp()
+        })
+        .collect()
+}
+
+/// One row of SαS(α, c_j) values for row `row` of a stream seeded with `seed`.
+pub fn row(alpha: f64, scales: &[f64], seed: u64, row: usize, out: &mut [f64]) {
     let mut rng =
         rand::rngs::StdRng::seed_from_u64(seed ^ (row as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    for v in out {
-        *v = sas::sample(&mut rng, alpha, scale);
+    for (v, &c) in out.iter_mut().zip(scales) {
+        *v = sas::sample(&mut rng, alpha, c);
     }
 }
 
@@ -50,6 +67,12 @@ pub fn validate(spec: &SynthSpec) -> Result<()> {
         return Err(Error::Config(format!(
             "--scale {} must be positive",
             spec.scale
+        )));
+    }
+    if !(spec.log_scale_sd >= 0.0 && spec.log_scale_sd.is_finite()) {
+        return Err(Error::Config(format!(
+            "--log-scale-sd {} must be finite and non-negative",
+            spec.log_scale_sd
         )));
     }
     if spec.samples == 0 || spec.params == 0 {
@@ -77,12 +100,13 @@ pub fn write_npy(spec: &SynthSpec, path: &Path) -> Result<()> {
             .map_err(io)?;
         let rows_per_chunk = ((32 << 20) / (spec.params * 8)).clamp(1, spec.samples);
         let mut chunk = vec![0.0f64; rows_per_chunk * spec.params];
+        let scales = coord_scales(spec);
         for r0 in (0..spec.samples).step_by(rows_per_chunk) {
             let nr = rows_per_chunk.min(spec.samples - r0);
             let buf = &mut chunk[..nr * spec.params];
             buf.par_chunks_mut(spec.params)
                 .enumerate()
-                .for_each(|(i, out)| row(spec.alpha, spec.scale, spec.seed, r0 + i, out));
+                .for_each(|(i, out)| row(spec.alpha, &scales, spec.seed, r0 + i, out));
             let bytes: Vec<u8> = match spec.dtype {
                 SynthDtype::F16 => buf
                     .iter()
