@@ -299,6 +299,7 @@ fn sas_recovery(mut e: Engine) {
             scale: 1.0,
             seed: 12345,
             dtype: gradtail::synth::SynthDtype::F32,
+            log_scale_sd: 0.0,
         };
         gradtail::synth::write_npy(&spec, &path).unwrap();
         // The data are noise around a known centre of 0; centring Cauchy-like data by its

@@ -29,21 +29,23 @@ def alpha_estimator(m, x):
 
 def main(path):
     t0 = time.perf_counter()
-    g = np.load(path).astype(np.float64)  # scipy works in float64
+    g = np.load(path)  # kept in its stored dtype: a float64 copy would not fit in memory
     k = g.shape[0]
     g = g.reshape(k, -1)
     t_load = time.perf_counter()
-    u = g - g.mean(0)
     var = g.var(0)
     skew = stats.skew(g, axis=0)
     kurt = stats.kurtosis(g, axis=0)
     jb = stats.jarque_bera(g, axis=0)
     k2 = stats.normaltest(g, axis=0)
+    u = g - g.mean(0)
+    del g
     # log-moment alpha (Ma & Nikias 1995) over nonzero centred values
     with np.errstate(divide="ignore", invalid="ignore"):
         lu = np.where(u != 0, np.log(np.abs(u)), np.nan)
         v = np.nanvar(lu, axis=0, ddof=1)
         alpha_logm = np.where(v > np.pi**2 / 8, (6 / np.pi**2 * v - 0.5) ** -0.5, 2.0)
+        del v
         # per-coordinate block sums along time, K1 = largest divisor of K <= sqrt(K)
         k1 = largest_divisor_below_sqrt(k)
         y = u[: k // k1 * k1].reshape(k // k1, k1, -1).sum(1)

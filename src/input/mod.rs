@@ -53,6 +53,58 @@ impl BlockData {
         self.len() == 0
     }
 
+    pub fn dtype(&self) -> Dtype {
+        match self {
+            BlockData::F16(_) => Dtype::F16,
+            BlockData::BF16(_) => Dtype::BF16,
+            BlockData::F32(_) => Dtype::F32,
+            BlockData::F64(_) => Dtype::F64,
+        }
+    }
+
+    /// An empty buffer of `dtype`.
+    pub fn empty(dtype: Dtype) -> Self {
+        match dtype {
+            Dtype::F16 => BlockData::F16(Vec::new()),
+            Dtype::BF16 => BlockData::BF16(Vec::new()),
+            Dtype::F32 => BlockData::F32(Vec::new()),
+            Dtype::F64 => BlockData::F64(Vec::new()),
+        }
+    }
+
+    /// Resizes to `len` values and returns the storage as bytes, to be filled in place.
+    pub fn bytes_mut(&mut self, len: usize) -> &mut [u8] {
+        match self {
+            BlockData::F16(v) | BlockData::BF16(v) => {
+                v.resize(len, 0);
+                bytemuck::cast_slice_mut(v)
+            }
+            BlockData::F32(v) => {
+                v.resize(len, 0.0);
+                bytemuck::cast_slice_mut(v)
+            }
+            BlockData::F64(v) => {
+                v.resize(len, 0.0);
+                bytemuck::cast_slice_mut(v)
+            }
+        }
+    }
+
+    /// Turns values read in the opposite byte order into native order.
+    pub fn swap_bytes(&mut self) {
+        match self {
+            BlockData::F16(v) | BlockData::BF16(v) => {
+                v.iter_mut().for_each(|x| *x = x.swap_bytes())
+            }
+            BlockData::F32(v) => v
+                .iter_mut()
+                .for_each(|x| *x = f32::from_bits(x.to_bits().swap_bytes())),
+            BlockData::F64(v) => v
+                .iter_mut()
+                .for_each(|x| *x = f64::from_bits(x.to_bits().swap_bytes())),
+        }
+    }
+
     /// Widens `range` of the values into `out` (same length) as f64.
     pub fn widen_into(&self, range: Range<usize>, out: &mut [f64]) {
         match self {
@@ -77,14 +129,35 @@ impl BlockData {
 }
 
 /// One piece of a tensor: samples `rows` (axis 0) of coordinates `cols` (the flattened rest).
-#[derive(Clone, Debug)]
+/// A block read by [`prefetch`] hands its buffer back for reuse when dropped, so streaming
+/// allocates (and page-faults) a handful of buffers, not one per block.
+#[derive(Debug)]
 pub struct Block {
     pub rows: Range<usize>,
     pub cols: Range<usize>,
     pub data: BlockData,
+    recycle: Option<std::sync::mpsc::Sender<BlockData>>,
+}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        if let Some(tx) = self.recycle.take() {
+            let data = std::mem::replace(&mut self.data, BlockData::F32(Vec::new()));
+            let _ = tx.send(data);
+        }
+    }
 }
 
 impl Block {
+    pub fn new(rows: Range<usize>, cols: Range<usize>, data: BlockData) -> Self {
+        Block {
+            rows,
+            cols,
+            data,
+            recycle: None,
+        }
+    }
+
     pub fn width(&self) -> usize {
         self.cols.len()
     }
@@ -111,7 +184,16 @@ impl TensorMeta {
 /// A tensor that can hand out blocks of itself, in any order the caller asks.
 pub trait TensorSource: Send + Sync {
     fn meta(&self) -> &TensorMeta;
-    fn read_block(&self, rows: Range<usize>, cols: Range<usize>) -> Result<Block>;
+    fn read_block(&self, rows: Range<usize>, cols: Range<usize>) -> Result<Block> {
+        self.read_block_into(rows, cols, None)
+    }
+    /// Reads a block, reusing `reuse`'s allocation when its dtype fits.
+    fn read_block_into(
+        &self,
+        rows: Range<usize>,
+        cols: Range<usize>,
+        reuse: Option<BlockData>,
+    ) -> Result<Block>;
     /// Whether each coordinate's samples are contiguous (Fortran order), which changes the
     /// cheapest block shape.
     fn is_fortran(&self) -> bool {
@@ -139,9 +221,16 @@ pub fn prefetch<'a>(
     scope: &'a std::thread::Scope<'a, '_>,
 ) -> impl Iterator<Item = Result<Block>> + 'a {
     let (tx, rx) = std::sync::mpsc::sync_channel(depth.max(1));
+    let (back_tx, back_rx) = std::sync::mpsc::channel();
     scope.spawn(move || {
         for (rows, cols) in plan {
-            let block = src.read_block(rows.clone(), cols.clone());
+            let reuse = back_rx.try_recv().ok();
+            let block = src
+                .read_block_into(rows.clone(), cols.clone(), reuse)
+                .map(|mut b| {
+                    b.recycle = Some(back_tx.clone());
+                    b
+                });
             let failed = block.is_err();
             if tx.send(block).is_err() || failed {
                 break;

@@ -120,14 +120,22 @@ impl TensorSource for NpyTensor {
         self.header.fortran
     }
 
-    fn read_block(&self, rows: Range<usize>, cols: Range<usize>) -> Result<Block> {
+    fn read_block_into(
+        &self,
+        rows: Range<usize>,
+        cols: Range<usize>,
+        reuse: Option<BlockData>,
+    ) -> Result<Block> {
         let esize = self.header.dtype.size();
         let (k, p) = (self.meta.samples, self.meta.coords());
         let (nr, nc) = (rows.len(), cols.len());
-        let mut raw = vec![0u8; nr * nc * esize];
+        let mut data = reuse
+            .filter(|d| d.dtype() == self.header.dtype)
+            .unwrap_or_else(|| BlockData::empty(self.header.dtype));
+        let raw = data.bytes_mut(nr * nc);
         if !self.header.fortran {
             if nc == p {
-                self.read_bytes((rows.start * p * esize) as u64, &mut raw)?;
+                self.read_bytes((rows.start * p * esize) as u64, raw)?;
             } else {
                 for (i, r) in rows.clone().enumerate() {
                     let dst = &mut raw[i * nc * esize..(i + 1) * nc * esize];
@@ -168,35 +176,10 @@ impl TensorSource for NpyTensor {
                 }
             }
         }
-        Ok(Block {
-            rows,
-            cols,
-            data: decode(&raw, self.header.dtype, self.header.big_endian),
-        })
-    }
-}
-
-/// Turns raw bytes into typed values in native order.
-pub fn decode(raw: &[u8], dtype: Dtype, big_endian: bool) -> BlockData {
-    macro_rules! conv {
-        ($t:ty, $n:expr) => {
-            raw.chunks_exact($n)
-                .map(|c| {
-                    let b: [u8; $n] = c.try_into().expect("chunks_exact");
-                    if big_endian {
-                        <$t>::from_be_bytes(b)
-                    } else {
-                        <$t>::from_le_bytes(b)
-                    }
-                })
-                .collect()
-        };
-    }
-    match dtype {
-        Dtype::F16 => BlockData::F16(conv!(u16, 2)),
-        Dtype::BF16 => BlockData::BF16(conv!(u16, 2)),
-        Dtype::F32 => BlockData::F32(conv!(f32, 4)),
-        Dtype::F64 => BlockData::F64(conv!(f64, 8)),
+        if self.header.big_endian != cfg!(target_endian = "big") {
+            data.swap_bytes();
+        }
+        Ok(Block::new(rows, cols, data))
     }
 }
 

@@ -1,0 +1,82 @@
+//! Criterion benchmarks of the engines' kernels on seeded in-memory data (no disk), with
+//! throughput in input bytes. `cargo bench --bench kernels`.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+use gradtail::engine::accum::{CoordAcc, FlatAcc, FlatSpec, MeanAcc};
+use gradtail::engine::cpu::CpuEngine;
+use gradtail::engine::{Backend, StatsJob, TensorAcc};
+use gradtail::input::{Block, BlockData};
+
+const K: usize = 256;
+const P: usize = 65_536;
+
+fn data() -> Vec<f32> {
+    let mut row = vec![0.0; P];
+    let scales = vec![1.0; P];
+    let mut out = Vec::with_capacity(K * P);
+    for r in 0..K {
+        gradtail::synth::row(1.7, &scales, 42, r, &mut row);
+        out.extend(row.iter().map(|&v| v as f32));
+    }
+    out
+}
+
+fn kernels(c: &mut Criterion) {
+    let x = data();
+    let mut cpu = CpuEngine::new(0).unwrap();
+    let mut g = c.benchmark_group("cpu");
+    g.throughput(Throughput::Bytes((K * P * 4) as u64));
+    g.sample_size(10);
+    let block = || Block::new(0..K, 0..P, BlockData::F32(x.clone()));
+    g.bench_function("coord_mean", |b| {
+        b.iter_batched(
+            block,
+            |blk| {
+                let mut out = vec![MeanAcc::default(); P];
+                cpu.coord_mean(&mut std::iter::once(Ok(blk)), &mut out)
+                    .unwrap();
+                out
+            },
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    let zeros = vec![0.0; P];
+    let m = gradtail::stats::tail::largest_divisor_below_sqrt((K * P) as u64);
+    let job = StatsJob {
+        k1: 16,
+        used_rows: K,
+        shift: &zeros,
+        centre: &zeros,
+        flat_tensor: FlatSpec {
+            stride: P as u64,
+            base: 0,
+            m,
+        },
+        flat_model: FlatSpec {
+            stride: P as u64,
+            base: 0,
+            m,
+        },
+    };
+    g.bench_function("coord_stats", |b| {
+        b.iter_batched(
+            block,
+            |blk| {
+                let mut acc = TensorAcc {
+                    coords: vec![CoordAcc::default(); P],
+                    flat: FlatAcc::new((K * P) / m as usize),
+                };
+                let mut model = FlatAcc::new((K * P) / m as usize);
+                cpu.coord_stats(&job, &mut std::iter::once(Ok(blk)), &mut acc, &mut model)
+                    .unwrap();
+                acc
+            },
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, kernels);
+criterion_main!(benches);
