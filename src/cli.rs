@@ -39,9 +39,19 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct AnalyzeArgs {
-    /// Input .npy files of shape (K, ...): K samples on axis 0; each file is one tensor.
+    /// Inputs: .npy files of shape (K, ...) (one tensor each); .npz archives; one stacked
+    /// .safetensors file; or a folder, glob or list of per-step .safetensors files.
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
+    /// Analyse only tensors whose name matches one of these globs.
+    #[arg(long)]
+    include: Vec<String>,
+    /// Leave out tensors whose name matches one of these globs.
+    #[arg(long)]
+    exclude: Vec<String>,
+    /// Skip unreadable or inconsistent step files instead of failing; each is reported.
+    #[arg(long)]
+    skip_bad: bool,
     /// Output folder for summary.json, tensors.csv and coords.safetensors.
     #[arg(long)]
     out: PathBuf,
@@ -156,10 +166,22 @@ fn analyze_cmd(a: AnalyzeArgs, progress: bool) -> Result<()> {
             );
         }
     }
-    let mut sources = Vec::new();
-    for path in &a.inputs {
-        sources.extend(gradtail::input::open(path)?);
+    let select = gradtail::input::Select::new(&a.include, &a.exclude)?;
+    let inputs = gradtail::input::open_all(&a.inputs, &select, a.skip_bad)?;
+    for s in &inputs.skipped {
+        eprintln!("gradtail: skipped tensor {}: {}", s.name, s.reason);
     }
+    for s in &inputs.bad_files {
+        eprintln!("gradtail: skipped step file {}: {}", s.name, s.reason);
+    }
+    if !inputs.bad_files.is_empty() {
+        eprintln!(
+            "gradtail: {} step files skipped; using {} samples",
+            inputs.bad_files.len(),
+            inputs.sources.first().map_or(0, |s| s.meta().samples)
+        );
+    }
+    let sources = &inputs.sources;
     let mut backend = make_backend(&a.engine)?;
     let opts = Options {
         center: center.clone(),
@@ -167,7 +189,7 @@ fn analyze_cmd(a: AnalyzeArgs, progress: bool) -> Result<()> {
         progress,
         ..Options::default()
     };
-    let analysis = analyze::analyze(&sources, &opts, backend.as_mut())?;
+    let analysis = analyze::analyze(sources, &opts, backend.as_mut())?;
     let info = backend.info();
     let report = RunReport {
         analysis: &analysis,
@@ -177,6 +199,8 @@ fn analyze_cmd(a: AnalyzeArgs, progress: bool) -> Result<()> {
         backend: info.engine,
         elapsed_s: start.elapsed().as_secs_f64(),
         coords_dtype: a.coords_dtype,
+        skipped: &inputs.skipped,
+        bad_files: &inputs.bad_files,
     };
     report
         .write(&a.out)
@@ -249,6 +273,9 @@ fn demo_cmd(d: DemoArgs, progress: bool) -> Result<()> {
         out: out.clone(),
         engine: d.engine,
         center: "none".into(),
+        include: Vec::new(),
+        exclude: Vec::new(),
+        skip_bad: false,
         block: None,
         coords_dtype: CoordsDtype::F32,
     };

@@ -14,7 +14,9 @@ fn gradtail() -> Command {
 }
 
 fn noise(k: usize, p: usize) -> Vec<f32> {
-    (0..k * p).map(|i| (((i * 7919) % 1000) as f32 / 1000.0 - 0.5) * (1.0 + (i % 3) as f32)).collect()
+    (0..k * p)
+        .map(|i| (((i * 7919) % 1000) as f32 / 1000.0 - 0.5) * (1.0 + (i % 3) as f32))
+        .collect()
 }
 
 #[test]
@@ -22,11 +24,19 @@ fn analyze_writes_all_outputs() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     gradtail()
-        .args(["analyze", common::data("digits/stack.npy").to_str().unwrap(), "--out", out.to_str().unwrap(), "--backend", "cpu"])
+        .args([
+            "analyze",
+            common::data("digits/stack.npy").to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--backend",
+            "cpu",
+        ])
         .assert()
         .success()
         .stdout(predicate::str::contains("stack").and(predicate::str::contains("α_tb")));
-    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["schema"], "gradtail.summary/1");
     assert_eq!(summary["samples"], 256);
     assert_eq!(summary["coords"], 4810);
@@ -35,7 +45,9 @@ fn analyze_writes_all_outputs() {
     assert_eq!(t["name"], "stack");
     assert_eq!(t["constant_coords"], 719);
     // Whole-input Simsekli estimate equals the reference's model value (the stack is the model).
-    let want = common::digits_reference_json()["model_simsekli_flat"].as_f64().unwrap();
+    let want = common::digits_reference_json()["model_simsekli_flat"]
+        .as_f64()
+        .unwrap();
     assert!((summary["model"]["alpha_simsekli_flat"].as_f64().unwrap() - want).abs() < 1e-9);
     let csv = std::fs::read_to_string(out.join("tensors.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
@@ -45,7 +57,10 @@ fn analyze_writes_all_outputs() {
     let bytes = std::fs::read(out.join("coords.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let v = st.tensor("stack/alpha_block").unwrap();
-    assert_eq!((v.dtype(), v.shape()), (safetensors::Dtype::F32, &[4810][..]));
+    assert_eq!(
+        (v.dtype(), v.shape()),
+        (safetensors::Dtype::F32, &[4810][..])
+    );
     assert_eq!(st.names().len(), gradtail::stats::COORD_STATS.len());
 }
 
@@ -58,12 +73,28 @@ fn coords_keep_the_tensor_shape_and_center_file_is_used() {
     let centre = dir.path().join("c.npy");
     common::write_npy_f32(&centre, &[6], &[0.0; 6]);
     let out = dir.path().join("o");
-    gradtail().args(["analyze", path.to_str().unwrap(), "--out", out.to_str().unwrap(), "--center", centre.to_str().unwrap(), "--backend", "cpu"]).assert().success();
+    gradtail()
+        .args([
+            "analyze",
+            path.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--center",
+            centre.to_str().unwrap(),
+            "--backend",
+            "cpu",
+        ])
+        .assert()
+        .success();
     let bytes = std::fs::read(out.join("coords.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     assert_eq!(st.tensor("w/mean").unwrap().shape(), &[2, 3]);
-    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
-    assert!(summary["options"]["center"]["file"].as_str().unwrap().ends_with("c.npy"));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert!(summary["options"]["center"]["file"]
+        .as_str()
+        .unwrap()
+        .ends_with("c.npy"));
 }
 
 #[test]
@@ -75,7 +106,9 @@ fn fortran_and_big_endian_inputs_give_the_same_numbers() {
     common::write_npy_f32(&c, &[k, p], &x);
     // Same array, Fortran order, big-endian float64.
     let mut bytes = gradtail::input::npy::header_bytes(">f8", &[k, p]);
-    let text = String::from_utf8(bytes[10..].to_vec()).unwrap().replace("'fortran_order': False", "'fortran_order': True ");
+    let text = String::from_utf8(bytes[10..].to_vec())
+        .unwrap()
+        .replace("'fortran_order': False", "'fortran_order': True ");
     bytes.truncate(10);
     bytes.extend_from_slice(text.as_bytes());
     for j in 0..p {
@@ -87,8 +120,19 @@ fn fortran_and_big_endian_inputs_give_the_same_numbers() {
     std::fs::write(&f, bytes).unwrap();
     let read = |name: &str| {
         let out = dir.path().join(format!("o_{name}"));
-        gradtail().args(["analyze", dir.path().join(name).to_str().unwrap(), "--out", out.to_str().unwrap(), "--backend", "cpu"]).assert().success();
-        let s: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+        gradtail()
+            .args([
+                "analyze",
+                dir.path().join(name).to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--backend",
+                "cpu",
+            ])
+            .assert()
+            .success();
+        let s: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
         s["tensors"][0]["alpha_time_blocked"].as_f64().unwrap()
     };
     assert_eq!(read("c.npy"), read("f.npy"));
@@ -98,10 +142,37 @@ fn fortran_and_big_endian_inputs_give_the_same_numbers() {
 fn synth_then_analyze_recovers_alpha() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("s.npy");
-    gradtail().args(["synth", "--alpha", "1.5", "--samples", "512", "--params", "2000", "--seed", "7", data.to_str().unwrap()]).assert().success();
+    gradtail()
+        .args([
+            "synth",
+            "--alpha",
+            "1.5",
+            "--samples",
+            "512",
+            "--params",
+            "2000",
+            "--seed",
+            "7",
+            data.to_str().unwrap(),
+        ])
+        .assert()
+        .success();
     let out = dir.path().join("o");
-    gradtail().args(["analyze", data.to_str().unwrap(), "--out", out.to_str().unwrap(), "--center", "none", "--backend", "cpu"]).assert().success();
-    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    gradtail()
+        .args([
+            "analyze",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--center",
+            "none",
+            "--backend",
+            "cpu",
+        ])
+        .assert()
+        .success();
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
     let a = s["tensors"][0]["alpha_time_blocked"].as_f64().unwrap();
     assert!((a - 1.5).abs() < 0.02, "{a}");
 }
@@ -113,7 +184,9 @@ fn demo_runs_without_arguments() {
         .args(["--backend", "cpu"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("sas_alpha_1.5").and(predicate::str::contains("gaussian")));
+        .stdout(
+            predicate::str::contains("sas_alpha_1.5").and(predicate::str::contains("gaussian")),
+        );
 }
 
 /// Runs `analyze` on bad input and checks: non-zero exit, a one-line message naming `names`
@@ -122,15 +195,34 @@ fn fails(dir: &Path, inputs: &[&Path], extra: &[&str], names: &str, says: &str) 
     let out = dir.join("out");
     let mut args: Vec<String> = vec!["analyze".into()];
     args.extend(inputs.iter().map(|p| p.to_str().unwrap().to_owned()));
-    args.extend(["--out".into(), out.to_str().unwrap().into(), "--backend".into(), "cpu".into()]);
+    args.extend([
+        "--out".into(),
+        out.to_str().unwrap().into(),
+        "--backend".into(),
+        "cpu".into(),
+    ]);
     args.extend(extra.iter().map(|s| s.to_string()));
     let assert = gradtail().args(&args).assert().failure().code(1);
     let stderr = String::from_utf8(assert.get_output().stderr.clone()).unwrap();
-    assert!(stderr.contains(names), "message should name {names}: {stderr}");
-    assert!(stderr.contains(says), "message should say '{says}': {stderr}");
-    assert_eq!(stderr.trim().lines().count(), 1, "one-line error expected: {stderr}");
+    assert!(
+        stderr.contains(names),
+        "message should name {names}: {stderr}"
+    );
+    assert!(
+        stderr.contains(says),
+        "message should say '{says}': {stderr}"
+    );
+    assert_eq!(
+        stderr.trim().lines().count(),
+        1,
+        "one-line error expected: {stderr}"
+    );
     assert!(!out.exists(), "nothing may be left in --out");
-    let leftovers: Vec<_> = std::fs::read_dir(dir).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().contains("partial")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("partial"))
+        .collect();
     assert!(leftovers.is_empty(), "staging files left behind");
 }
 
@@ -154,7 +246,13 @@ fn bad_inputs_fail_cleanly() {
     let mut bytes = gradtail::input::npy::header_bytes("<f4", &[4, 3]);
     bytes.extend(std::iter::repeat_n(0u8, 8 * 3 * 4));
     std::fs::write(&lying, bytes).unwrap();
-    fails(d, &[&lying], &[], "lying.npy", "disagrees with the file length");
+    fails(
+        d,
+        &[&lying],
+        &[],
+        "lying.npy",
+        "disagrees with the file length",
+    );
 
     let ints = d.join("ints.npy");
     let mut bytes = gradtail::input::npy::header_bytes("<i4", &[8, 3]);
@@ -178,14 +276,252 @@ fn bad_inputs_fail_cleanly() {
 
     let other_k = d.join("other_k.npy");
     common::write_npy_f32(&other_k, &[6, 3], &noise(6, 3));
-    fails(d, &[&good, &other_k], &[], "other_k.npy", "same number of samples");
+    fails(
+        d,
+        &[&good, &other_k],
+        &[],
+        "other_k.npy",
+        "same number of samples",
+    );
 
     let short_centre = d.join("centre.npy");
     common::write_npy_f32(&short_centre, &[2], &[0.0, 0.0]);
-    fails(d, &[&good], &["--center", short_centre.to_str().unwrap()], "centre.npy", "one value per coordinate");
+    fails(
+        d,
+        &[&good],
+        &["--center", short_centre.to_str().unwrap()],
+        "centre.npy",
+        "one value per coordinate",
+    );
 
     let missing = d.join("missing.npy");
-    fails(d, &[&good], &["--center", missing.to_str().unwrap()], "missing.npy", "No such file");
+    fails(
+        d,
+        &[&good],
+        &["--center", missing.to_str().unwrap()],
+        "missing.npy",
+        "No such file",
+    );
 
     fails(d, &[&missing], &[], "missing.npy", "No such file");
+}
+
+/// A folder with the first `k` digits step files.
+fn step_folder(dir: &Path, k: usize) -> std::path::PathBuf {
+    let steps = dir.join("steps");
+    std::fs::create_dir_all(&steps).unwrap();
+    for i in 0..k {
+        let name = format!("step_{i:04}.safetensors");
+        std::fs::copy(
+            common::data("digits/snapshots").join(&name),
+            steps.join(&name),
+        )
+        .unwrap();
+    }
+    steps
+}
+
+/// Rewrites one step file with its tensors changed by `edit` (name, dtype, shape, bytes).
+fn rewrite_step(
+    path: &Path,
+    edit: impl Fn(&mut Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>),
+) {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
+        .collect();
+    edit(&mut tensors);
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(n, d, s, b)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    safetensors::tensor::serialize_to_file(views, None, path).unwrap();
+}
+
+#[test]
+fn bad_step_folders_fail_cleanly() {
+    let cases: Vec<(&str, Box<dyn Fn(&Path)>, &str)> = vec![
+        (
+            "missing tensor",
+            Box::new(|p| rewrite_step(p, |t| t.retain(|(n, ..)| n != "fc1.bias"))),
+            "tensor 'fc1.bias' is missing",
+        ),
+        (
+            "shape change",
+            Box::new(|p| {
+                rewrite_step(p, |t| {
+                    for x in t.iter_mut().filter(|x| x.0 == "fc0.bias") {
+                        x.2 = vec![32, 2];
+                    }
+                })
+            }),
+            "same layout",
+        ),
+        (
+            "dtype change",
+            Box::new(|p| {
+                rewrite_step(p, |t| {
+                    for x in t.iter_mut().filter(|x| x.0 == "fc0.bias") {
+                        x.1 = safetensors::Dtype::I32;
+                    }
+                })
+            }),
+            "same layout",
+        ),
+        (
+            "truncated",
+            Box::new(|p| {
+                let b = std::fs::read(p).unwrap();
+                std::fs::write(p, &b[..b.len() - 100]).unwrap();
+            }),
+            "truncated",
+        ),
+        (
+            "lying header length",
+            Box::new(|p| {
+                let mut b = std::fs::read(p).unwrap();
+                b[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+                std::fs::write(p, b).unwrap();
+            }),
+            "header",
+        ),
+        (
+            "lying offsets",
+            Box::new(|p| {
+                let b = std::fs::read(p).unwrap();
+                let text = String::from_utf8_lossy(&b)
+                    .replacen("[0,256]", "[0,252]", 1)
+                    .into_bytes();
+                std::fs::write(p, text).unwrap();
+            }),
+            "header",
+        ),
+    ];
+    for (what, damage, says) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let steps = step_folder(dir.path(), 8);
+        let bad = steps.join("step_0005.safetensors");
+        damage(&bad);
+        let out = dir.path().join("out");
+        let assert = gradtail()
+            .args([
+                "analyze",
+                steps.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--backend",
+                "cpu",
+            ])
+            .assert()
+            .failure()
+            .code(1);
+        let stderr = String::from_utf8(assert.get_output().stderr.clone()).unwrap();
+        assert!(
+            stderr.contains("step_0005.safetensors") && stderr.contains(says),
+            "{what}: {stderr}"
+        );
+        assert!(!out.exists(), "{what}: output left behind");
+        // --skip-bad uses the other seven samples and says so.
+        let assert = gradtail()
+            .args([
+                "analyze",
+                steps.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--backend",
+                "cpu",
+                "--skip-bad",
+            ])
+            .assert()
+            .success();
+        let stderr = String::from_utf8(assert.get_output().stderr.clone()).unwrap();
+        assert!(
+            stderr.contains("step_0005.safetensors") && stderr.contains("using 7 samples"),
+            "{what}: {stderr}"
+        );
+        let s: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+        assert_eq!(s["samples"], 7, "{what}");
+        assert_eq!(s["skipped_files"].as_array().unwrap().len(), 1, "{what}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    fails(
+        dir.path(),
+        &[&empty],
+        &[],
+        "empty",
+        "no .safetensors step files",
+    );
+}
+
+#[test]
+fn filters_and_unsupported_dtypes_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let steps = step_folder(dir.path(), 8);
+    for i in 0..8 {
+        rewrite_step(&steps.join(format!("step_{i:04}.safetensors")), |t| {
+            t.push((
+                "step".into(),
+                safetensors::Dtype::I64,
+                vec![1],
+                i64::to_le_bytes(i).to_vec(),
+            ))
+        });
+    }
+    let out = dir.path().join("out");
+    let assert = gradtail()
+        .args([
+            "analyze",
+            steps.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--backend",
+            "cpu",
+            "--include",
+            "fc*",
+            "--exclude",
+            "*.bias",
+        ])
+        .assert()
+        .success();
+    let stderr = String::from_utf8(assert.get_output().stderr.clone()).unwrap();
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let names: Vec<&str> = s["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["fc0.weight", "fc1.weight"]);
+    // "step" is excluded by --include before its dtype matters; without filters it is skipped.
+    assert!(
+        s["skipped_tensors"].as_array().unwrap().is_empty(),
+        "{stderr}"
+    );
+    gradtail()
+        .args([
+            "analyze",
+            steps.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--backend",
+            "cpu",
+        ])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("skipped tensor step: dtype I64"));
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["skipped_tensors"][0]["name"], "step");
 }

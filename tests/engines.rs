@@ -339,6 +339,81 @@ fn sas_recovery(mut e: Engine) {
     }
 }
 
+/// The digits data in every input form: step-file folder, stacked safetensors, npz and the
+/// (K, P) stack give identical per-coordinate results, and per-tensor results that match
+/// reference.json.
+fn input_forms(mut e: Engine) {
+    let reference = common::digits_reference_json();
+    let stack = common::analyze_files(
+        &[common::data("digits/stack.npy")],
+        &Options::default(),
+        e.backend.as_mut(),
+    );
+    let layout: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(common::data("digits/layout.json")).unwrap())
+            .unwrap();
+    for form in [
+        "digits/snapshots",
+        "digits/stacked.safetensors",
+        "digits/stacked.npz",
+    ] {
+        let a = common::analyze_files(
+            &[common::data(form)],
+            &Options::default(),
+            e.backend.as_mut(),
+        );
+        assert_eq!(a.tensors.len(), 4, "{form}");
+        for t in layout["tensors"].as_array().unwrap() {
+            let name = t["name"].as_str().unwrap();
+            let (off, size) = (
+                t["offset"].as_u64().unwrap() as usize,
+                t["size"].as_u64().unwrap() as usize,
+            );
+            let got = a
+                .tensors
+                .iter()
+                .find(|r| r.meta.name == name)
+                .unwrap_or_else(|| panic!("{form}: no {name}"));
+            for (stat, col) in got.coords.iter() {
+                let want = &stack.tensors[0].coords.get(stat)[off..off + size];
+                let same = col
+                    .iter()
+                    .zip(want)
+                    .all(|(x, y)| x == y || (x.is_nan() && y.is_nan()));
+                assert!(same, "{form} {name}/{stat} differs from stack.npy");
+            }
+            let r = reference["tensors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["name"] == name)
+                .unwrap();
+            let s = &got.summary;
+            close_inv(
+                s.alpha_time_blocked,
+                r["alpha_time_blocked"].as_f64().unwrap(),
+                e.tol,
+                &format!("{form} {name}"),
+            );
+            close_inv(
+                s.alpha_simsekli_flat,
+                r["alpha_simsekli_flat"].as_f64().unwrap(),
+                e.tol,
+                &format!("{form} {name} flat"),
+            );
+            assert!(
+                (s.jb_reject_frac - r["jb_reject_frac"].as_f64().unwrap()).abs() <= e.tol,
+                "{form} {name}"
+            );
+            assert_eq!(
+                s.constant_coords,
+                r["constant_coords"].as_u64().unwrap(),
+                "{form} {name}"
+            );
+        }
+    }
+}
+
 macro_rules! engine_suite {
     ($engine:ident) => {
         mod $engine {
@@ -361,6 +436,12 @@ macro_rules! engine_suite {
             fn adversarial() {
                 if let Some(e) = engine() {
                     super::adversarial(e)
+                }
+            }
+            #[test]
+            fn input_forms() {
+                if let Some(e) = engine() {
+                    super::input_forms(e)
                 }
             }
             #[test]

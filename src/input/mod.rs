@@ -4,7 +4,9 @@
 //! K1, so time blocks never straddle two blocks (see `engine::accum::TailAcc`).
 
 pub mod npy;
+pub mod npz;
 pub mod plan;
+pub mod safetensors;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -201,15 +203,161 @@ pub trait TensorSource: Send + Sync {
     }
 }
 
-/// Opens one input path. `.npy` is a stacked (K, ...) array.
-pub fn open(path: &Path) -> Result<Vec<Box<dyn TensorSource>>> {
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("npy") => Ok(vec![Box::new(npy::NpyTensor::open(path)?)]),
-        _ => Err(Error::bad(
-            path,
-            "unsupported input: expected a .npy file of shape (K, ...) with K samples on axis 0",
-        )),
+/// Tensor-name filters (`--include`, `--exclude`), shell-style globs.
+#[derive(Clone, Debug, Default)]
+pub struct Select {
+    pub include: Vec<glob::Pattern>,
+    pub exclude: Vec<glob::Pattern>,
+}
+
+impl Select {
+    pub fn new(include: &[String], exclude: &[String]) -> Result<Self> {
+        let compile = |pats: &[String]| {
+            pats.iter()
+                .map(|p| {
+                    glob::Pattern::new(p)
+                        .map_err(|e| Error::Config(format!("bad tensor pattern '{p}': {e}")))
+                })
+                .collect::<Result<Vec<_>>>()
+        };
+        Ok(Select {
+            include: compile(include)?,
+            exclude: compile(exclude)?,
+        })
     }
+
+    pub fn keep(&self, name: &str) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|p| p.matches(name)))
+            && !self.exclude.iter().any(|p| p.matches(name))
+    }
+}
+
+/// A tensor or file left out, and why.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Skipped {
+    pub name: String,
+    pub reason: String,
+}
+
+impl Skipped {
+    pub fn new(name: &str, reason: impl Into<String>) -> Self {
+        Skipped {
+            name: name.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Everything opened from the command line's inputs.
+#[derive(Default)]
+pub struct Inputs {
+    pub sources: Vec<Box<dyn TensorSource>>,
+    /// Tensors left out (unsupported dtype, scalar).
+    pub skipped: Vec<Skipped>,
+    /// Step files left out by `--skip-bad`.
+    pub bad_files: Vec<Skipped>,
+}
+
+fn ext(p: &Path) -> Option<&str> {
+    p.extension().and_then(|e| e.to_str())
+}
+
+fn step_files_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| ext(p) == Some("safetensors"))
+        .collect();
+    if files.is_empty() {
+        return Err(Error::unusable(
+            dir,
+            None,
+            "no .safetensors step files in this folder",
+        ));
+    }
+    sort_steps(&mut files);
+    Ok(files)
+}
+
+fn sort_steps(files: &mut [PathBuf]) {
+    files.sort_by(|a, b| safetensors::natural_cmp(&a.to_string_lossy(), &b.to_string_lossy()));
+}
+
+/// Opens one input path with no filters.
+pub fn open(path: &Path) -> Result<Vec<Box<dyn TensorSource>>> {
+    Ok(open_all(&[path.to_path_buf()], &Select::default(), false)?.sources)
+}
+
+/// Opens the command line's inputs:
+/// - a folder, a glob, or several `.safetensors` files: per-step files, one sample each;
+/// - one `.safetensors` file: tensors stacked with a leading sample axis;
+/// - `.npy` files: one (K, ...) tensor each, named by file stem;
+/// - `.npz` archives (numpy.savez): one tensor per member.
+pub fn open_all(paths: &[PathBuf], select: &Select, skip_bad: bool) -> Result<Inputs> {
+    let mut inputs = Inputs::default();
+    let is_glob = |p: &Path| !p.exists() && p.to_string_lossy().contains(['*', '?', '[']);
+    let steps: Option<Vec<PathBuf>> = match paths {
+        [one] if one.is_dir() => Some(step_files_in(one)?),
+        [one] if is_glob(one) => {
+            let pattern = one.to_string_lossy();
+            let mut files: Vec<PathBuf> = glob::glob(&pattern)
+                .map_err(|e| Error::Config(format!("bad glob '{pattern}': {e}")))?
+                .filter_map(|p| p.ok())
+                .collect();
+            if files.is_empty() {
+                return Err(Error::unusable(one, None, "the glob matches no file"));
+            }
+            sort_steps(&mut files);
+            Some(files)
+        }
+        many if many.len() > 1 && many.iter().all(|p| ext(p) == Some("safetensors")) => {
+            let mut files = many.to_vec();
+            sort_steps(&mut files);
+            Some(files)
+        }
+        _ => None,
+    };
+    if let Some(files) = steps {
+        inputs.sources = safetensors::open_steps(
+            &files,
+            select,
+            skip_bad,
+            &mut inputs.skipped,
+            &mut inputs.bad_files,
+        )?;
+        return Ok(inputs);
+    }
+    for path in paths {
+        if path.is_dir() {
+            return Err(Error::unusable(
+                path,
+                None,
+                "a folder of step files must be the only input",
+            ));
+        }
+        match ext(path) {
+            Some("npy") => {
+                let t = npy::NpyTensor::open(path)?;
+                if select.keep(&t.meta().name) {
+                    inputs.sources.push(Box::new(t));
+                }
+            }
+            Some("npz") => inputs.sources.extend(npz::open(path, select)?),
+            Some("safetensors") => inputs.sources.extend(safetensors::open_stacked(path, select, &mut inputs.skipped)?),
+            _ => {
+                return Err(Error::bad(
+                    path,
+                    "unsupported input: expected .npy, .npz, a .safetensors file or a folder of per-step .safetensors files",
+                ))
+            }
+        }
+    }
+    if inputs.sources.is_empty() {
+        return Err(Error::Config(
+            "no tensor left to analyse after --include/--exclude and dtype checks".into(),
+        ));
+    }
+    Ok(inputs)
 }
 
 /// Reads a tensor's blocks in the planned order on a background thread, `depth` blocks ahead,

@@ -33,18 +33,29 @@ pub struct NpyTensor {
 impl NpyTensor {
     pub fn open(path: &Path) -> Result<Self> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let header = read_header(path, &file)?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "tensor".into());
+        Self::open_at(path, file, 0, len, name)
+    }
+
+    /// An `.npy` image stored at byte `base` of `file`, `len` bytes long (a whole file, or an
+    /// uncompressed `.npz` member).
+    pub fn open_at(path: &Path, file: File, base: u64, len: u64, name: String) -> Result<Self> {
+        let header = read_header(path, &file, base)?;
         let count: usize = header.shape.iter().product();
-        let expected = header.data_offset + (count * header.dtype.size()) as u64;
+        let expected = header.data_offset - base + (count * header.dtype.size()) as u64;
+        let data_offset = header.data_offset;
         if len < expected {
             return Err(Error::bad(
                 path,
                 format!(
                     "truncated: the header promises shape {:?} ({} bytes of data) but the file holds {} bytes of data; re-save or re-copy the file",
                     header.shape,
-                    expected - header.data_offset,
-                    len.saturating_sub(header.data_offset)
+                    expected - (data_offset - base),
+                    len.saturating_sub(data_offset - base)
                 ),
             ));
         }
@@ -54,22 +65,18 @@ impl NpyTensor {
                 format!(
                     "the header's shape {:?} disagrees with the file length ({} bytes of data where {} are expected); the file is damaged or was written by a faulty tool",
                     header.shape,
-                    len - header.data_offset,
-                    expected - header.data_offset
+                    len - (data_offset - base),
+                    expected - (data_offset - base)
                 ),
             ));
         }
         let Some((&samples, rest)) = header.shape.split_first() else {
             return Err(Error::unusable(
                 path,
-                None,
+                Some(&name),
                 "a 0-d array holds no samples: expected shape (K, ...) with K samples on axis 0",
             ));
         };
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "tensor".into());
         let meta = TensorMeta {
             name,
             path: path.to_path_buf(),
@@ -78,6 +85,11 @@ impl NpyTensor {
             shape: rest.to_vec(),
         };
         Ok(NpyTensor { meta, header, file })
+    }
+
+    /// A tensor whose header is already known (a stacked safetensors entry).
+    pub fn from_parts(meta: TensorMeta, header: Header, file: File) -> Self {
+        NpyTensor { meta, header, file }
     }
 
     fn path(&self) -> &PathBuf {
@@ -183,7 +195,7 @@ impl TensorSource for NpyTensor {
     }
 }
 
-fn read_header(path: &Path, file: &File) -> Result<Header> {
+fn read_header(path: &Path, file: &File, base: u64) -> Result<Header> {
     let not_npy = || {
         Error::bad(
             path,
@@ -191,7 +203,9 @@ fn read_header(path: &Path, file: &File) -> Result<Header> {
         )
     };
     let mut pre = [0u8; 12];
-    let n = file.read_at(&mut pre, 0).map_err(|e| Error::io(path, e))?;
+    let n = file
+        .read_at(&mut pre, base)
+        .map_err(|e| Error::io(path, e))?;
     if n < 10 || &pre[..6] != MAGIC {
         return Err(not_npy());
     }
@@ -215,7 +229,7 @@ fn read_header(path: &Path, file: &File) -> Result<Header> {
         ));
     }
     let mut text = vec![0u8; hlen];
-    file.read_exact_at(&mut text, hstart as u64)
+    file.read_exact_at(&mut text, base + hstart as u64)
         .map_err(|_| Error::bad(path, "truncated inside the .npy header"))?;
     let text = String::from_utf8_lossy(&text);
     let mut h = parse_header_dict(&text).map_err(|m| {
@@ -224,7 +238,7 @@ fn read_header(path: &Path, file: &File) -> Result<Header> {
             format!("malformed .npy header ({m}): {}", text.trim()),
         )
     })?;
-    h.data_offset = (hstart + hlen) as u64;
+    h.data_offset = base + (hstart + hlen) as u64;
     Ok(h)
 }
 

@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::analyze::{Analysis, Center, ModelSummary};
 use crate::engine::EngineInfo;
 use crate::error::{Error, Result};
-use crate::input::TensorMeta;
+use crate::input::{Skipped, TensorMeta};
 use crate::stats::TensorSummary;
 
 /// Version tag of `summary.json`; bump on any incompatible change (README "Output schema").
@@ -42,6 +42,8 @@ struct Summary<'a> {
     elapsed_s: f64,
     tensors: Vec<&'a TensorSummary>,
     model: &'a ModelSummary,
+    skipped_tensors: &'a [Skipped],
+    skipped_files: &'a [Skipped],
 }
 
 /// Everything a run writes.
@@ -53,6 +55,8 @@ pub struct RunReport<'a> {
     pub backend: &'a str,
     pub elapsed_s: f64,
     pub coords_dtype: CoordsDtype,
+    pub skipped: &'a [Skipped],
+    pub bad_files: &'a [Skipped],
 }
 
 impl RunReport<'_> {
@@ -74,6 +78,8 @@ impl RunReport<'_> {
             elapsed_s: self.elapsed_s,
             tensors: a.tensors.iter().map(|t| &t.summary).collect(),
             model: &a.model,
+            skipped_tensors: self.skipped,
+            skipped_files: self.bad_files,
         };
         serde_json::to_string_pretty(&s)
             .map_err(|e| Error::Config(format!("cannot encode summary: {e}")))
@@ -94,6 +100,7 @@ impl RunReport<'_> {
                 self.analysis,
                 self.coords_dtype,
             )?;
+            html::write(&staging, self)?;
             publish(&staging, dir)
         })();
         let _ = fs::remove_dir_all(&staging);

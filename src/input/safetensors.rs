@@ -1,0 +1,334 @@
+//! Safetensors inputs: one stacked file whose tensors carry a leading sample axis, or a folder
+//! of per-step files (one sample each, as a training loop saves `{name: p.grad}` with
+//! `safetensors.torch.save_file`), matched by tensor name and ordered by natural sort.
+//!
+//! Headers are parsed and validated by the `safetensors` crate on a memory map of which only
+//! the header pages are touched; data is then read with positional reads.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use safetensors::SafeTensors;
+
+use super::npy::{Header, NpyTensor};
+use super::{Block, BlockData, Dtype, Select, Skipped, TensorMeta, TensorSource};
+use crate::error::{Error, Result};
+
+/// One tensor entry of a safetensors header.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    pub dtype: safetensors::Dtype,
+    pub shape: Vec<usize>,
+    /// Absolute byte offset of the data in the file.
+    pub offset: u64,
+}
+
+/// A parsed safetensors file: entries in file order.
+pub struct StFile {
+    pub path: PathBuf,
+    pub entries: Vec<(String, Entry)>,
+}
+
+pub fn dtype(d: safetensors::Dtype) -> Option<Dtype> {
+    match d {
+        safetensors::Dtype::F16 => Some(Dtype::F16),
+        safetensors::Dtype::BF16 => Some(Dtype::BF16),
+        safetensors::Dtype::F32 => Some(Dtype::F32),
+        safetensors::Dtype::F64 => Some(Dtype::F64),
+        _ => None,
+    }
+}
+
+pub fn parse(path: &Path) -> Result<StFile> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    if len < 8 {
+        return Err(Error::bad(
+            path,
+            format!("not a safetensors file: only {len} bytes"),
+        ));
+    }
+    // SAFETY: the map is read-only and only the header bytes are read; a concurrent writer
+    // could change them, which at worst gives a parse error.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+    let (n, meta) = SafeTensors::read_metadata(&map).map_err(|e| {
+        use safetensors::SafeTensorError as E;
+        let what = match e {
+            E::MetadataIncompleteBuffer => {
+                "truncated or padded: the header's data offsets do not end at the end of the file; re-save or re-copy it".to_string()
+            }
+            E::InvalidHeaderLength | E::HeaderTooLarge | E::HeaderTooSmall => {
+                format!("not a safetensors file, or its header length lies ({e}); re-save or re-copy it")
+            }
+            other => format!("invalid safetensors header: {other}"),
+        };
+        Error::bad(path, what)
+    })?;
+    let base = 8 + n as u64;
+    let mut entries: Vec<(String, Entry)> = meta
+        .tensors()
+        .into_iter()
+        .map(|(name, info)| {
+            (
+                name,
+                Entry {
+                    dtype: info.dtype,
+                    shape: info.shape.clone(),
+                    offset: base + info.data_offsets.0 as u64,
+                },
+            )
+        })
+        .collect();
+    entries.sort_by_key(|(_, e)| e.offset);
+    Ok(StFile {
+        path: path.to_path_buf(),
+        entries,
+    })
+}
+
+/// A stacked file: each tensor is a (K, ...) C-order array.
+pub fn open_stacked(
+    path: &Path,
+    select: &Select,
+    skipped: &mut Vec<Skipped>,
+) -> Result<Vec<Box<dyn TensorSource>>> {
+    let st = parse(path)?;
+    let mut out: Vec<Box<dyn TensorSource>> = Vec::new();
+    for (name, e) in st.entries {
+        if !select.keep(&name) {
+            continue;
+        }
+        let Some(dt) = dtype(e.dtype) else {
+            skipped.push(Skipped::new(
+                &name,
+                format!(
+                    "dtype {:?} is not a float type gradtail reads (F16, BF16, F32, F64)",
+                    e.dtype
+                ),
+            ));
+            continue;
+        };
+        if e.shape.is_empty() {
+            skipped.push(Skipped::new(&name, "a scalar has no sample axis"));
+            continue;
+        }
+        let file = File::open(path).map_err(|err| Error::io(path, err))?;
+        let header = Header {
+            dtype: dt,
+            big_endian: false,
+            fortran: false,
+            shape: e.shape.clone(),
+            data_offset: e.offset,
+        };
+        let meta = TensorMeta {
+            name: name.clone(),
+            path: path.to_path_buf(),
+            dtype: dt,
+            samples: e.shape[0],
+            shape: e.shape[1..].to_vec(),
+        };
+        out.push(Box::new(NpyTensor::from_parts(meta, header, file)));
+    }
+    Ok(out)
+}
+
+/// Orders file names so that `step_2` comes before `step_10`.
+pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn chunks(s: &str) -> Vec<(bool, &str)> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        let bytes = s.as_bytes();
+        for i in 1..=bytes.len() {
+            if i == bytes.len() || bytes[i].is_ascii_digit() != bytes[start].is_ascii_digit() {
+                out.push((bytes[start].is_ascii_digit(), &s[start..i]));
+                start = i;
+            }
+        }
+        out
+    }
+    let (ca, cb) = (chunks(a), chunks(b));
+    for ((da, sa), (db, sb)) in ca.iter().zip(&cb) {
+        let ord = if *da && *db {
+            let (ta, tb) = (sa.trim_start_matches('0'), sb.trim_start_matches('0'));
+            ta.len()
+                .cmp(&tb.len())
+                .then_with(|| ta.cmp(tb))
+                .then_with(|| sa.len().cmp(&sb.len()))
+        } else {
+            sa.cmp(sb)
+        };
+        if ord != std::cmp::Ordering::Equal {
+            return ord;
+        }
+    }
+    ca.len().cmp(&cb.len())
+}
+
+/// One tensor of a folder of step files: row k lives in file k.
+pub struct StepTensor {
+    meta: TensorMeta,
+    files: Arc<[PathBuf]>,
+    offsets: Vec<u64>,
+}
+
+impl TensorSource for StepTensor {
+    fn meta(&self) -> &TensorMeta {
+        &self.meta
+    }
+
+    fn read_block_into(
+        &self,
+        rows: Range<usize>,
+        cols: Range<usize>,
+        reuse: Option<BlockData>,
+    ) -> Result<Block> {
+        let esize = self.meta.dtype.size();
+        let nc = cols.len();
+        let mut data = reuse
+            .filter(|d| d.dtype() == self.meta.dtype)
+            .unwrap_or_else(|| BlockData::empty(self.meta.dtype));
+        let raw = data.bytes_mut(rows.len() * nc);
+        for (i, r) in rows.clone().enumerate() {
+            let path = &self.files[r];
+            let file = File::open(path).map_err(|e| Error::io(path, e))?;
+            let dst = &mut raw[i * nc * esize..(i + 1) * nc * esize];
+            file.read_exact_at(dst, self.offsets[r] + (cols.start * esize) as u64)
+                .map_err(|e| Error::io(path, e))?;
+        }
+        Ok(Block::new(rows, cols, data))
+    }
+}
+
+/// Opens per-step files as one sample each. Every file must hold every selected tensor with
+/// the same dtype and shape; with `skip_bad`, files that fail that are left out and listed.
+pub fn open_steps(
+    paths: &[PathBuf],
+    select: &Select,
+    skip_bad: bool,
+    skipped: &mut Vec<Skipped>,
+    bad_files: &mut Vec<Skipped>,
+) -> Result<Vec<Box<dyn TensorSource>>> {
+    let mut parsed: Vec<StFile> = Vec::with_capacity(paths.len());
+    for p in paths {
+        match parse(p) {
+            Ok(st) => parsed.push(st),
+            Err(e) if skip_bad => {
+                bad_files.push(Skipped::new(&p.display().to_string(), e.to_string()))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let Some(first) = parsed.first() else {
+        return Err(Error::Config("no readable step files".into()));
+    };
+    // The tensor set and layout of the first readable file is the contract for every step.
+    let mut wanted: Vec<(String, Entry, Dtype)> = Vec::new();
+    for (name, e) in &first.entries {
+        if !select.keep(name) {
+            continue;
+        }
+        match dtype(e.dtype) {
+            Some(dt) => wanted.push((name.clone(), e.clone(), dt)),
+            None => skipped.push(Skipped::new(
+                name,
+                format!(
+                    "dtype {:?} is not a float type gradtail reads (F16, BF16, F32, F64)",
+                    e.dtype
+                ),
+            )),
+        }
+    }
+    let first_path = first.path.clone();
+    let mut good: Vec<StFile> = Vec::with_capacity(parsed.len());
+    for st in parsed {
+        let index: HashMap<&str, &Entry> =
+            st.entries.iter().map(|(n, e)| (n.as_str(), e)).collect();
+        let mut problem = None;
+        for (name, e, _) in &wanted {
+            match index.get(name.as_str()) {
+                None => problem = Some((name.clone(), format!("tensor '{name}' is missing (it is in {})", first_path.display()))),
+                Some(f) if f.dtype != e.dtype || f.shape != e.shape => {
+                    problem = Some((
+                        name.clone(),
+                        format!(
+                            "tensor '{name}' is {:?} {:?} here but {:?} {:?} in {}; every step must have the same layout",
+                            f.dtype,
+                            f.shape,
+                            e.dtype,
+                            e.shape,
+                            first_path.display()
+                        ),
+                    ))
+                }
+                _ => {}
+            }
+            if problem.is_some() {
+                break;
+            }
+        }
+        match problem {
+            None => good.push(st),
+            Some((_, msg)) if skip_bad => {
+                bad_files.push(Skipped::new(&st.path.display().to_string(), msg))
+            }
+            Some((tensor, msg)) => return Err(Error::unusable(&st.path, Some(&tensor), msg)),
+        }
+    }
+    let files: Arc<[PathBuf]> = good.iter().map(|s| s.path.clone()).collect();
+    let dir = paths[0].parent().map(Path::to_path_buf).unwrap_or_default();
+    Ok(wanted
+        .into_iter()
+        .map(|(name, e, dt)| {
+            let offsets = good
+                .iter()
+                .map(|st| {
+                    st.entries
+                        .iter()
+                        .find(|(n, _)| *n == name)
+                        .map(|(_, f)| f.offset)
+                        .expect("checked above")
+                })
+                .collect();
+            Box::new(StepTensor {
+                meta: TensorMeta {
+                    name,
+                    path: dir.clone(),
+                    dtype: dt,
+                    samples: files.len(),
+                    shape: e.shape,
+                },
+                files: files.clone(),
+                offsets,
+            }) as Box<dyn TensorSource>
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::natural_cmp;
+
+    #[test]
+    fn natural_order() {
+        let mut v = vec![
+            "step_10.safetensors",
+            "step_2.safetensors",
+            "step_1.safetensors",
+            "step_02.safetensors",
+        ];
+        v.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(
+            v,
+            [
+                "step_1.safetensors",
+                "step_2.safetensors",
+                "step_02.safetensors",
+                "step_10.safetensors"
+            ]
+        );
+    }
+}
