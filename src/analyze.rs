@@ -35,7 +35,53 @@ pub struct Options {
     pub block: Option<usize>,
     /// Largest block read at once, in bytes.
     pub block_bytes: usize,
+    /// Resident memory to plan for: per-coordinate state of the tensors in flight plus block
+    /// buffers. Tensors are processed in groups that fit.
+    pub mem_budget: u64,
     pub progress: bool,
+}
+
+/// Host bytes per coordinate while its tensor is in flight: pass-1 and pass-2 accumulators,
+/// shift and centre, and the finished table.
+pub const STATE_BYTES_PER_COORD: u64 = (std::mem::size_of::<MeanAcc>()
+    + std::mem::size_of::<CoordAcc>()
+    + 2 * 8
+    + crate::stats::COORD_STATS.len() * 8) as u64;
+
+/// Blocks alive at once: the one in use, those read ahead, and one being read.
+const BLOCKS_IN_FLIGHT: u64 = 4;
+
+/// Per-coordinate rows kept per tensor for plots once a run is too large to keep them all.
+pub const PLOT_SAMPLE: usize = 65_536;
+
+/// A quarter of physical memory (Linux `/proc/meminfo`), or 4 GiB when unknown.
+pub fn default_mem_budget() -> u64 {
+    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+    });
+    total.map_or(4 << 30, |kib| kib * 1024 / 4)
+}
+
+/// Splits tensors (by coordinate count) into consecutive groups whose state fits `budget`.
+pub fn group_tensors(coords: &[usize], budget: u64) -> Vec<std::ops::Range<usize>> {
+    let mut groups = Vec::new();
+    let mut start = 0;
+    let mut used = 0;
+    for (i, &p) in coords.iter().enumerate() {
+        let cost = p as u64 * STATE_BYTES_PER_COORD;
+        if i > start && used + cost > budget {
+            groups.push(start..i);
+            start = i;
+            used = 0;
+        }
+        used += cost;
+    }
+    if start < coords.len() {
+        groups.push(start..coords.len());
+    }
+    groups
 }
 
 impl Default for Options {
@@ -44,6 +90,7 @@ impl Default for Options {
             center: Center::Mean,
             block: None,
             block_bytes: 64 << 20,
+            mem_budget: default_mem_budget(),
             progress: false,
         }
     }
@@ -69,6 +116,11 @@ pub struct ModelSummary {
 pub struct Analysis {
     pub samples: usize,
     pub block_size: usize,
+    /// Tensor groups processed one after the other (1 when everything fit at once).
+    pub groups: usize,
+    /// True when `TensorResult::coords` holds a strided sample of at most [`PLOT_SAMPLE`]
+    /// coordinates per tensor (the full maps are in `coords.safetensors`).
+    pub coords_sampled: bool,
     pub tensors: Vec<TensorResult>,
     pub model: ModelSummary,
 }
@@ -188,14 +240,51 @@ pub fn analyze(
     opts: &Options,
     backend: &mut dyn Backend,
 ) -> Result<Analysis> {
+    analyze_with(sources, opts, backend, &mut |_| Ok(()))
+}
+
+/// As [`analyze`], handing each finished tensor to `sink` (which writes its maps) before its
+/// per-coordinate table is reduced to a plotting sample, when memory requires it.
+pub fn analyze_with(
+    sources: &[Box<dyn TensorSource>],
+    opts: &Options,
+    backend: &mut dyn Backend,
+    sink: &mut dyn FnMut(&TensorResult) -> Result<()>,
+) -> Result<Analysis> {
     let samples = validate(sources)?;
     let k1 = block_size(samples, opts.block)?;
     let block_rows = k1 * (samples / k1);
-    let total: usize = sources.iter().map(|s| s.meta().coords()).sum();
+    let coords: Vec<usize> = sources.iter().map(|s| s.meta().coords()).collect();
+    let total: usize = coords.iter().sum();
     let centre_file = match &opts.center {
         Center::File(p) => Some(read_centre(p, total)?),
         _ => None,
     };
+    let state_budget = opts
+        .mem_budget
+        .saturating_sub(BLOCKS_IN_FLIGHT * opts.block_bytes as u64);
+    for (s, &p) in sources.iter().zip(&coords) {
+        let need = p as u64 * STATE_BYTES_PER_COORD;
+        if need > state_budget {
+            let m = s.meta();
+            return Err(Error::unusable(
+                &m.path,
+                Some(&m.name),
+                format!(
+                    "needs {:.1} GiB of per-coordinate state but --mem-budget leaves {:.1} GiB; raise --mem-budget",
+                    need as f64 / (1u64 << 30) as f64,
+                    state_budget as f64 / (1u64 << 30) as f64
+                ),
+            ));
+        }
+    }
+    let groups = group_tensors(&coords, state_budget);
+    let coords_sampled = (total as u64) * STATE_BYTES_PER_COORD > state_budget;
+    tracing::info!(
+        groups = groups.len(),
+        budget = opts.mem_budget,
+        "planned tensor groups"
+    );
     let bytes: u64 = sources
         .iter()
         .map(|s| (s.meta().samples * s.meta().coords() * s.meta().dtype.size()) as u64)
@@ -216,81 +305,94 @@ pub fn analyze(
             )
         })
         .collect();
+    let bases: Vec<usize> = coords
+        .iter()
+        .scan(0, |acc, &p| {
+            let b = *acc;
+            *acc += p;
+            Some(b)
+        })
+        .collect();
 
-    // Pass 1: means and ranges.
-    pb.set_message("pass 1/2");
-    let mut means = Vec::with_capacity(sources.len());
-    for (s, plan) in sources.iter().zip(&plans) {
-        let mut acc = vec![MeanAcc::default(); s.meta().coords()];
-        stream(s.as_ref(), plan, &pb, |blocks| {
-            backend.coord_mean(blocks, &mut acc)
-        })?;
-        tracing::debug!(tensor = %s.meta().name, "pass 1 done");
-        means.push(acc);
-    }
-
-    // Pass 2: moments about the mean, tails about the centre, flat blocks.
-    pb.set_message("pass 2/2");
     let n_model = (samples * total) as u64;
     let m_model = tail::largest_divisor_below_sqrt(n_model);
     let mut model = FlatAcc::new((n_model / m_model) as usize);
     let mut results = Vec::with_capacity(sources.len());
-    let mut base = 0;
-    for ((s, plan), mean) in sources.iter().zip(&plans).zip(&means) {
-        let meta = s.meta();
-        let p = meta.coords();
-        let shift: Vec<f64> = mean
-            .iter()
-            .map(|m| if m.n > 0 { m.mean() } else { 0.0 })
-            .collect();
-        let centre = match (&opts.center, &centre_file) {
-            (Center::Mean, _) => shift.clone(),
-            (Center::None, _) => vec![0.0; p],
-            (Center::File(_), Some(c)) => c[base..base + p].to_vec(),
-            (Center::File(_), None) => unreachable!("centre file read above"),
-        };
-        let n_tensor = (samples * p) as u64;
-        let m_tensor = tail::largest_divisor_below_sqrt(n_tensor);
-        let job = StatsJob {
-            k1,
-            used_rows: block_rows,
-            shift: &shift,
-            centre: &centre,
-            flat_tensor: FlatSpec {
-                stride: p as u64,
-                base: 0,
-                m: m_tensor,
-            },
-            flat_model: FlatSpec {
-                stride: total as u64,
-                base: base as u64,
-                m: m_model,
-            },
-        };
-        let mut acc = TensorAcc {
-            coords: vec![CoordAcc::default(); p],
-            flat: FlatAcc::new((n_tensor / m_tensor) as usize),
-        };
-        stream(s.as_ref(), plan, &pb, |blocks| {
-            backend.coord_stats(&job, blocks, &mut acc, &mut model)
-        })?;
-        let (summary, coords) = stats::finish_tensor(
-            &meta.name,
-            &meta.shape,
-            mean,
-            &shift,
-            &acc,
-            k1,
-            block_rows,
-            m_tensor,
-        );
-        tracing::info!(tensor = %meta.name, alpha_time_blocked = summary.alpha_time_blocked, "tensor done");
-        results.push(TensorResult {
-            meta: meta.clone(),
-            summary,
-            coords,
-        });
-        base += p;
+    for (g, group) in groups.iter().enumerate() {
+        // Pass 1: means and ranges.
+        pb.set_message(format!("{}pass 1/2", group_label(g, groups.len())));
+        let mut means = Vec::with_capacity(group.len());
+        for i in group.clone() {
+            let s = &sources[i];
+            let mut acc = vec![MeanAcc::default(); coords[i]];
+            stream(s.as_ref(), &plans[i], &pb, |blocks| {
+                backend.coord_mean(blocks, &mut acc)
+            })?;
+            tracing::debug!(tensor = %s.meta().name, "pass 1 done");
+            means.push(acc);
+        }
+        // Pass 2: moments about the mean, tails about the centre, flat blocks.
+        pb.set_message(format!("{}pass 2/2", group_label(g, groups.len())));
+        for (i, mean) in group.clone().zip(means) {
+            let (s, base, p) = (&sources[i], bases[i], coords[i]);
+            let meta = s.meta();
+            let shift: Vec<f64> = mean
+                .iter()
+                .map(|m| if m.n > 0 { m.mean() } else { 0.0 })
+                .collect();
+            let centre = match (&opts.center, &centre_file) {
+                (Center::Mean, _) => shift.clone(),
+                (Center::None, _) => vec![0.0; p],
+                (Center::File(_), Some(c)) => c[base..base + p].to_vec(),
+                (Center::File(_), None) => unreachable!("centre file read above"),
+            };
+            let n_tensor = (samples * p) as u64;
+            let m_tensor = tail::largest_divisor_below_sqrt(n_tensor);
+            let job = StatsJob {
+                k1,
+                used_rows: block_rows,
+                shift: &shift,
+                centre: &centre,
+                flat_tensor: FlatSpec {
+                    stride: p as u64,
+                    base: 0,
+                    m: m_tensor,
+                },
+                flat_model: FlatSpec {
+                    stride: total as u64,
+                    base: base as u64,
+                    m: m_model,
+                },
+            };
+            let mut acc = TensorAcc {
+                coords: vec![CoordAcc::default(); p],
+                flat: FlatAcc::new((n_tensor / m_tensor) as usize),
+            };
+            stream(s.as_ref(), &plans[i], &pb, |blocks| {
+                backend.coord_stats(&job, blocks, &mut acc, &mut model)
+            })?;
+            let (summary, coords) = stats::finish_tensor(
+                &meta.name,
+                &meta.shape,
+                &mean,
+                &shift,
+                &acc,
+                k1,
+                block_rows,
+                m_tensor,
+            );
+            tracing::info!(tensor = %meta.name, alpha_time_blocked = summary.alpha_time_blocked, "tensor done");
+            let mut result = TensorResult {
+                meta: meta.clone(),
+                summary,
+                coords,
+            };
+            sink(&result)?;
+            if coords_sampled {
+                result.coords = result.coords.sample(PLOT_SAMPLE);
+            }
+            results.push(result);
+        }
     }
     pb.finish_and_clear();
 
@@ -305,9 +407,19 @@ pub fn analyze(
     Ok(Analysis {
         samples,
         block_size: k1,
+        groups: groups.len(),
+        coords_sampled,
         tensors: results,
         model,
     })
+}
+
+fn group_label(g: usize, n: usize) -> String {
+    if n > 1 {
+        format!("group {}/{n} ", g + 1)
+    } else {
+        String::new()
+    }
 }
 
 /// Feeds a tensor's planned blocks, read ahead on another thread, to `f`.
@@ -326,4 +438,20 @@ fn stream(
         });
         f(&mut blocks)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_fit_the_budget() {
+        let per = STATE_BYTES_PER_COORD;
+        assert_eq!(group_tensors(&[10, 10, 10], 1000 * per), vec![0..3]);
+        assert_eq!(group_tensors(&[10, 10, 10], 20 * per), vec![0..2, 2..3]);
+        assert_eq!(
+            group_tensors(&[10, 10, 10], 10 * per),
+            vec![0..1, 1..2, 2..3]
+        );
+    }
 }

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use gradtail::analyze::{self, Center, Options};
 use gradtail::engine::cpu::CpuEngine;
 use gradtail::engine::{Backend, BackendChoice};
-use gradtail::report::{print_table, CoordsDtype, RunReport};
+use gradtail::report::{print_table, CoordsDtype, CoordsWriter, RunReport, Staging};
 use gradtail::synth::{self, SynthDtype, SynthSpec};
 
 #[derive(Parser, Debug)]
@@ -52,6 +52,10 @@ struct AnalyzeArgs {
     /// Skip unreadable or inconsistent step files instead of failing; each is reported.
     #[arg(long)]
     skip_bad: bool,
+    /// Memory to plan for, e.g. 8G or 512M (default: a quarter of RAM). Tensors whose state
+    /// does not fit together are processed in groups, one pass over the files per group.
+    #[arg(long, value_parser = parse_bytes)]
+    mem_budget: Option<u64>,
     /// Output folder for summary.json, tensors.csv and coords.safetensors.
     #[arg(long)]
     out: PathBuf,
@@ -100,7 +104,11 @@ struct SynthArgs {
     seed: u64,
     #[arg(long, value_enum, default_value = "f32")]
     dtype: SynthDtype,
-    /// Output .npy path.
+    /// Write a made-up model instead: OUT is a folder of per-step safetensors files (one per
+    /// sample) holding this many weight tensors that share --params coordinates.
+    #[arg(long, value_name = "TENSORS")]
+    model: Option<usize>,
+    /// Output .npy path (or folder with --model).
     out: PathBuf,
 }
 
@@ -147,6 +155,31 @@ fn make_backend(args: &EngineArgs) -> Result<Box<dyn Backend>> {
     }
 }
 
+/// Parses a byte count with an optional binary suffix: 1536, 512M, 8G.
+fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m = match c.to_ascii_uppercase() {
+                'K' => 1u64 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => return Err(format!("unknown unit in '{s}': use K, M, G or T")),
+            };
+            (&s[..i], m)
+        }
+        _ => (s, 1),
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size like 8G or 512M"))?;
+    if !(v > 0.0) {
+        return Err(format!("'{s}' must be positive"));
+    }
+    Ok((v * mult as f64) as u64)
+}
+
 fn parse_center(s: &str) -> Center {
     match s {
         "mean" => Center::Mean,
@@ -187,9 +220,23 @@ fn analyze_cmd(a: AnalyzeArgs, progress: bool) -> Result<()> {
         center: center.clone(),
         block: a.block,
         progress,
+        mem_budget: a.mem_budget.unwrap_or_else(analyze::default_mem_budget),
         ..Options::default()
     };
-    let analysis = analyze::analyze(sources, &opts, backend.as_mut())?;
+    let staging = Staging::new(&a.out)?;
+    let layout: Vec<(String, Vec<usize>)> = sources
+        .iter()
+        .map(|s| (s.meta().name.clone(), s.meta().shape.clone()))
+        .collect();
+    let mut coords = CoordsWriter::create(
+        &staging.path().join("coords.safetensors"),
+        &layout,
+        a.coords_dtype,
+    )?;
+    let analysis = analyze::analyze_with(sources, &opts, backend.as_mut(), &mut |t| {
+        coords.write(&t.meta.name, &t.coords)
+    })?;
+    coords.finish()?;
     let info = backend.info();
     let report = RunReport {
         analysis: &analysis,
@@ -198,16 +245,16 @@ fn analyze_cmd(a: AnalyzeArgs, progress: bool) -> Result<()> {
         block: a.block,
         backend: info.engine,
         elapsed_s: start.elapsed().as_secs_f64(),
-        coords_dtype: a.coords_dtype,
         skipped: &inputs.skipped,
         bad_files: &inputs.bad_files,
     };
-    report
-        .write(&a.out)
+    report.write(&staging)?;
+    staging
+        .publish()
         .with_context(|| format!("writing outputs to {}", a.out.display()))?;
     print_table(&analysis, &mut std::io::stdout().lock())?;
     println!(
-        "wrote {}/{{summary.json, tensors.csv, coords.safetensors}} in {:.2} s",
+        "wrote {}/{{report.html, summary.json, tensors.csv, coords.safetensors}} in {:.2} s",
         a.out.display(),
         start.elapsed().as_secs_f64()
     );
@@ -224,6 +271,15 @@ fn synth_cmd(s: SynthArgs) -> Result<()> {
         dtype: s.dtype,
         log_scale_sd: s.log_scale_sd,
     };
+    if let Some(tensors) = s.model {
+        synth::write_model(&spec, tensors, &s.out)?;
+        println!(
+            "wrote {} step files of {tensors} tensors to {}",
+            s.samples,
+            s.out.display()
+        );
+        return Ok(());
+    }
     synth::write_npy(&spec, &s.out)?;
     println!(
         "wrote {} ({} × {} {:?}, α = {})",
@@ -276,6 +332,7 @@ fn demo_cmd(d: DemoArgs, progress: bool) -> Result<()> {
         include: Vec::new(),
         exclude: Vec::new(),
         skip_bad: false,
+        mem_budget: None,
         block: None,
         coords_dtype: CoordsDtype::F32,
     };

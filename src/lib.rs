@@ -5,6 +5,7 @@
 //! (`report`). `analyze` runs it end to end; `synth` writes α-stable test data.
 
 pub mod analyze;
+pub mod bench;
 pub mod engine;
 pub mod error;
 pub mod input;

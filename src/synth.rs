@@ -16,8 +16,28 @@ use crate::stats::sas;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum SynthDtype {
     F16,
+    Bf16,
     F32,
     F64,
+}
+
+impl SynthDtype {
+    fn encode(self, values: &[f64], out: &mut Vec<u8>) {
+        match self {
+            SynthDtype::F16 => out.extend(
+                values
+                    .iter()
+                    .flat_map(|&v| half::f16::from_f64(v).to_le_bytes()),
+            ),
+            SynthDtype::Bf16 => out.extend(
+                values
+                    .iter()
+                    .flat_map(|&v| half::bf16::from_f64(v).to_le_bytes()),
+            ),
+            SynthDtype::F32 => out.extend(values.iter().flat_map(|&v| (v as f32).to_le_bytes())),
+            SynthDtype::F64 => out.extend(values.iter().flat_map(|&v| v.to_le_bytes())),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -91,6 +111,11 @@ pub fn write_npy(spec: &SynthSpec, path: &Path) -> Result<()> {
         let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         let mut w = BufWriter::with_capacity(1 << 22, file);
         let descr = match spec.dtype {
+            SynthDtype::Bf16 => {
+                return Err(Error::Config(
+                    "numpy has no bfloat16: write bf16 with --model (safetensors)".into(),
+                ))
+            }
             SynthDtype::F16 => "<f2",
             SynthDtype::F32 => "<f4",
             SynthDtype::F64 => "<f8",
@@ -107,14 +132,8 @@ pub fn write_npy(spec: &SynthSpec, path: &Path) -> Result<()> {
             buf.par_chunks_mut(spec.params)
                 .enumerate()
                 .for_each(|(i, out)| row(spec.alpha, &scales, spec.seed, r0 + i, out));
-            let bytes: Vec<u8> = match spec.dtype {
-                SynthDtype::F16 => buf
-                    .iter()
-                    .flat_map(|&v| half::f16::from_f64(v).to_le_bytes())
-                    .collect(),
-                SynthDtype::F32 => buf.iter().flat_map(|&v| (v as f32).to_le_bytes()).collect(),
-                SynthDtype::F64 => buf.iter().flat_map(|&v| v.to_le_bytes()).collect(),
-            };
+            let mut bytes = Vec::with_capacity(buf.len() * 8);
+            spec.dtype.encode(buf, &mut bytes);
             w.write_all(&bytes).map_err(io)?;
         }
         w.flush().map_err(io)?;
@@ -124,4 +143,101 @@ pub fn write_npy(spec: &SynthSpec, path: &Path) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Shapes of a made-up model of `tensors` weight matrices sharing `params` coordinates:
+/// `layers.{i}.weight` of shape (rows, 1024) (the last takes the remainder).
+pub fn model_layout(params: usize, tensors: usize) -> Vec<(String, Vec<usize>)> {
+    let tensors = tensors.clamp(1, params);
+    let per = params / tensors;
+    (0..tensors)
+        .map(|i| {
+            let p = if i + 1 == tensors {
+                params - per * (tensors - 1)
+            } else {
+                per
+            };
+            let shape = if p % 1024 == 0 {
+                vec![p / 1024, 1024]
+            } else {
+                vec![p]
+            };
+            (format!("layers.{i}.weight"), shape)
+        })
+        .collect()
+}
+
+/// Writes `spec.samples` per-step safetensors files `step_{k}.safetensors` into `dir`, each one
+/// sample of every tensor of [`model_layout`], as a training loop saving `{name: p.grad}`
+/// would. Each tensor draws from its own seeded stream; scales differ per tensor.
+pub fn write_model(spec: &SynthSpec, tensors: usize, dir: &Path) -> Result<()> {
+    validate(spec)?;
+    if spec.dtype == SynthDtype::F64 {
+        return Err(Error::Config("--model writes bf16, f16 or f32".into()));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let layout = model_layout(spec.params, tensors);
+    let tag = match spec.dtype {
+        SynthDtype::Bf16 => "BF16",
+        SynthDtype::F16 => "F16",
+        _ => "F32",
+    };
+    let esize = if spec.dtype == SynthDtype::F32 { 4 } else { 2 };
+    let mut header = serde_json::Map::new();
+    let mut offset = 0;
+    for (name, shape) in &layout {
+        let bytes = shape.iter().product::<usize>() * esize;
+        header.insert(name.clone(), serde_json::json!({"dtype": tag, "shape": shape, "data_offsets": [offset, offset + bytes]}));
+        offset += bytes;
+    }
+    let mut text = serde_json::to_string(&header).map_err(|e| Error::Config(e.to_string()))?;
+    text.push_str(&" ".repeat((8 - text.len() % 8) % 8));
+    let scales: Vec<Vec<f64>> = layout
+        .iter()
+        .enumerate()
+        .map(|(t, (_, shape))| {
+            let sub = SynthSpec {
+                params: shape.iter().product(),
+                seed: spec.seed ^ (t as u64 + 1),
+                scale: spec.scale * (1.0 + t as f64 / 4.0),
+                ..spec.clone()
+            };
+            coord_scales(&sub)
+        })
+        .collect();
+    let digits = spec.samples.saturating_sub(1).to_string().len().max(4);
+    for k in 0..spec.samples {
+        let path = dir.join(format!("step_{k:0digits$}.safetensors"));
+        let tmp = path.with_extension("safetensors.partial");
+        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let mut w = BufWriter::with_capacity(1 << 22, file);
+        let io = |e| Error::io(&tmp, e);
+        w.write_all(&(text.len() as u64).to_le_bytes())
+            .map_err(io)?;
+        w.write_all(text.as_bytes()).map_err(io)?;
+        for (t, c) in scales.iter().enumerate() {
+            const CHUNK: usize = 1 << 16;
+            let mut bytes = Vec::with_capacity(c.len() * esize);
+            let mut values = vec![0.0; c.len()];
+            values
+                .par_chunks_mut(CHUNK)
+                .zip(c.par_chunks(CHUNK))
+                .enumerate()
+                .for_each(|(i, (out, cs))| {
+                    row(
+                        spec.alpha,
+                        cs,
+                        spec.seed ^ ((t as u64) << 32) ^ i as u64,
+                        k,
+                        out,
+                    )
+                });
+            spec.dtype.encode(&values, &mut bytes);
+            w.write_all(&bytes).map_err(io)?;
+        }
+        w.flush().map_err(io)?;
+        drop(w);
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+    }
+    Ok(())
 }

@@ -70,6 +70,13 @@ pub trait Backend {
         out: &mut TensorAcc,
         model: &mut FlatAcc,
     ) -> Result<()>;
+
+    /// Device kernel time accumulated since the last reset (GPU timestamp queries), if any.
+    fn kernel_seconds(&self) -> Option<f64> {
+        None
+    }
+
+    fn reset_kernel_seconds(&mut self) {}
 }
 
 /// The engine a user asked for.

@@ -2,12 +2,8 @@
 //! shaped like the input tensor without its sample axis, so
 //! `safetensors.numpy.load_file(path)["fc0.weight/alpha_block"]` is a per-parameter map.
 
-use std::collections::HashMap;
 use std::path::Path;
 
-use safetensors::tensor::{Dtype, TensorView};
-
-use crate::analyze::Analysis;
 use crate::error::{Error, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -16,44 +12,100 @@ pub enum CoordsDtype {
     F64,
 }
 
-pub fn write(path: &Path, a: &Analysis, dtype: CoordsDtype) -> Result<()> {
-    let mut buffers: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    for t in &a.tensors {
-        let shape = if t.meta.shape.is_empty() {
-            vec![1]
-        } else {
-            t.meta.shape.clone()
+/// Writes `coords.safetensors` tensor by tensor as the analysis finishes them, so the maps of
+/// a model larger than memory never sit in memory together. The header, with every offset,
+/// is known from the shapes and written first.
+pub struct CoordsWriter {
+    path: std::path::PathBuf,
+    out: std::io::BufWriter<std::fs::File>,
+    dtype: CoordsDtype,
+    order: Vec<String>,
+    next: usize,
+}
+
+impl CoordsWriter {
+    /// `tensors`: (name, shape without the sample axis) in the order they will be written.
+    pub fn create(
+        path: &Path,
+        tensors: &[(String, Vec<usize>)],
+        dtype: CoordsDtype,
+    ) -> Result<Self> {
+        use std::io::Write;
+        let (esize, tag) = match dtype {
+            CoordsDtype::F32 => (4, "F32"),
+            CoordsDtype::F64 => (8, "F64"),
         };
-        for (stat, values) in t.coords.iter() {
-            let bytes = match dtype {
+        let mut header = serde_json::Map::new();
+        header.insert(
+            "__metadata__".into(),
+            serde_json::json!({"schema": "gradtail.coords/1", "gradtail_version": env!("CARGO_PKG_VERSION")}),
+        );
+        let mut offset = 0usize;
+        for (name, shape) in tensors {
+            let shape = if shape.is_empty() {
+                vec![1]
+            } else {
+                shape.clone()
+            };
+            let bytes = shape.iter().product::<usize>() * esize;
+            for stat in crate::stats::COORD_STATS {
+                header.insert(
+                    format!("{name}/{stat}"),
+                    serde_json::json!({"dtype": tag, "shape": shape, "data_offsets": [offset, offset + bytes]}),
+                );
+                offset += bytes;
+            }
+        }
+        let mut text = serde_json::to_string(&header)
+            .map_err(|e| Error::Config(format!("cannot encode header: {e}")))?;
+        // The format pads the header with spaces so data starts 8-byte aligned.
+        text.push_str(&" ".repeat((8 - text.len() % 8) % 8));
+        let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        out.write_all(&(text.len() as u64).to_le_bytes())
+            .map_err(|e| Error::io(path, e))?;
+        out.write_all(text.as_bytes())
+            .map_err(|e| Error::io(path, e))?;
+        Ok(CoordsWriter {
+            path: path.to_path_buf(),
+            out,
+            dtype,
+            order: tensors.iter().map(|t| t.0.clone()).collect(),
+            next: 0,
+        })
+    }
+
+    /// Appends one tensor's maps; tensors must come in the order given to `create`.
+    pub fn write(&mut self, name: &str, table: &crate::stats::CoordTable) -> Result<()> {
+        use std::io::Write;
+        assert_eq!(
+            self.order.get(self.next).map(String::as_str),
+            Some(name),
+            "coords written out of order"
+        );
+        self.next += 1;
+        for (_, values) in table.iter() {
+            let bytes: Vec<u8> = match self.dtype {
                 CoordsDtype::F32 => values
                     .iter()
                     .flat_map(|&v| (v as f32).to_le_bytes())
                     .collect(),
                 CoordsDtype::F64 => values.iter().flat_map(|&v| v.to_le_bytes()).collect(),
             };
-            buffers.push((format!("{}/{stat}", t.meta.name), shape.clone(), bytes));
+            self.out
+                .write_all(&bytes)
+                .map_err(|e| Error::io(&self.path, e))?;
         }
+        Ok(())
     }
-    let st_dtype = match dtype {
-        CoordsDtype::F32 => Dtype::F32,
-        CoordsDtype::F64 => Dtype::F64,
-    };
-    let views = buffers
-        .iter()
-        .map(|(name, shape, bytes)| {
-            TensorView::new(st_dtype, shape.clone(), bytes)
-                .map(|v| (name.clone(), v))
-                .map_err(|e| Error::Config(format!("cannot encode {name}: {e}")))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let meta = HashMap::from([
-        ("schema".to_string(), "gradtail.coords/1".to_string()),
-        (
-            "gradtail_version".to_string(),
-            env!("CARGO_PKG_VERSION").to_string(),
-        ),
-    ]);
-    safetensors::tensor::serialize_to_file(views, Some(meta), path)
-        .map_err(|e| Error::Config(format!("{}: cannot write: {e}", path.display())))
+
+    pub fn finish(mut self) -> Result<()> {
+        use std::io::Write;
+        assert_eq!(
+            self.next,
+            self.order.len(),
+            "coords missing for some tensors"
+        );
+        self.out.flush().map_err(|e| Error::io(&self.path, e))
+    }
 }

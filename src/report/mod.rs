@@ -3,9 +3,10 @@
 //! into a staging folder and moved into place only once all of them are complete.
 
 mod coords;
+pub mod html;
 mod table;
 
-pub use coords::CoordsDtype;
+pub use coords::{CoordsDtype, CoordsWriter};
 pub use table::print_table;
 
 use std::fs;
@@ -37,6 +38,7 @@ struct Summary<'a> {
     samples: usize,
     coords: usize,
     block_size: usize,
+    groups: usize,
     options: Options<'a>,
     engine: &'a EngineInfo,
     elapsed_s: f64,
@@ -54,7 +56,6 @@ pub struct RunReport<'a> {
     pub block: Option<usize>,
     pub backend: &'a str,
     pub elapsed_s: f64,
-    pub coords_dtype: CoordsDtype,
     pub skipped: &'a [Skipped],
     pub bad_files: &'a [Skipped],
 }
@@ -69,6 +70,7 @@ impl RunReport<'_> {
             samples: a.samples,
             coords: a.model.coords,
             block_size: a.block_size,
+            groups: a.groups,
             options: Options {
                 center: self.center,
                 block: self.block,
@@ -85,49 +87,64 @@ impl RunReport<'_> {
             .map_err(|e| Error::Config(format!("cannot encode summary: {e}")))
     }
 
-    /// Writes all outputs into `dir`: first into a sibling staging folder, then moved in.
-    pub fn write(&self, dir: &Path) -> Result<()> {
-        let staging = staging_dir(dir);
-        let io = |p: &Path, e| Error::io(p, e);
-        fs::create_dir_all(&staging).map_err(|e| io(&staging, e))?;
-        let result = (|| {
-            let json = self.summary_json()?;
-            fs::write(staging.join("summary.json"), json + "\n").map_err(|e| io(&staging, e))?;
-            fs::write(staging.join("tensors.csv"), tensors_csv(self.analysis))
-                .map_err(|e| io(&staging, e))?;
-            coords::write(
-                &staging.join("coords.safetensors"),
-                self.analysis,
-                self.coords_dtype,
-            )?;
-            html::write(&staging, self)?;
-            publish(&staging, dir)
-        })();
-        let _ = fs::remove_dir_all(&staging);
-        result
+    /// Writes the summary, the CSV and the HTML report into `staging` (the per-coordinate
+    /// maps were written there while the analysis ran).
+    pub fn write(&self, staging: &Staging) -> Result<()> {
+        let dir = staging.path();
+        let io = |e| Error::io(dir, e);
+        let json = self.summary_json()?;
+        fs::write(dir.join("summary.json"), json + "\n").map_err(io)?;
+        fs::write(dir.join("tensors.csv"), tensors_csv(self.analysis)).map_err(io)?;
+        html::write(dir, self)?;
+        Ok(())
     }
 }
 
-fn staging_dir(dir: &Path) -> PathBuf {
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    dir.with_file_name(format!(".{name}.partial-{}", std::process::id()))
+/// A folder beside `--out` that collects a run's outputs; they move into `--out` only on
+/// [`Staging::publish`], and the folder is removed whatever happens.
+pub struct Staging {
+    dir: PathBuf,
+    out: PathBuf,
 }
 
-/// Moves the finished files into `dir` (created if needed).
-fn publish(staging: &Path, dir: &Path) -> Result<()> {
-    if !dir.exists() && fs::rename(staging, dir).is_ok() {
-        return Ok(());
+impl Staging {
+    pub fn new(out: &Path) -> Result<Self> {
+        let name = out
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "out".into());
+        let dir = out.with_file_name(format!(".{name}.partial-{}", std::process::id()));
+        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        Ok(Staging {
+            dir,
+            out: out.to_path_buf(),
+        })
     }
-    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    for entry in fs::read_dir(staging).map_err(|e| Error::io(staging, e))? {
-        let entry = entry.map_err(|e| Error::io(staging, e))?;
-        let to = dir.join(entry.file_name());
-        fs::rename(entry.path(), &to).map_err(|e| Error::io(&to, e))?;
+
+    pub fn path(&self) -> &Path {
+        &self.dir
     }
-    Ok(())
+
+    /// Moves the finished files into `--out` (created if needed).
+    pub fn publish(self) -> Result<()> {
+        let (staging, dir) = (&self.dir, &self.out);
+        if !dir.exists() && fs::rename(staging, dir).is_ok() {
+            return Ok(());
+        }
+        fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        for entry in fs::read_dir(staging).map_err(|e| Error::io(staging, e))? {
+            let entry = entry.map_err(|e| Error::io(staging, e))?;
+            let to = dir.join(entry.file_name());
+            fs::rename(entry.path(), &to).map_err(|e| Error::io(&to, e))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// Column names of `tensors.csv`, in order.

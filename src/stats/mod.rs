@@ -1,6 +1,7 @@
 //! Statistics: pure f64 functions that finish accumulator states into estimates, tests and
 //! intervals. Nothing here touches files or devices.
 
+pub mod compare;
 pub mod gauss;
 pub mod sas;
 pub mod tail;
@@ -42,6 +43,19 @@ impl CoordTable {
             .position(|s| *s == name)
             .unwrap_or_else(|| panic!("unknown statistic {name}"));
         &self.columns[i]
+    }
+
+    /// Every `ceil(len / max)`-th coordinate, for plots of very large tensors.
+    pub fn sample(&self, max: usize) -> CoordTable {
+        let len = self.columns.first().map_or(0, Vec::len);
+        let step = len.div_ceil(max.max(1)).max(1);
+        CoordTable {
+            columns: self
+                .columns
+                .iter()
+                .map(|c| c.iter().step_by(step).copied().collect())
+                .collect(),
+        }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &[f64])> {

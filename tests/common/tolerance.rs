@@ -1,15 +1,8 @@
 //! How results are compared with references, and how closely. Every rule says why.
 //!
-//! Comparison forms (the same for every engine):
-//! - α estimates are compared as 1/α: the estimators are averages in 1/α space (spec §3.4 B),
-//!   and α itself explodes when the log-mean difference nears 0.
-//! - p-values are compared as -log10 p, absolute: what matters is the order of magnitude, and
-//!   p underflows to exactly 0 for large statistics (both sides must then be 0).
-//! - the mean is compared relative to the coordinate's standard deviation: means of centred
-//!   noise are ~0, so a relative error is meaningless.
-//! - skew, kurtosis and test statistics relative to max(|value|, 1): they cross 0.
-//! - everything else (variances, scales) relative.
-//! - NaN must appear exactly where the reference has NaN.
+//! Comparison forms are those of `gradtail::stats::compare` (α as 1/α, p-values as
+//! -log10 p, the mean relative to its standard deviation, ...); NaN must appear exactly where
+//! the reference has NaN.
 
 /// CPU engine (f64 accumulation) against scipy/numpy in f64: only summation order differs,
 /// so 1e-6 leaves five orders of margin over the ~1e-12 errors seen, yet fails on any
@@ -25,36 +18,7 @@ pub const GPU: f64 = 1e-4;
 /// amplifies an absolute error δ in x to δ/(2 ln 10) decades, so 1e-3 decades.
 pub const GPU_LOG10_P: f64 = 1e-3;
 
-/// The comparison form for a per-coordinate statistic, by name.
-pub fn error(stat: &str, got: f64, want: f64, sd: f64) -> f64 {
-    if stat.starts_with("alpha") {
-        let (a, b) = (1.0 / got, 1.0 / want);
-        if a == b {
-            0.0
-        } else {
-            (a - b).abs()
-        }
-    } else if stat.ends_with("_p") {
-        let (a, b) = (-got.log10(), -want.log10());
-        if a == b {
-            0.0
-        } else {
-            (a - b).abs()
-        }
-    } else if stat == "mean" {
-        if got == want {
-            0.0
-        } else {
-            (got - want).abs() / sd
-        }
-    } else if matches!(stat, "skew" | "kurt" | "jb" | "k2") {
-        (got - want).abs() / want.abs().max(1.0)
-    } else if got == want {
-        0.0
-    } else {
-        (got - want).abs() / want.abs()
-    }
-}
+pub use gradtail::stats::compare::error;
 
 /// Compares two per-coordinate columns; returns a description of the first failure.
 pub fn compare(

@@ -1,0 +1,348 @@
+//! `gradtail bench`: each engine on the same seeded in-memory stack — warm-up, then timed
+//! repeats of the whole analysis — with throughput, the ceiling measured in the same run
+//! (host memory streaming for the CPU; device copy and upload for a GPU), and the largest
+//! disagreement between engines per statistic.
+
+use std::ops::Range;
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::analyze::{self, Analysis, Options};
+use crate::engine::{AdapterInfo, Backend};
+use crate::error::Result;
+use crate::input::{Block, BlockData, Dtype, TensorMeta, TensorSource};
+use crate::stats::{compare, COORD_STATS};
+
+/// A (K, P) tensor held in memory: the input of `bench`, so timings exclude the disk.
+pub struct MemTensor {
+    meta: TensorMeta,
+    data: BlockData,
+}
+
+impl MemTensor {
+    /// SαS(α = 1.7) noise with per-coordinate scales spread by e^N(0, 0.5), seeded.
+    pub fn synthetic(samples: usize, params: usize, dtype: Dtype, seed: u64) -> Self {
+        let spec = crate::synth::SynthSpec {
+            alpha: 1.7,
+            samples,
+            params,
+            scale: 1e-3,
+            seed,
+            dtype: crate::synth::SynthDtype::F32,
+            log_scale_sd: 0.5,
+        };
+        let scales = crate::synth::coord_scales(&spec);
+        let mut values = vec![0.0f64; samples * params];
+        values
+            .par_chunks_mut(params)
+            .enumerate()
+            .for_each(|(r, row)| crate::synth::row(1.7, &scales, seed, r, row));
+        let data = match dtype {
+            Dtype::F32 => BlockData::F32(values.iter().map(|&v| v as f32).collect()),
+            Dtype::F16 => BlockData::F16(
+                values
+                    .iter()
+                    .map(|&v| half::f16::from_f64(v).to_bits())
+                    .collect(),
+            ),
+            Dtype::BF16 => BlockData::BF16(
+                values
+                    .iter()
+                    .map(|&v| half::bf16::from_f64(v).to_bits())
+                    .collect(),
+            ),
+            Dtype::F64 => BlockData::F64(values),
+        };
+        MemTensor {
+            meta: TensorMeta {
+                name: "bench".into(),
+                path: "<memory>".into(),
+                dtype,
+                samples,
+                shape: vec![params],
+            },
+            data,
+        }
+    }
+}
+
+impl TensorSource for MemTensor {
+    fn meta(&self) -> &TensorMeta {
+        &self.meta
+    }
+
+    fn read_block_into(
+        &self,
+        rows: Range<usize>,
+        cols: Range<usize>,
+        reuse: Option<BlockData>,
+    ) -> Result<Block> {
+        let p = self.meta.coords();
+        let esize = self.meta.dtype.size();
+        let src: &[u8] = match &self.data {
+            BlockData::F16(v) | BlockData::BF16(v) => bytemuck::cast_slice(v),
+            BlockData::F32(v) => bytemuck::cast_slice(v),
+            BlockData::F64(v) => bytemuck::cast_slice(v),
+        };
+        let mut data = reuse
+            .filter(|d| d.dtype() == self.meta.dtype)
+            .unwrap_or_else(|| BlockData::empty(self.meta.dtype));
+        let nc = cols.len();
+        let dst = data.bytes_mut(rows.len() * nc);
+        for (i, r) in rows.clone().enumerate() {
+            let at = (r * p + cols.start) * esize;
+            dst[i * nc * esize..(i + 1) * nc * esize].copy_from_slice(&src[at..at + nc * esize]);
+        }
+        Ok(Block::new(rows, cols, data))
+    }
+}
+
+/// Median, minimum and maximum of a set of timings, in seconds.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Timing {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Timing {
+    pub fn of(mut xs: Vec<f64>) -> Self {
+        xs.sort_by(f64::total_cmp);
+        let n = xs.len();
+        let median = if n % 2 == 1 {
+            xs[n / 2]
+        } else {
+            (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+        };
+        Timing {
+            median,
+            min: xs[0],
+            max: xs[n - 1],
+        }
+    }
+}
+
+/// One engine's figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct EngineRun {
+    pub engine: String,
+    pub adapter: Option<AdapterInfo>,
+    /// The adapter is a CPU device (e.g. lavapipe): its figures are not GPU performance.
+    pub cpu_device: bool,
+    pub end_to_end_s: Timing,
+    /// Device kernel time from timestamp queries, both passes, where supported.
+    pub kernel_s: Option<Timing>,
+    /// Input bytes (K·P·element size) per second of end-to-end time, in GB/s (1e9 B).
+    pub input_gb_s: f64,
+    pub g_elements_s: f64,
+    /// The engine's ceiling measured in the same run, GB/s, and what it is.
+    pub ceiling_gb_s: f64,
+    pub ceiling: String,
+    /// Bytes the two passes must read (2 × input) per second, as a fraction of the ceiling.
+    pub fraction_of_ceiling: f64,
+    pub speedup_over_cpu: Option<f64>,
+}
+
+/// Largest disagreement of one statistic between two engines (compare-module forms).
+#[derive(Clone, Debug, Serialize)]
+pub struct Agreement {
+    pub stat: &'static str,
+    pub max_error: f64,
+    pub nan_match: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    pub schema: &'static str,
+    pub samples: usize,
+    pub params: usize,
+    pub dtype: Dtype,
+    pub repeat: usize,
+    pub input_bytes: u64,
+    pub engines: Vec<EngineRun>,
+    /// Per statistic, the largest disagreement of each engine after the first with the first.
+    pub agreement: Vec<(String, Vec<Agreement>)>,
+}
+
+/// Host-memory streaming read bandwidth with every thread: the CPU engine's ceiling. Sums a
+/// buffer larger than any cache; bytes read per second, best of 5.
+pub fn host_read_gb_s() -> f64 {
+    let buf: Vec<f64> = (0..(256usize << 20) / 8).map(|i| i as f64).collect();
+    let mut best = f64::INFINITY;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let s: f64 = buf.par_chunks(1 << 16).map(|c| c.iter().sum::<f64>()).sum();
+        std::hint::black_box(s);
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    (buf.len() * 8) as f64 / best / 1e9
+}
+
+/// A backend to benchmark, with how to read its device timers and its ceiling.
+pub struct Candidate {
+    pub backend: Box<dyn Backend>,
+    pub ceiling_gb_s: f64,
+    pub ceiling: String,
+    pub cpu_device: bool,
+}
+
+/// Runs every candidate on `src`: one warm-up, then `repeat` timed analyses.
+pub fn run(src: MemTensor, candidates: Vec<Candidate>, repeat: usize) -> Result<BenchReport> {
+    let sources: Vec<Box<dyn TensorSource>> = vec![Box::new(src)];
+    let m = sources[0].meta().clone();
+    let input_bytes = (m.samples * m.coords() * m.dtype.size()) as u64;
+    let opts = Options::default();
+    let mut runs = Vec::new();
+    let mut results: Vec<Analysis> = Vec::new();
+    for mut c in candidates {
+        let info = c.backend.info();
+        let first = analyze::analyze(&sources, &opts, c.backend.as_mut())?;
+        let mut wall = Vec::new();
+        let mut kernel = Vec::new();
+        for _ in 0..repeat.max(1) {
+            c.backend.reset_kernel_seconds();
+            let t = Instant::now();
+            // Results are read back and finished inside: the timer stops after the device is
+            // synchronised. Each repeat recomputes everything from the input.
+            let a = analyze::analyze(&sources, &opts, c.backend.as_mut())?;
+            wall.push(t.elapsed().as_secs_f64());
+            std::hint::black_box(&a);
+            if let Some(k) = c.backend.kernel_seconds() {
+                kernel.push(k);
+            }
+        }
+        let end_to_end = Timing::of(wall);
+        let rate = input_bytes as f64 / end_to_end.median;
+        runs.push(EngineRun {
+            engine: info.engine.to_string(),
+            adapter: info.adapter.clone(),
+            cpu_device: c.cpu_device,
+            end_to_end_s: end_to_end,
+            kernel_s: (!kernel.is_empty()).then(|| Timing::of(kernel)),
+            input_gb_s: rate / 1e9,
+            g_elements_s: (m.samples * m.coords()) as f64 / end_to_end.median / 1e9,
+            ceiling_gb_s: c.ceiling_gb_s,
+            ceiling: c.ceiling,
+            fraction_of_ceiling: 2.0 * rate / 1e9 / c.ceiling_gb_s,
+            speedup_over_cpu: None,
+        });
+        results.push(first);
+    }
+    if let Some(cpu) = runs.iter().position(|r| r.engine == "cpu") {
+        let base = runs[cpu].end_to_end_s.median;
+        for r in &mut runs {
+            r.speedup_over_cpu = Some(base / r.end_to_end_s.median);
+        }
+    }
+    let mut agreement = Vec::new();
+    if let Some((reference, others)) = results.split_first() {
+        let want = &reference.tensors[0].coords;
+        for (run, other) in runs.iter().skip(1).zip(others) {
+            let got = &other.tensors[0].coords;
+            let rows = COORD_STATS
+                .iter()
+                .map(|&stat| {
+                    let (max_error, nan_match) =
+                        compare::max_error(stat, got.get(stat), want.get(stat), want.get("var"));
+                    Agreement {
+                        stat,
+                        max_error,
+                        nan_match,
+                    }
+                })
+                .collect();
+            agreement.push((format!("{} vs {}", run.engine, runs[0].engine), rows));
+        }
+    }
+    Ok(BenchReport {
+        schema: "gradtail.bench/1",
+        samples: m.samples,
+        params: m.coords(),
+        dtype: m.dtype,
+        repeat,
+        input_bytes,
+        engines: runs,
+        agreement,
+    })
+}
+
+/// The table `gradtail bench` prints.
+pub fn print(r: &BenchReport, out: &mut impl std::io::Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{} × {} {:?} ({:.2} GB), median of {} runs [min, max]",
+        r.samples,
+        r.params,
+        r.dtype,
+        r.input_bytes as f64 / 1e9,
+        r.repeat
+    )?;
+    writeln!(
+        out,
+        "{:<6} {:<38} {:>22} {:>14} {:>8} {:>8} {:>22} {:>8}",
+        "engine",
+        "adapter",
+        "end-to-end s",
+        "kernel s",
+        "GB/s",
+        "Gelem/s",
+        "ceiling GB/s (frac)",
+        "speedup"
+    )?;
+    for e in &r.engines {
+        let adapter = match &e.adapter {
+            Some(a) => format!(
+                "{} ({}, {}{})",
+                a.name,
+                a.device_type,
+                a.driver,
+                if e.cpu_device {
+                    "; CPU device, not a GPU figure"
+                } else {
+                    ""
+                }
+            ),
+            None => "host CPU".into(),
+        };
+        let t = &e.end_to_end_s;
+        writeln!(
+            out,
+            "{:<6} {:<38} {:>22} {:>14} {:>8.2} {:>8.3} {:>22} {:>8}",
+            e.engine,
+            adapter,
+            format!("{:.3} [{:.3}, {:.3}]", t.median, t.min, t.max),
+            e.kernel_s
+                .map_or("n/a".into(), |k| format!("{:.4}", k.median)),
+            e.input_gb_s,
+            e.g_elements_s,
+            format!(
+                "{:.1} {} ({:.0}%)",
+                e.ceiling_gb_s,
+                e.ceiling,
+                100.0 * e.fraction_of_ceiling
+            ),
+            e.speedup_over_cpu.map_or("".into(), |s| format!("{s:.2}×")),
+        )?;
+    }
+    for (pair, rows) in &r.agreement {
+        writeln!(
+            out,
+            "largest disagreement, {pair} (α as 1/α, p as -log10 p, mean in sd, others relative):"
+        )?;
+        let line: Vec<String> = rows
+            .iter()
+            .map(|a| {
+                format!(
+                    "{} {:.1e}{}",
+                    a.stat,
+                    a.max_error,
+                    if a.nan_match { "" } else { " (NaN mismatch!)" }
+                )
+            })
+            .collect();
+        writeln!(out, "  {}", line.join(", "))?;
+    }
+    Ok(())
+}
