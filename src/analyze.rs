@@ -336,9 +336,15 @@ pub fn analyze_with(
         for (i, mean) in group.clone().zip(means) {
             let (s, base, p) = (&sources[i], bases[i], coords[i]);
             let meta = s.meta();
+            // A constant coordinate's mean is its value exactly (a summed mean can be an ulp
+            // off, which would turn its zeros into ±1e-17 noise in the log statistics).
             let shift: Vec<f64> = mean
                 .iter()
-                .map(|m| if m.n > 0 { m.mean() } else { 0.0 })
+                .map(|m| match m.n {
+                    0 => 0.0,
+                    _ if m.is_constant() => m.min,
+                    _ => m.mean(),
+                })
                 .collect();
             let centre = match (&opts.center, &centre_file) {
                 (Center::Mean, _) => shift.clone(),

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use gradtail::analyze::{self, Center, Options};
 use gradtail::engine::cpu::CpuEngine;
+use gradtail::engine::gpu::{GpuEngine, GpuOptions};
 use gradtail::engine::{Backend, BackendChoice};
 use gradtail::report::{print_table, CoordsDtype, CoordsWriter, RunReport, Staging};
 use gradtail::synth::{self, SynthDtype, SynthSpec};
@@ -35,6 +36,42 @@ enum Command {
     Synth(SynthArgs),
     /// Run the whole analysis on built-in synthetic data and explain the result.
     Demo(DemoArgs),
+    /// Time the engines side by side on seeded in-memory data, with ceilings and agreement.
+    Bench(BenchArgs),
+    /// List GPU adapters, their limits and features, and what `--backend auto` would pick.
+    Info,
+}
+
+#[derive(Args, Debug)]
+struct BenchArgs {
+    /// Samples K.
+    #[arg(long, default_value_t = 256)]
+    samples: usize,
+    /// Coordinates P.
+    #[arg(long, default_value_t = 1_000_000)]
+    params: usize,
+    #[arg(long, value_enum, default_value = "f32")]
+    dtype: BenchDtype,
+    /// Engines to run, comma-separated; the first is the reference for agreement.
+    #[arg(long, value_delimiter = ',', default_value = "cpu,gpu")]
+    backends: Vec<BackendChoice>,
+    /// Timed repeats per engine (after one warm-up).
+    #[arg(long, default_value_t = 5)]
+    repeat: usize,
+    /// Write every figure as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum BenchDtype {
+    F32,
+    F16,
+    Bf16,
 }
 
 #[derive(Args, Debug)]
@@ -129,12 +166,17 @@ pub fn run() -> Result<()> {
         Command::Analyze(a) => analyze_cmd(a, progress),
         Command::Synth(s) => synth_cmd(s),
         Command::Demo(d) => demo_cmd(d, progress),
+        Command::Bench(b) => bench_cmd(b),
+        Command::Info => {
+            print!("{}", gradtail::engine::gpu::probe_report());
+            Ok(())
+        }
     }
 }
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,wgpu_hal=off"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -143,16 +185,65 @@ fn init_tracing() {
 
 fn make_backend(args: &EngineArgs) -> Result<Box<dyn Backend>> {
     match args.backend {
-        BackendChoice::Cpu | BackendChoice::Auto => {
-            if args.backend == BackendChoice::Auto {
-                tracing::info!("backend auto: using the CPU engine");
+        BackendChoice::Cpu => Ok(Box::new(CpuEngine::new(args.threads)?)),
+        BackendChoice::Gpu => Ok(Box::new(GpuEngine::new(GpuOptions::default())?)),
+        BackendChoice::Auto => match GpuEngine::new_real_gpu(GpuOptions::default()) {
+            Ok(Some(gpu)) => {
+                tracing::info!(adapter = %gpu.adapter().name, "backend auto: using the GPU engine");
+                Ok(Box::new(gpu))
             }
-            Ok(Box::new(CpuEngine::new(args.threads)?))
-        }
-        BackendChoice::Gpu => {
-            bail!("the GPU engine is not built into this version; use --backend cpu")
+            Ok(None) => {
+                tracing::info!("backend auto: no real GPU adapter; using the CPU engine");
+                Ok(Box::new(CpuEngine::new(args.threads)?))
+            }
+            Err(e) => {
+                tracing::info!("backend auto: {e}; using the CPU engine");
+                Ok(Box::new(CpuEngine::new(args.threads)?))
+            }
+        },
+    }
+}
+
+fn bench_cmd(b: BenchArgs) -> Result<()> {
+    use gradtail::bench::{self, Candidate};
+    use gradtail::input::Dtype;
+    let dtype = match b.dtype {
+        BenchDtype::F32 => Dtype::F32,
+        BenchDtype::F16 => Dtype::F16,
+        BenchDtype::Bf16 => Dtype::BF16,
+    };
+    eprintln!("generating {} × {} {:?} ...", b.samples, b.params, dtype);
+    let src = bench::MemTensor::synthetic(b.samples, b.params, dtype, b.seed);
+    let mut candidates = Vec::new();
+    for choice in &b.backends {
+        match choice {
+            BackendChoice::Cpu => candidates.push(Candidate {
+                backend: Box::new(CpuEngine::new(b.threads)?),
+                ceiling_gb_s: bench::host_read_gb_s(),
+                ceiling: "host read".into(),
+                cpu_device: false,
+            }),
+            BackendChoice::Gpu | BackendChoice::Auto => {
+                let gpu = GpuEngine::new(GpuOptions::default())?;
+                let cpu_device = gpu.is_cpu_device();
+                let (copy, upload) = gpu.rooflines()?;
+                eprintln!("GPU ceilings: device copy {copy:.1} GB/s (read + write), upload {upload:.1} GB/s");
+                candidates.push(Candidate {
+                    backend: Box::new(gpu),
+                    ceiling_gb_s: copy,
+                    ceiling: "dev copy".into(),
+                    cpu_device,
+                });
+            }
         }
     }
+    let report = bench::run(src, candidates, b.repeat)?;
+    bench::print(&report, &mut std::io::stdout().lock())?;
+    if let Some(path) = &b.json {
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// Parses a byte count with an optional binary suffix: 1536, 512M, 8G.

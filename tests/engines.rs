@@ -19,6 +19,36 @@ struct Engine {
     tol_p: f64,
 }
 
+/// The GPU engine on any adapter, or `None` after printing "skipped: no GPU adapter" — a
+/// failure instead when GRADTAIL_REQUIRE_GPU=1.
+fn gpu_with(opts: gradtail::engine::gpu::GpuOptions) -> Option<Engine> {
+    match gradtail::engine::gpu::GpuEngine::new(opts) {
+        Ok(engine) => Some(Engine {
+            backend: Box::new(engine),
+            tol: tolerance::GPU,
+            tol_p: tolerance::GPU_LOG10_P,
+        }),
+        Err(e) => {
+            if std::env::var("GRADTAIL_REQUIRE_GPU").is_ok_and(|v| v == "1") {
+                panic!("GRADTAIL_REQUIRE_GPU=1 but the GPU engine could not start: {e}");
+            }
+            println!("skipped: no GPU adapter ({e})");
+            None
+        }
+    }
+}
+
+fn gpu() -> Option<Engine> {
+    gpu_with(Default::default())
+}
+
+/// The GPU engine with 4 KiB bindings, so every block is split into many dispatch units.
+fn gpu_split() -> Option<Engine> {
+    gpu_with(gradtail::engine::gpu::GpuOptions {
+        max_binding_bytes: Some(4096),
+    })
+}
+
 fn cpu() -> Option<Engine> {
     let backend = Box::new(gradtail::engine::cpu::CpuEngine::new(0).unwrap());
     Some(Engine {
@@ -455,3 +485,5 @@ macro_rules! engine_suite {
 }
 
 engine_suite!(cpu);
+engine_suite!(gpu);
+engine_suite!(gpu_split);

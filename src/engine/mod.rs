@@ -5,6 +5,7 @@
 
 pub mod accum;
 pub mod cpu;
+pub mod gpu;
 
 use crate::error::Result;
 use crate::input::Block;

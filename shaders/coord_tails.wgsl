@@ -1,0 +1,211 @@
+// coord_tails — pass 2, the GPU twin of the tail part of `engine::cpu::coord_stats`.
+//
+// One thread owns four adjacent columns of a unit and one row chunk (a multiple of K1 rows
+// starting at a multiple of K1, so time blocks never straddle threads). Over finite x it forms
+// u = x - centre (the centre as an f32 hi/lo pair) and keeps, per column (`engine::accum::TailAcc`):
+//   zeros, nz, Σ ln|u|, Σ ln²|u| over nonzero u;
+//   for rows < used_rows, per time block of K1 rows: the block sum Y (compensated), and on
+//   closing it Σ ln|Y| with the count of nonzero Y, and Σ ln|u| with the count of nonzero u
+//   inside the block — or, when the block held a non-finite sample, nothing but bad += 1.
+// The block sum Y is double-f32: u is formed exactly as a pair by TwoSum (x and the centre's
+// hi/lo pair) and every addition's rounding error is kept, so a block that nearly cancels
+// still gives ln|Y| of Y, not of rounding noise. Logs are f32 (f64 transcendentals are wrong
+// on lavapipe). Every log is summed relative to
+// L0, the first ln|u| the thread meets, so Σ(l - L0)² keeps its digits when the mean log is
+// far from 0 (the log-moment variance Σl² - (Σl)²/n cancels otherwise); the host adds L0
+// back in f64.
+
+// Mirrors `engine::gpu::context::Dims` (#[repr(C)], 48 bytes). Same text in every kernel.
+struct Dims {
+    rows: u32,       // rows in this unit
+    groups: u32,     // column groups of four (threads per row chunk)
+    row_words: u32,  // vec4 words per input row
+    chunk_rows: u32, // rows per row chunk (a multiple of K1 in pass 2)
+    chunks: u32,     // row chunks
+    col_wgs: u32,    // workgroups per row chunk
+    grid_x: u32,     // workgroups along x of the 2-D grid
+    items: u32,      // workgroups with work (col_wgs * chunks, or segments)
+    row0: u32,       // absolute row of the unit's first row
+    used_rows: u32,  // rows inside complete time blocks, K1·⌊K/K1⌋
+    k1: u32,         // time block length K1
+    one: f32,        // 1.0 from a uniform: the compiler cannot fold it (guards the compensated sums)
+}
+
+// Mirrors `engine::gpu::context::ColParams` (#[repr(C)], 16 bytes): shift and centre of one
+// column as f32 hi/lo pairs (hi = c as f32, lo = (c - hi) as f32).
+struct ColParams {
+    shift_hi: f32,
+    shift_lo: f32,
+    centre_hi: f32,
+    centre_lo: f32,
+}
+
+// 0: f32, 1: f16, 2: bf16, 3: f64 as hi/lo f32 pairs (`engine::gpu::context::DTYPE_*`).
+override DTYPE: u32 = 0u;
+
+const COORD_WG: u32 = 64u;
+const TAIL_FIELDS: u32 = 10u;
+
+@group(0) @binding(0) var<uniform> dims: Dims;
+@group(0) @binding(1) var<storage, read> xs: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read> params: array<ColParams>;
+@group(0) @binding(3) var<storage, read_write> out: array<vec4<u32>>;
+
+// IEEE binary16 bits (low 16 bits of each lane) to f32, exactly, in integer arithmetic:
+// unpack2x16float would need the SHADER_F16_IN_F32 downlevel capability.
+fn widen_f16(h: vec4<u32>) -> vec4<f32> {
+    let sign = (h & vec4<u32>(0x8000u)) << vec4<u32>(16u);
+    let e = (h >> vec4<u32>(10u)) & vec4<u32>(0x1fu);
+    let m = h & vec4<u32>(0x3ffu);
+    let normal = bitcast<vec4<f32>>(sign | ((e + vec4<u32>(112u)) << vec4<u32>(23u)) | (m << vec4<u32>(13u)));
+    let special = bitcast<vec4<f32>>(sign | vec4<u32>(0x7f800000u) | (m << vec4<u32>(13u)));
+    let sub = vec4<f32>(m) * 5.9604644775390625e-8; // m · 2^-24, exact
+    let tiny = select(sub, -sub, sign != vec4<u32>(0u));
+    return select(select(normal, special, e == vec4<u32>(31u)), tiny, e == vec4<u32>(0u));
+}
+
+// Four values of row `row`, columns 4g..4g+3 of the unit, widened to f32; for f64 input
+// (uploaded as normalised hi/lo f32 pairs, 2 values per word) the low parts go to `lo`.
+fn load4(row: u32, g: u32, lo: ptr<function, vec4<f32>>) -> vec4<f32> {
+    *lo = vec4<f32>(0.0);
+    if (DTYPE == 0u) {
+        return bitcast<vec4<f32>>(xs[row * dims.row_words + g]);
+    }
+    if (DTYPE == 3u) {
+        let a = bitcast<vec4<f32>>(xs[row * dims.row_words + 2u * g]);
+        let b = bitcast<vec4<f32>>(xs[row * dims.row_words + 2u * g + 1u]);
+        *lo = vec4<f32>(a.y, a.w, b.y, b.w);
+        return vec4<f32>(a.x, a.z, b.x, b.z);
+    }
+    let w = xs[row * dims.row_words + g / 2u];
+    let p = select(w.xy, w.zw, (g & 1u) == 1u);
+    if (DTYPE == 1u) {
+        return widen_f16(vec4<u32>(p.x & 0xffffu, p.x >> 16u, p.y & 0xffffu, p.y >> 16u));
+    }
+    return bitcast<vec4<f32>>(vec4<u32>(p.x << 16u, p.x & 0xffff0000u, p.y << 16u, p.y & 0xffff0000u));
+}
+
+// Not NaN and not ±inf, from the bits (x != x may be folded away by fast-math compilers).
+fn finite4(x: vec4<f32>) -> vec4<bool> {
+    return (bitcast<vec4<u32>>(x) & vec4<u32>(0x7f800000u)) != vec4<u32>(0x7f800000u);
+}
+
+// Neumaier's compensated sum (Neumaier 1974) of (s, c) += y; dims.one keeps the compiler
+// from rewriting (s + y) - s as y.
+fn add4(s: ptr<function, vec4<f32>>, c: ptr<function, vec4<f32>>, y: vec4<f32>) {
+    let t = (*s + y) * dims.one;
+    *c += select((y - t) + *s, (*s - t) + y, abs(*s) >= abs(y));
+    *s = t;
+}
+
+// Knuth's TwoSum: a + b = s + e exactly; dims.one keeps the compiler from simplifying it.
+fn two_sum4(a: vec4<f32>, b: vec4<f32>, e: ptr<function, vec4<f32>>) -> vec4<f32> {
+    let s = (a + b) * dims.one;
+    let bv = (s - a) * dims.one;
+    *e = (a - (s - bv)) + (b - bv);
+    return s;
+}
+
+@compute @workgroup_size(COORD_WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let item = wid.x + wid.y * dims.grid_x;
+    if (item >= dims.items) {
+        return;
+    }
+    let chunk = item / dims.col_wgs;
+    let g = (item % dims.col_wgs) * COORD_WG + lid;
+    if (g >= dims.groups) {
+        return;
+    }
+    let r0 = chunk * dims.chunk_rows;
+    let r1 = min(r0 + dims.chunk_rows, dims.rows);
+    let p0 = params[4u * g];
+    let p1 = params[4u * g + 1u];
+    let p2 = params[4u * g + 2u];
+    let p3 = params[4u * g + 3u];
+    let chi = vec4<f32>(p0.centre_hi, p1.centre_hi, p2.centre_hi, p3.centre_hi);
+    let clo = vec4<f32>(p0.centre_lo, p1.centre_lo, p2.centre_lo, p3.centre_lo);
+    let zero = vec4<f32>(0.0);
+    let one = vec4<f32>(1.0);
+    let n0 = vec4<u32>(0u);
+    let n1 = vec4<u32>(1u);
+
+    var zeros = n0;
+    var nz = n0;
+    var l0 = zero;
+    var sl = zero;
+    var slc = zero;
+    var sl2 = zero;
+    var sl2c = zero;
+    var ny = n0;
+    var ly = zero;
+    var lyc = zero;
+    var nx = n0;
+    var lx = zero;
+    var lxc = zero;
+    var bad = n0;
+    // The open time block: Σu (double-f32), Σ(l - L0) and count of nonzero u, poison flag.
+    var ys = zero;
+    var ysc = zero;
+    var ps = zero;
+    var psc = zero;
+    var pn = n0;
+    var poison = vec4<bool>(false);
+
+    for (var r = r0; r < r1; r++) {
+        var xl: vec4<f32>;
+        let x = load4(r, g, &xl);
+        let fin = finite4(x);
+        // u = uh + (e1 + e2): x_hi - centre_hi is exact (TwoSum), the low parts are small.
+        var e1: vec4<f32>;
+        var e2: vec4<f32>;
+        let uh = two_sum4(two_sum4(x, -chi, &e1), xl - clo, &e2);
+        let u = select(zero, uh, fin);
+        let nzm = fin & (u != zero);
+        zeros += select(n0, n1, fin & !nzm);
+        let l = log(select(one, abs(u), nzm));
+        l0 = select(l0, l, nzm & (nz == n0));
+        nz += select(n0, n1, nzm);
+        let dl = select(zero, l - l0, nzm);
+        add4(&sl, &slc, dl);
+        add4(&sl2, &sl2c, dl * dl);
+
+        let row = dims.row0 + r;
+        if (row < dims.used_rows) {
+            poison = poison | !fin;
+            var e3: vec4<f32>;
+            ys = two_sum4(ys, u, &e3);
+            ysc += select(zero, e1 + e2, fin) + e3;
+            add4(&ps, &psc, dl);
+            pn += select(n0, n1, nzm);
+            if ((row + 1u) % dims.k1 == 0u) {
+                let good = !poison;
+                bad += select(n1, n0, good);
+                add4(&lx, &lxc, select(zero, ps + psc, good));
+                nx += select(n0, pn, good);
+                let y = ys + ysc;
+                let ynz = good & (y != zero);
+                // Y ≠ 0 implies a nonzero u in this chunk, so L0 is set.
+                add4(&ly, &lyc, select(zero, log(select(one, abs(y), ynz)) - l0, ynz));
+                ny += select(n0, n1, ynz);
+                ys = zero;
+                ysc = zero;
+                ps = zero;
+                psc = zero;
+                pn = n0;
+                poison = vec4<bool>(false);
+            }
+        }
+    }
+    let at = chunk * TAIL_FIELDS * dims.groups + g;
+    out[at] = zeros;
+    out[at + dims.groups] = nz;
+    out[at + 2u * dims.groups] = bitcast<vec4<u32>>(sl + slc);
+    out[at + 3u * dims.groups] = bitcast<vec4<u32>>(sl2 + sl2c);
+    out[at + 4u * dims.groups] = ny;
+    out[at + 5u * dims.groups] = bitcast<vec4<u32>>(ly + lyc);
+    out[at + 6u * dims.groups] = nx;
+    out[at + 7u * dims.groups] = bitcast<vec4<u32>>(lx + lxc);
+    out[at + 8u * dims.groups] = bad;
+    out[at + 9u * dims.groups] = bitcast<vec4<u32>>(l0);
+}

@@ -1,0 +1,147 @@
+//! Every WGSL kernel parses and validates with naga (no GPU needed), and the host structs and
+//! constants mirrored in the shaders agree with naga's reflection of them.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use gradtail::engine::gpu::{self, plan};
+use naga::valid::{Capabilities, ValidationFlags, Validator};
+
+fn shader_files() -> Vec<(String, String)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    let mut out: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wgsl"))
+        .map(|p| {
+            let stem = p.file_stem().unwrap().to_str().unwrap().to_owned();
+            (stem, std::fs::read_to_string(&p).unwrap())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn validate(name: &str, src: &str, caps: Capabilities) -> Result<naga::Module, String> {
+    let module = naga::front::wgsl::parse_str(src)
+        .map_err(|e| format!("{name}: {}", e.emit_to_string(src)))?;
+    Validator::new(ValidationFlags::all(), caps)
+        .validate(&module)
+        .map_err(|e| format!("{name}: {}", e.emit_to_string(src)))?;
+    Ok(module)
+}
+
+/// Sizes of the named structs of a module, as naga lays them out.
+fn struct_sizes(module: &naga::Module) -> HashMap<String, u32> {
+    module
+        .types
+        .iter()
+        .filter_map(|(_, ty)| match (&ty.name, &ty.inner) {
+            (Some(name), naga::TypeInner::Struct { span, .. }) => Some((name.clone(), *span)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// u32 constants of a module by name.
+fn u32_constants(module: &naga::Module) -> HashMap<String, u32> {
+    module
+        .constants
+        .iter()
+        .filter_map(|(_, c)| match module.global_expressions[c.init] {
+            naga::Expression::Literal(naga::Literal::U32(v)) => Some((c.name.clone()?, v)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn every_shader_validates() {
+    let files = shader_files();
+    assert!(!files.is_empty(), "no shaders found");
+    for (name, src) in &files {
+        validate(name, src, Capabilities::SUBGROUP).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+#[test]
+fn one_file_per_kernel() {
+    let on_disk: Vec<String> = shader_files().into_iter().map(|(n, _)| n).collect();
+    let mut built: Vec<String> = gpu::SHADERS.iter().map(|(n, _)| n.to_string()).collect();
+    built.sort();
+    assert_eq!(on_disk, built);
+    for (name, src) in shader_files() {
+        let embedded = gpu::SHADERS.iter().find(|(n, _)| *n == name).unwrap().1;
+        assert_eq!(src, embedded, "{name}: embedded source is stale");
+    }
+}
+
+#[test]
+fn flat_blocks_without_subgroups() {
+    let full = gpu::flat_source(true);
+    let cut = gpu::flat_source(false);
+    assert!(full.contains("fn main_subgroup"));
+    assert!(!cut.contains("fn main_subgroup") && cut.contains("fn main("));
+    // The cut source needs no subgroup capability; the full one does.
+    validate("flat_blocks (no subgroups)", &cut, Capabilities::empty())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(validate("flat_blocks", &full, Capabilities::empty()).is_err());
+}
+
+#[test]
+fn mirrored_structs_match() {
+    let rust: HashMap<&str, usize> = [
+        ("Dims", std::mem::size_of::<gpu::Dims>()),
+        ("ColParams", std::mem::size_of::<gpu::ColParams>()),
+        ("Segment", std::mem::size_of::<gpu::Segment>()),
+        ("FlatPartial", std::mem::size_of::<gpu::FlatPartial>()),
+    ]
+    .into_iter()
+    .collect();
+    let mut seen = HashMap::new();
+    for (name, src) in shader_files() {
+        let module = validate(&name, &src, Capabilities::SUBGROUP).unwrap();
+        for (ty, size) in struct_sizes(&module) {
+            if let Some(&want) = rust.get(ty.as_str()) {
+                assert_eq!(size as usize, want, "{name}: struct {ty}");
+                *seen.entry(ty).or_insert(0) += 1;
+            }
+        }
+    }
+    for ty in rust.keys() {
+        assert!(seen.contains_key(*ty), "no shader declares {ty}");
+    }
+    // Dims is the uniform of every kernel.
+    assert_eq!(seen["Dims"], gpu::SHADERS.len());
+}
+
+#[test]
+fn shared_constants_match() {
+    let rust: HashMap<&str, u32> = [
+        ("COORD_WG", plan::COORD_WG),
+        ("FLAT_WG", plan::FLAT_WG),
+        ("MEAN_FIELDS", plan::MEAN_FIELDS as u32),
+        ("MOMENT_FIELDS", plan::MOMENT_FIELDS as u32),
+        ("TAIL_FIELDS", plan::TAIL_FIELDS as u32),
+    ]
+    .into_iter()
+    .collect();
+    let mut seen = 0;
+    for (name, src) in shader_files() {
+        let module = validate(&name, &src, Capabilities::SUBGROUP).unwrap();
+        for (k, v) in u32_constants(&module) {
+            if let Some(&want) = rust.get(k.as_str()) {
+                assert_eq!(v, want, "{name}: const {k}");
+                seen += 1;
+            }
+        }
+        assert!(
+            module
+                .overrides
+                .iter()
+                .any(|(_, o)| o.name.as_deref() == Some("DTYPE")),
+            "{name}: no `override DTYPE`"
+        );
+    }
+    assert!(seen >= 5);
+}
