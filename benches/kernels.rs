@@ -22,19 +22,19 @@ fn data() -> Vec<f32> {
     out
 }
 
-fn kernels(c: &mut Criterion) {
-    let x = data();
-    let mut cpu = CpuEngine::new(0).unwrap();
-    let mut g = c.benchmark_group("cpu");
+/// Benchmarks one engine's two passes on the same seeded block.
+fn engine(c: &mut Criterion, name: &str, engine: &mut dyn Backend, x: &[f32]) {
+    let mut g = c.benchmark_group(name);
     g.throughput(Throughput::Bytes((K * P * 4) as u64));
     g.sample_size(10);
-    let block = || Block::new(0..K, 0..P, BlockData::F32(x.clone()));
+    let block = || Block::new(0..K, 0..P, BlockData::F32(x.to_vec()));
     g.bench_function("coord_mean", |b| {
         b.iter_batched(
             block,
             |blk| {
                 let mut out = vec![MeanAcc::default(); P];
-                cpu.coord_mean(&mut std::iter::once(Ok(blk)), &mut out)
+                engine
+                    .coord_mean(&mut std::iter::once(Ok(blk)), &mut out)
                     .unwrap();
                 out
             },
@@ -68,7 +68,8 @@ fn kernels(c: &mut Criterion) {
                     flat: FlatAcc::new((K * P) / m as usize),
                 };
                 let mut model = FlatAcc::new((K * P) / m as usize);
-                cpu.coord_stats(&job, &mut std::iter::once(Ok(blk)), &mut acc, &mut model)
+                engine
+                    .coord_stats(&job, &mut std::iter::once(Ok(blk)), &mut acc, &mut model)
                     .unwrap();
                 acc
             },
@@ -76,6 +77,23 @@ fn kernels(c: &mut Criterion) {
         )
     });
     g.finish();
+}
+
+fn kernels(c: &mut Criterion) {
+    let x = data();
+    engine(c, "cpu", &mut CpuEngine::new(0).unwrap(), &x);
+    // The GPU engine on whatever adapter exists; a CPU device (lavapipe) is named as such.
+    match gradtail::engine::gpu::GpuEngine::new(Default::default()) {
+        Ok(mut gpu) => {
+            let name = if gpu.is_cpu_device() {
+                "gpu-on-cpu-device"
+            } else {
+                "gpu"
+            };
+            engine(c, name, &mut gpu, &x);
+        }
+        Err(e) => eprintln!("skipped GPU benchmarks: {e}"),
+    }
 }
 
 criterion_group!(benches, kernels);
