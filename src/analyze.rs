@@ -51,6 +51,20 @@ pub const STATE_BYTES_PER_COORD: u64 = (std::mem::size_of::<MeanAcc>()
 /// Blocks alive at once: the one in use, those read ahead, and one being read.
 const BLOCKS_IN_FLIGHT: u64 = 4;
 
+/// Fewest coordinates per whole-column block: narrower strips make reads of C-order files
+/// too small.
+const MIN_STRIP: usize = 256;
+
+/// The moment shift of a coordinate: its mean; for a constant coordinate its value exactly (a
+/// summed mean can be an ulp off, which would turn its zeros into ±1e-17 noise).
+fn shift_of(m: &MeanAcc) -> f64 {
+    match m.n {
+        0 => 0.0,
+        _ if m.is_constant() => m.min,
+        _ => m.mean(),
+    }
+}
+
 /// Per-coordinate rows kept per tensor for plots once a run is too large to keep them all.
 pub const PLOT_SAMPLE: usize = 65_536;
 
@@ -291,9 +305,20 @@ pub fn analyze_with(
         .sum();
     let pb = progress_bar(2 * bytes, opts.progress);
 
-    let plans: Vec<_> = sources
+    // Whole columns (all K rows of a strip of coordinates) when a strip of at least
+    // MIN_STRIP columns fits a block: then each block is read once for both passes.
+    let whole: Vec<bool> = sources
         .iter()
         .map(|s| {
+            s.is_fortran()
+                || samples * s.meta().dtype.size().max(4) * MIN_STRIP.min(s.meta().coords())
+                    <= opts.block_bytes
+        })
+        .collect();
+    let plans: Vec<_> = sources
+        .iter()
+        .zip(&whole)
+        .map(|(s, &w)| {
             let m = s.meta();
             plan::blocks(
                 samples,
@@ -301,7 +326,7 @@ pub fn analyze_with(
                 k1,
                 m.dtype.size().max(4),
                 opts.block_bytes,
-                s.is_fortran(),
+                w,
             )
         })
         .collect();
@@ -319,46 +344,34 @@ pub fn analyze_with(
     let mut model = FlatAcc::new((n_model / m_model) as usize);
     let mut results = Vec::with_capacity(sources.len());
     for (g, group) in groups.iter().enumerate() {
-        // Pass 1: means and ranges.
+        // Pass 1 (means and ranges) for tensors read in row chunks; tensors read as whole
+        // columns get both passes from one read of each block, below.
         pb.set_message(format!("{}pass 1/2", group_label(g, groups.len())));
-        let mut means = Vec::with_capacity(group.len());
+        let mut means: Vec<Option<Vec<MeanAcc>>> = Vec::with_capacity(group.len());
         for i in group.clone() {
+            if whole[i] {
+                means.push(None);
+                continue;
+            }
             let s = &sources[i];
             let mut acc = vec![MeanAcc::default(); coords[i]];
             stream(s.as_ref(), &plans[i], &pb, |blocks| {
                 backend.coord_mean(blocks, &mut acc)
             })?;
             tracing::debug!(tensor = %s.meta().name, "pass 1 done");
-            means.push(acc);
+            means.push(Some(acc));
         }
-        // Pass 2: moments about the mean, tails about the centre, flat blocks.
         pb.set_message(format!("{}pass 2/2", group_label(g, groups.len())));
         for (i, mean) in group.clone().zip(means) {
             let (s, base, p) = (&sources[i], bases[i], coords[i]);
             let meta = s.meta();
-            // A constant coordinate's mean is its value exactly (a summed mean can be an ulp
-            // off, which would turn its zeros into ±1e-17 noise in the log statistics).
-            let shift: Vec<f64> = mean
-                .iter()
-                .map(|m| match m.n {
-                    0 => 0.0,
-                    _ if m.is_constant() => m.min,
-                    _ => m.mean(),
-                })
-                .collect();
-            let centre = match (&opts.center, &centre_file) {
-                (Center::Mean, _) => shift.clone(),
-                (Center::None, _) => vec![0.0; p],
-                (Center::File(_), Some(c)) => c[base..base + p].to_vec(),
-                (Center::File(_), None) => unreachable!("centre file read above"),
-            };
             let n_tensor = (samples * p) as u64;
             let m_tensor = tail::largest_divisor_below_sqrt(n_tensor);
             let job = StatsJob {
                 k1,
                 used_rows: block_rows,
-                shift: &shift,
-                centre: &centre,
+                shift: &[],
+                centre: &[],
                 flat_tensor: FlatSpec {
                     stride: p as u64,
                     base: 0,
@@ -374,9 +387,56 @@ pub fn analyze_with(
                 coords: vec![CoordAcc::default(); p],
                 flat: FlatAcc::new((n_tensor / m_tensor) as usize),
             };
-            stream(s.as_ref(), &plans[i], &pb, |blocks| {
-                backend.coord_stats(&job, blocks, &mut acc, &mut model)
-            })?;
+            let mut centre = match (&opts.center, &centre_file) {
+                (Center::File(_), Some(c)) => c[base..base + p].to_vec(),
+                _ => vec![0.0; p],
+            };
+            let centre_is_mean = opts.center == Center::Mean;
+            let (mean, shift) = match mean {
+                // Pass 2: moments about the mean, tails about the centre, flat blocks.
+                Some(mean) => {
+                    let shift: Vec<f64> = mean.iter().map(shift_of).collect();
+                    if centre_is_mean {
+                        centre.copy_from_slice(&shift);
+                    }
+                    stream(s.as_ref(), &plans[i], &pb, |blocks| {
+                        backend.coord_stats(
+                            &job.with(&shift, &centre),
+                            blocks,
+                            &mut acc,
+                            &mut model,
+                        )
+                    })?;
+                    (mean, shift)
+                }
+                // One read: each block of whole columns gets pass 1, then pass 2.
+                None => {
+                    let mut mean = vec![MeanAcc::default(); p];
+                    let mut shift = vec![0.0; p];
+                    stream(s.as_ref(), &plans[i], &pb, |blocks| {
+                        for block in blocks {
+                            let block = block?;
+                            let cols = block.cols.clone();
+                            backend
+                                .coord_mean(&mut std::iter::once(Ok(block.share())), &mut mean)?;
+                            for j in cols {
+                                shift[j] = shift_of(&mean[j]);
+                                if centre_is_mean {
+                                    centre[j] = shift[j];
+                                }
+                            }
+                            backend.coord_stats(
+                                &job.with(&shift, &centre),
+                                &mut std::iter::once(Ok(block)),
+                                &mut acc,
+                                &mut model,
+                            )?;
+                        }
+                        Ok(())
+                    })?;
+                    (mean, shift)
+                }
+            };
             let (summary, coords) = stats::finish_tensor(
                 &meta.name,
                 &meta.shape,

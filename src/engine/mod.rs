@@ -30,6 +30,20 @@ pub struct StatsJob<'a> {
     pub flat_model: FlatSpec,
 }
 
+impl StatsJob<'_> {
+    /// The same job over other shift and centre arrays.
+    pub fn with<'b>(&self, shift: &'b [f64], centre: &'b [f64]) -> StatsJob<'b> {
+        StatsJob {
+            k1: self.k1,
+            used_rows: self.used_rows,
+            shift,
+            centre,
+            flat_tensor: self.flat_tensor,
+            flat_model: self.flat_model,
+        }
+    }
+}
+
 /// Pass-2 state of one tensor.
 #[derive(Clone, Debug, Default)]
 pub struct TensorAcc {

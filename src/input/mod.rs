@@ -10,6 +10,7 @@ pub mod safetensors;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
@@ -131,21 +132,24 @@ impl BlockData {
 }
 
 /// One piece of a tensor: samples `rows` (axis 0) of coordinates `cols` (the flattened rest).
-/// A block read by [`prefetch`] hands its buffer back for reuse when dropped, so streaming
-/// allocates (and page-faults) a handful of buffers, not one per block.
+/// The values are shared (`Block::share`), so one block read once can feed both passes. A
+/// block read by [`prefetch`] hands its buffer back for reuse when its last holder drops it,
+/// so streaming allocates (and page-faults) a handful of buffers, not one per block.
 #[derive(Debug)]
 pub struct Block {
     pub rows: Range<usize>,
     pub cols: Range<usize>,
-    pub data: BlockData,
+    pub data: Arc<BlockData>,
     recycle: Option<std::sync::mpsc::Sender<BlockData>>,
 }
 
 impl Drop for Block {
     fn drop(&mut self) {
         if let Some(tx) = self.recycle.take() {
-            let data = std::mem::replace(&mut self.data, BlockData::F32(Vec::new()));
-            let _ = tx.send(data);
+            let data = std::mem::replace(&mut self.data, Arc::new(BlockData::F32(Vec::new())));
+            if let Ok(data) = Arc::try_unwrap(data) {
+                let _ = tx.send(data);
+            }
         }
     }
 }
@@ -155,7 +159,17 @@ impl Block {
         Block {
             rows,
             cols,
-            data,
+            data: Arc::new(data),
+            recycle: None,
+        }
+    }
+
+    /// Another handle on the same values (no copy).
+    pub fn share(&self) -> Block {
+        Block {
+            rows: self.rows.clone(),
+            cols: self.cols.clone(),
+            data: self.data.clone(),
             recycle: None,
         }
     }

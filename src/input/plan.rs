@@ -7,20 +7,20 @@ use std::ops::Range;
 /// Row ranges start at multiples of `k1` and are `k1`-multiples long (except the last, which
 /// ends at K), so a block-sum window never spans two blocks. Columns are split only when
 /// `k1` rows of all P columns exceed `max_bytes`. Blocks come row-chunk by row-chunk, so each
-/// coordinate sees its samples in order. `fortran` (sample axis contiguous) reads whole
-/// columns: all K rows of as many coordinates as fit.
+/// coordinate sees its samples in order. `whole_columns` reads all K rows of as many
+/// coordinates as fit (cheap for Fortran order; lets both passes share one read).
 pub fn blocks(
     samples: usize,
     coords: usize,
     k1: usize,
     elem: usize,
     max_bytes: usize,
-    fortran: bool,
+    whole_columns: bool,
 ) -> Vec<(Range<usize>, Range<usize>)> {
     let k1 = k1.max(1);
     let budget = (max_bytes / elem).max(1);
     let mut out = Vec::new();
-    if fortran {
+    if whole_columns {
         let width = (budget / samples).clamp(1, coords);
         for c0 in (0..coords).step_by(width) {
             out.push((0..samples, c0..(c0 + width).min(coords)));

@@ -197,7 +197,7 @@ fn pack<'a>(
 ) -> &'a [u8] {
     let width = block.width();
     let w = cols.len();
-    if let BlockData::F32(v) = &block.data {
+    if let BlockData::F32(v) = &*block.data {
         if cols.start == 0 && w == width && pitch == width {
             return bytemuck::cast_slice(&v[rows.start * width..rows.end * width]);
         }
@@ -208,7 +208,7 @@ fn pack<'a>(
     for (i, r) in rows.clone().enumerate() {
         let src = r * width + cols.start..r * width + cols.end;
         let dst = &mut stage[i * pitch * elem..(i * pitch + w) * elem];
-        match &block.data {
+        match &*block.data {
             BlockData::F32(v) => dst.copy_from_slice(bytemuck::cast_slice(&v[src])),
             BlockData::F16(v) | BlockData::BF16(v) => {
                 dst.copy_from_slice(bytemuck::cast_slice(&v[src]))
@@ -234,7 +234,7 @@ fn pack<'a>(
 
 /// Pass-1 references of f64 input: each column's first finite value in the unit, or 0.
 fn first_finite(block: &Block, rows: &Range<usize>, cols: &Range<usize>) -> Vec<f64> {
-    let BlockData::F64(v) = &block.data else {
+    let BlockData::F64(v) = &*block.data else {
         return Vec::new();
     };
     let width = block.width();
@@ -831,7 +831,7 @@ impl GpuEngine {
         let caps = self.ctx.caps(self.opts.max_binding_bytes);
         let units =
             plan::units(block.rows.len(), block.width(), &spec, &caps).map_err(Error::Gpu)?;
-        let f64_input = matches!(block.data, BlockData::F64(_));
+        let f64_input = matches!(*block.data, BlockData::F64(_));
         let mut stage = std::mem::take(&mut self.stage);
         let result = (|| {
             for unit in units {
