@@ -142,6 +142,8 @@ pub struct EngineRun {
     pub ceiling: String,
     /// Bytes the two passes must read (2 × input) per second, as a fraction of the ceiling.
     pub fraction_of_ceiling: f64,
+    /// Host-to-device upload rate measured in the same run, GB/s (GPU engines).
+    pub upload_gb_s: Option<f64>,
     pub speedup_over_cpu: Option<f64>,
 }
 
@@ -185,6 +187,7 @@ pub struct Candidate {
     pub backend: Box<dyn Backend>,
     pub ceiling_gb_s: f64,
     pub ceiling: String,
+    pub upload_gb_s: Option<f64>,
     pub cpu_device: bool,
 }
 
@@ -226,6 +229,7 @@ pub fn run(src: MemTensor, candidates: Vec<Candidate>, repeat: usize) -> Result<
             ceiling_gb_s: c.ceiling_gb_s,
             ceiling: c.ceiling,
             fraction_of_ceiling: 2.0 * rate / 1e9 / c.ceiling_gb_s,
+            upload_gb_s: c.upload_gb_s,
             speedup_over_cpu: None,
         });
         results.push(first);
@@ -281,7 +285,7 @@ pub fn print(r: &BenchReport, out: &mut impl std::io::Write) -> std::io::Result<
     )?;
     writeln!(
         out,
-        "{:<6} {:<38} {:>22} {:>14} {:>8} {:>8} {:>22} {:>8}",
+        "{:<6} {:<60} {:>22} {:>10} {:>8} {:>8} {:>22} {:>8}",
         "engine",
         "adapter",
         "end-to-end s",
@@ -293,23 +297,14 @@ pub fn print(r: &BenchReport, out: &mut impl std::io::Write) -> std::io::Result<
     )?;
     for e in &r.engines {
         let adapter = match &e.adapter {
-            Some(a) => format!(
-                "{} ({}, {}{})",
-                a.name,
-                a.device_type,
-                a.driver,
-                if e.cpu_device {
-                    "; CPU device, not a GPU figure"
-                } else {
-                    ""
-                }
-            ),
+            Some(a) if e.cpu_device => format!("{} [CPU device: not a GPU figure]", a.name),
+            Some(a) => format!("{} ({})", a.name, a.driver),
             None => "host CPU".into(),
         };
         let t = &e.end_to_end_s;
         writeln!(
             out,
-            "{:<6} {:<38} {:>22} {:>14} {:>8.2} {:>8.3} {:>22} {:>8}",
+            "{:<6} {:<60} {:>22} {:>10} {:>8.2} {:>8.3} {:>22} {:>8}",
             e.engine,
             adapter,
             format!("{:.3} [{:.3}, {:.3}]", t.median, t.min, t.max),

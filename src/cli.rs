@@ -221,6 +221,7 @@ fn bench_cmd(b: BenchArgs) -> Result<()> {
                 backend: Box::new(CpuEngine::new(b.threads)?),
                 ceiling_gb_s: bench::host_read_gb_s(),
                 ceiling: "host read".into(),
+                upload_gb_s: None,
                 cpu_device: false,
             }),
             BackendChoice::Gpu | BackendChoice::Auto => {
@@ -232,6 +233,7 @@ fn bench_cmd(b: BenchArgs) -> Result<()> {
                     backend: Box::new(gpu),
                     ceiling_gb_s: copy,
                     ceiling: "dev copy".into(),
+                    upload_gb_s: Some(upload),
                     cpu_device,
                 });
             }
