@@ -144,6 +144,10 @@ fn coord_stats(
     let centre = &job.centre[c0..c0 + w];
     let mut x = vec![0.0; w];
     let mut u = vec![0.0; w];
+    let mut logs = vec![0.0; w];
+    // Σ ln(|u| + eps) per coordinate: one accumulator per column keeps the row loop free of
+    // a loop-carried dependency.
+    let mut flat_lx = vec![0.0; w];
     // Open time block: running sum of u, Σ ln|u| and count of nonzero u, and a poison flag.
     let mut ysum = vec![0.0; w];
     let mut pend = vec![(0.0, 0u64); w];
@@ -154,6 +158,12 @@ fn coord_stats(
         let in_blocks = row < job.used_rows;
         let at = r * width + first;
         block.data.widen_into(at..at + w, &mut x);
+        // Centre and take every log first, in loops the compiler vectorises (values of
+        // non-finite or zero u are computed but not used).
+        for j in 0..w {
+            u[j] = x[j] - centre[j];
+        }
+        super::ln::ln_abs_row(&u, &mut logs);
         for j in 0..w {
             let xv = x[j];
             let a = &mut acc[j];
@@ -168,13 +178,13 @@ fn coord_stats(
             let t = &mut a.tails;
             if uv == 0.0 {
                 t.zeros += 1;
-                flat.lx += FLAT_EPS.ln();
+                flat_lx[j] += FLAT_EPS.ln();
             } else {
-                let l = uv.abs().ln();
+                let l = logs[j];
                 t.nz += 1;
                 t.sl += l;
                 t.sl2 += l * l;
-                flat.lx += flat_log(uv, l);
+                flat_lx[j] += flat_log(uv, l);
                 if in_blocks {
                     pend[j].0 += l;
                     pend[j].1 += 1;
@@ -199,6 +209,7 @@ fn coord_stats(
             }
         }
     }
+    flat.lx = flat_lx.iter().sum();
     flat.tensor = merge_runs(flat.tensor);
     flat.model = merge_runs(flat.model);
     flat

@@ -6,6 +6,7 @@
 pub mod accum;
 pub mod cpu;
 pub mod gpu;
+pub mod ln;
 
 use crate::error::Result;
 use crate::input::Block;
