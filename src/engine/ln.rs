@@ -37,6 +37,7 @@ pub fn ln_pos(x: f64) -> f64 {
 }
 
 /// `out[j] = ln |u[j]|` wherever u[j] is finite and nonzero.
+#[inline(always)]
 pub fn ln_abs_row(u: &[f64], out: &mut [f64]) {
     for (o, &v) in out.iter_mut().zip(u) {
         *o = ln_pos(v.abs());

@@ -109,6 +109,7 @@ impl BlockData {
     }
 
     /// Widens `range` of the values into `out` (same length) as f64.
+    #[inline(always)]
     pub fn widen_into(&self, range: Range<usize>, out: &mut [f64]) {
         match self {
             BlockData::F16(v) => {
