@@ -67,7 +67,8 @@ def main():
     if a.npy:
         import numpy as np
         t0 = time.perf_counter()
-        g = torch.from_numpy(np.load(a.npy, mmap_mode="r").reshape(np.load(a.npy, mmap_mode="r").shape[0], -1).copy()).to(dev)
+        arr = np.load(a.npy)
+        g = torch.from_numpy(arr.reshape(arr.shape[0], -1)).to(dev)
         s = stats(g)
         torch.cuda.synchronize()
         print(f"end to end from {a.npy}: {time.perf_counter() - t0:.3f} s, alpha_flat {float(s['alpha_flat']):.4f}")
