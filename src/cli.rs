@@ -267,7 +267,7 @@ fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
     let v: f64 = num
         .parse()
         .map_err(|_| format!("'{s}' is not a size like 8G or 512M"))?;
-    if !(v > 0.0) {
+    if v.is_nan() || v <= 0.0 {
         return Err(format!("'{s}' must be positive"));
     }
     Ok((v * mult as f64) as u64)

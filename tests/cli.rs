@@ -348,7 +348,8 @@ fn rewrite_step(
 
 #[test]
 fn bad_step_folders_fail_cleanly() {
-    let cases: Vec<(&str, Box<dyn Fn(&Path)>, &str)> = vec![
+    type Damage = Box<dyn Fn(&Path)>;
+    let cases: Vec<(&str, Damage, &str)> = vec![
         (
             "missing tensor",
             Box::new(|p| rewrite_step(p, |t| t.retain(|(n, ..)| n != "fc1.bias"))),

@@ -256,7 +256,7 @@ fn adversarial(mut e: Engine) {
         ("random", 64, 37, |r, c, u| {
             gradtail::stats::sas::cms(
                 1.5,
-                (u - 0.5) * 3.14159,
+                (u - 0.5) * std::f64::consts::PI,
                 0.1 + ((r * 31 + c) % 17) as f64 / 5.0,
             )
         }),
@@ -291,7 +291,7 @@ fn adversarial(mut e: Engine) {
                 block_bytes,
                 ..Options::default()
             };
-            let a = common::analyze_files(&[path.clone()], &opts, e.backend.as_mut());
+            let a = common::analyze_files(std::slice::from_ref(&path), &opts, e.backend.as_mut());
             let k1 = a.block_size;
             let want = naive::compute(&x, k, p, k1, None);
             let col = |stat: &str| {

@@ -258,7 +258,7 @@ fn coord_stats_body(
             flat.model
                 .push((b, u[cols.start - c0..cols.end - c0].iter().sum()));
         }
-        if in_blocks && (row + 1) % job.k1 == 0 {
+        if in_blocks && (row + 1).is_multiple_of(job.k1) {
             for j in 0..w {
                 close_block(&mut acc[j].tails, &mut ysum[j], &mut pend[j], &mut bad[j]);
             }

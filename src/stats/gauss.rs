@@ -23,7 +23,7 @@ pub fn kurt(m2: f64, m4: f64) -> f64 {
 /// Survival function of χ² with 2 degrees of freedom, Q(1, x/2) = exp(-x/2), with the
 /// underflow cut of scipy's `chi2.sf` (cephes `igamc`: 0 once a·ln y - y < -MAXLOG).
 pub fn chi2_2_sf(x: f64) -> f64 {
-    const MAXLOG: f64 = 7.09782712893383996843e2;
+    const MAXLOG: f64 = 7.097_827_128_933_84e2;
     let y = x / 2.0;
     if y.ln() - y < -MAXLOG {
         0.0

@@ -12,7 +12,7 @@ pub fn largest_divisor_below_sqrt(n: u64) -> u64 {
     let mut best = 1;
     let mut i = 1;
     while i * i <= n {
-        if n % i == 0 {
+        if n.is_multiple_of(i) {
             best = i;
         }
         i += 1;

@@ -38,7 +38,7 @@ pub fn compare(
             continue;
         }
         let e = error(stat, g, w, var[j].sqrt());
-        if !(e <= tol) {
+        if e.is_nan() || e > tol {
             return Err(format!(
                 "{stat}[{j}]: got {g}, want {w}, error {e:e} > {tol:e}"
             ));
