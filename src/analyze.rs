@@ -306,8 +306,9 @@ pub fn analyze_with(
     let pb = progress_bar(2 * bytes, opts.progress);
 
     // Whole columns (all K rows of a strip of coordinates) when a strip of at least
-    // MIN_STRIP columns fits a block: then each block is read once for both passes.
-    let whole: Vec<bool> = sources
+    // MIN_STRIP columns fits a block; then, for engines that take blocks one call at a time,
+    // each block is read once for both passes (`whole`).
+    let columns: Vec<bool> = sources
         .iter()
         .map(|s| {
             s.is_fortran()
@@ -315,9 +316,13 @@ pub fn analyze_with(
                     <= opts.block_bytes
         })
         .collect();
+    let whole: Vec<bool> = columns
+        .iter()
+        .map(|&c| c && backend.single_read())
+        .collect();
     let plans: Vec<_> = sources
         .iter()
-        .zip(&whole)
+        .zip(&columns)
         .map(|(s, &w)| {
             let m = s.meta();
             plan::blocks(

@@ -87,6 +87,13 @@ pub trait Backend {
         model: &mut FlatAcc,
     ) -> Result<()>;
 
+    /// Whether one read of a whole-column block should feed both passes (one call per block
+    /// per pass). Engines that overlap transfers with compute across a stream of blocks (the
+    /// GPU engine's double buffering) answer false and get each pass as one stream.
+    fn single_read(&self) -> bool {
+        true
+    }
+
     /// Device kernel time accumulated since the last reset (GPU timestamp queries), if any.
     fn kernel_seconds(&self) -> Option<f64> {
         None

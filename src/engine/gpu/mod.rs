@@ -1002,6 +1002,10 @@ impl Backend for GpuEngine {
         self.kernel_seconds.map(|_| self.kernel_total)
     }
 
+    fn single_read(&self) -> bool {
+        false
+    }
+
     fn reset_kernel_seconds(&mut self) {
         self.kernel_total = 0.0;
     }
