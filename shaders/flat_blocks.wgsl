@@ -19,29 +19,7 @@
 // reduces within each subgroup by shuffles (any subgroup size) and needs Features::SUBGROUP.
 // The host cuts this file at the SUBGROUP VARIANT marker when the adapter lacks the feature.
 
-// Mirrors `engine::gpu::context::Dims` (#[repr(C)], 48 bytes). Same text in every kernel.
-struct Dims {
-    rows: u32,       // rows in this unit
-    groups: u32,     // column groups of four (threads per row chunk)
-    row_words: u32,  // vec4 words per input row
-    chunk_rows: u32, // rows per row chunk (a multiple of K1 in pass 2)
-    chunks: u32,     // row chunks
-    col_wgs: u32,    // workgroups per row chunk
-    grid_x: u32,     // workgroups along x of the 2-D grid
-    items: u32,      // workgroups with work (col_wgs * chunks, or segments)
-    row0: u32,       // absolute row of the unit's first row
-    used_rows: u32,  // rows inside complete time blocks, K1·⌊K/K1⌋
-    k1: u32,         // time block length K1
-    one: f32,        // 1.0 from a uniform: the compiler cannot fold it (guards the compensated sums)
-}
-
-// Mirrors `engine::gpu::context::ColParams` (#[repr(C)], 16 bytes).
-struct ColParams {
-    shift_hi: f32,
-    shift_lo: f32,
-    centre_hi: f32,
-    centre_lo: f32,
-}
+// common.wgsl, prepended by the host, supplies Dims, ColParams, DTYPE and widen_f16.
 
 // Mirrors `engine::gpu::context::Segment` (#[repr(C)], 16 bytes): columns c0..c1 of row `row`
 // of the unit.
@@ -61,9 +39,6 @@ struct FlatPartial {
     sl_c: f32,
 }
 
-// 0: f32, 1: f16, 2: bf16, 3: f64 as hi/lo f32 pairs (`engine::gpu::context::DTYPE_*`).
-override DTYPE: u32 = 0u;
-
 const FLAT_WG: u32 = 128u;
 // eps of the original `alpha_estimator` (np.spacing(1)), `engine::cpu::FLAT_EPS`. In f32,
 // ln(|u| + eps) equals ln|u| wherever the CPU's `flat_log` skips eps (|u| > 1e-6).
@@ -76,19 +51,6 @@ const FLAT_EPS: f32 = 2.220446049250313e-16;
 @group(0) @binding(4) var<storage, read_write> out: array<FlatPartial>;
 
 var<workgroup> red: array<vec4<f32>, FLAT_WG>;
-
-// IEEE binary16 bits (low 16 bits of each lane) to f32, exactly, in integer arithmetic:
-// unpack2x16float would need the SHADER_F16_IN_F32 downlevel capability.
-fn widen_f16(h: vec4<u32>) -> vec4<f32> {
-    let sign = (h & vec4<u32>(0x8000u)) << vec4<u32>(16u);
-    let e = (h >> vec4<u32>(10u)) & vec4<u32>(0x1fu);
-    let m = h & vec4<u32>(0x3ffu);
-    let normal = bitcast<vec4<f32>>(sign | ((e + vec4<u32>(112u)) << vec4<u32>(23u)) | (m << vec4<u32>(13u)));
-    let special = bitcast<vec4<f32>>(sign | vec4<u32>(0x7f800000u) | (m << vec4<u32>(13u)));
-    let sub = vec4<f32>(m) * 5.9604644775390625e-8; // m · 2^-24, exact
-    let tiny = select(sub, -sub, sign != vec4<u32>(0u));
-    return select(select(normal, special, e == vec4<u32>(31u)), tiny, e == vec4<u32>(0u));
-}
 
 // Value of row `row`, column `c` of the unit, widened to f32; for f64 input (hi/lo f32
 // pairs, 2 values per word) the low part goes to `lo`.

@@ -1,4 +1,5 @@
-//! Every WGSL kernel parses and validates with naga (no GPU needed), and the host structs and
+//! Every WGSL kernel, assembled as the host builds it (`shaders/common.wgsl` followed by the
+//! kernel's file), parses and validates with naga (no GPU needed), and the host structs and
 //! constants mirrored in the shaders agree with naga's reflection of them.
 
 use std::collections::HashMap;
@@ -7,7 +8,11 @@ use std::path::Path;
 use gradtail::engine::gpu::{self, plan};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 
-fn shader_files() -> Vec<(String, String)> {
+/// The file prepended to every kernel.
+const COMMON: &str = "common";
+
+/// The `.wgsl` files of `shaders/` by stem, common.wgsl included.
+fn wgsl_files() -> Vec<(String, String)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
     let mut out: Vec<(String, String)> = std::fs::read_dir(&dir)
         .unwrap()
@@ -20,6 +25,25 @@ fn shader_files() -> Vec<(String, String)> {
         .collect();
     out.sort();
     out
+}
+
+fn common_source() -> String {
+    let files = wgsl_files();
+    let (_, src) = files
+        .iter()
+        .find(|(n, _)| n == COMMON)
+        .expect("shaders/common.wgsl is missing");
+    src.clone()
+}
+
+/// Each kernel's source as the host assembles it: common.wgsl + <kernel>.wgsl.
+fn shader_files() -> Vec<(String, String)> {
+    let common = common_source();
+    wgsl_files()
+        .into_iter()
+        .filter(|(n, _)| n != COMMON)
+        .map(|(n, src)| (n, format!("{common}{src}")))
+        .collect()
 }
 
 fn validate(name: &str, src: &str, caps: Capabilities) -> Result<naga::Module, String> {
@@ -55,6 +79,14 @@ fn u32_constants(module: &naga::Module) -> HashMap<String, u32> {
         .collect()
 }
 
+/// Whether a module declares the `override DTYPE` the host sets per input dtype.
+fn has_dtype_override(module: &naga::Module) -> bool {
+    module
+        .overrides
+        .iter()
+        .any(|(_, o)| o.name.as_deref() == Some("DTYPE"))
+}
+
 #[test]
 fn every_shader_validates() {
     let files = shader_files();
@@ -72,7 +104,10 @@ fn one_file_per_kernel() {
     assert_eq!(on_disk, built);
     for (name, src) in shader_files() {
         let embedded = gpu::SHADERS.iter().find(|(n, _)| *n == name).unwrap().1;
-        assert_eq!(src, embedded, "{name}: embedded source is stale");
+        assert_eq!(
+            src, embedded,
+            "{name}: embedded source is stale (or not common + kernel)"
+        );
     }
 }
 
@@ -115,6 +150,32 @@ fn mirrored_structs_match() {
     assert_eq!(seen["Dims"], gpu::SHADERS.len());
 }
 
+/// common.wgsl on its own, with only the two bindings its helpers use, declares `Dims` and
+/// `ColParams` with the sizes of their Rust mirrors.
+#[test]
+fn common_structs_match() {
+    let src = format!(
+        "{}\n@group(0) @binding(0) var<uniform> dims: Dims;\n\
+         @group(0) @binding(1) var<storage, read> xs: array<vec4<u32>>;\n",
+        common_source()
+    );
+    let module = validate("common", &src, Capabilities::empty()).unwrap_or_else(|e| panic!("{e}"));
+    let sizes = struct_sizes(&module);
+    assert_eq!(
+        sizes["Dims"] as usize,
+        std::mem::size_of::<gpu::Dims>(),
+        "common: struct Dims"
+    );
+    assert_eq!(
+        sizes["ColParams"] as usize,
+        std::mem::size_of::<gpu::ColParams>(),
+        "common: struct ColParams"
+    );
+    let consts = u32_constants(&module);
+    assert_eq!(consts["COORD_WG"], plan::COORD_WG, "common: const COORD_WG");
+    assert!(has_dtype_override(&module), "common: no `override DTYPE`");
+}
+
 #[test]
 fn shared_constants_match() {
     let rust: HashMap<&str, u32> = [
@@ -135,13 +196,7 @@ fn shared_constants_match() {
                 seen += 1;
             }
         }
-        assert!(
-            module
-                .overrides
-                .iter()
-                .any(|(_, o)| o.name.as_deref() == Some("DTYPE")),
-            "{name}: no `override DTYPE`"
-        );
+        assert!(has_dtype_override(&module), "{name}: no `override DTYPE`");
     }
     assert!(seen >= 5);
 }

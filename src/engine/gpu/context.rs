@@ -18,31 +18,31 @@ pub const DTYPE_BF16: u32 = 2;
 /// kernels keep ~48 bits where it matters (centring, sums).
 pub const DTYPE_F64: u32 = 3;
 
-/// The kernels' WGSL sources, by stem (file, pipeline label `gradtail.<stem>`, CPU twin).
+/// One kernel's WGSL source as compiled: `shaders/common.wgsl` (the structs, override and
+/// helpers every kernel shares) followed by `shaders/<stem>.wgsl`.
+macro_rules! kernel_source {
+    ($stem:literal) => {
+        concat!(
+            include_str!("../../../shaders/common.wgsl"),
+            include_str!(concat!("../../../shaders/", $stem, ".wgsl")),
+        )
+    };
+}
+
+/// The kernels' WGSL sources, by stem (file, pipeline label `gradtail.<stem>`, CPU twin), each
+/// assembled as common.wgsl + <stem>.wgsl.
 pub const SHADERS: [(&str, &str); 4] = [
-    (
-        "coord_mean",
-        include_str!("../../../shaders/coord_mean.wgsl"),
-    ),
-    (
-        "coord_moments",
-        include_str!("../../../shaders/coord_moments.wgsl"),
-    ),
-    (
-        "coord_tails",
-        include_str!("../../../shaders/coord_tails.wgsl"),
-    ),
-    (
-        "flat_blocks",
-        include_str!("../../../shaders/flat_blocks.wgsl"),
-    ),
+    ("coord_mean", kernel_source!("coord_mean")),
+    ("coord_moments", kernel_source!("coord_moments")),
+    ("coord_tails", kernel_source!("coord_tails")),
+    ("flat_blocks", kernel_source!("flat_blocks")),
 ];
 
 /// Where `flat_blocks.wgsl` is cut for adapters without `Features::SUBGROUP`: everything after
 /// this line uses subgroup builtins, which naga rejects without the capability.
 pub const SUBGROUP_MARKER: &str = "// --- SUBGROUP VARIANT";
 
-/// `flat_blocks.wgsl` with or without its subgroup entry point.
+/// The assembled `flat_blocks` source with or without its subgroup entry point.
 pub fn flat_source(subgroups: bool) -> Cow<'static, str> {
     let src = SHADERS[3].1;
     match (subgroups, src.find(SUBGROUP_MARKER)) {
