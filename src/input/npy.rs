@@ -232,19 +232,39 @@ fn read_header(path: &Path, file: &File, base: u64) -> Result<Header> {
     file.read_exact_at(&mut text, base + hstart as u64)
         .map_err(|_| Error::bad(path, "truncated inside the .npy header"))?;
     let text = String::from_utf8_lossy(&text);
-    let mut h = parse_header_dict(&text).map_err(|m| {
-        Error::bad(
+    let mut h = parse_header_dict(&text).map_err(|e| match e {
+        HeaderError::Unsupported(m) => Error::unusable(path, None, m),
+        HeaderError::Malformed(m) => Error::bad(
             path,
             format!("malformed .npy header ({m}): {}", text.trim()),
-        )
+        ),
     })?;
     h.data_offset = base + (hstart + hlen) as u64;
     Ok(h)
 }
 
+/// Why a header cannot be used: it is not valid, or it describes data gradtail does not read.
+#[derive(Debug)]
+enum HeaderError {
+    Malformed(String),
+    Unsupported(String),
+}
+
+impl From<&str> for HeaderError {
+    fn from(m: &str) -> Self {
+        HeaderError::Malformed(m.to_owned())
+    }
+}
+
+impl From<String> for HeaderError {
+    fn from(m: String) -> Self {
+        HeaderError::Malformed(m)
+    }
+}
+
 /// Parses the Python-literal dict of an npy header, e.g.
 /// `{'descr': '<f4', 'fortran_order': False, 'shape': (256, 4810), }`.
-fn parse_header_dict(text: &str) -> std::result::Result<Header, String> {
+fn parse_header_dict(text: &str) -> std::result::Result<Header, HeaderError> {
     let field = |key: &str| -> std::result::Result<&str, String> {
         let pat = format!("'{key}':");
         let at = text.find(&pat).ok_or_else(|| format!("no '{key}'"))?;
@@ -252,16 +272,16 @@ fn parse_header_dict(text: &str) -> std::result::Result<Header, String> {
     };
     let descr = field("descr")?;
     if !descr.starts_with('\'') {
-        return Err(
+        return Err(HeaderError::Unsupported(
             "structured dtypes are not supported: store one plain float array per tensor".into(),
-        );
+        ));
     }
     let descr = descr[1..].split('\'').next().ok_or("unterminated descr")?;
     let (order, code) = descr.split_at(1.min(descr.len()));
     let big_endian = match order {
         ">" => true,
         "<" | "|" | "=" => false,
-        _ => return Err(format!("unknown byte order in descr '{descr}'")),
+        _ => return Err(format!("unknown byte order in descr '{descr}'").into()),
     };
     let dtype = match code {
         "f2" | "e" => Dtype::F16,
@@ -274,9 +294,9 @@ fn parse_header_dict(text: &str) -> std::result::Result<Header, String> {
                 Some('b') => "a boolean",
                 _ => "an unsupported",
             };
-            return Err(format!(
-                "{kind} dtype '{descr}': gradients must be float16, float32 or float64 (convert with .astype(np.float32))"
-            ));
+            return Err(HeaderError::Unsupported(format!(
+                "holds {kind} dtype '{descr}': gradients must be float16, float32 or float64 (convert with .astype(np.float32))"
+            )));
         }
     };
     let fortran = field("fortran_order")?.starts_with("True");
@@ -347,10 +367,16 @@ mod tests {
     fn rejects_integer_and_complex() {
         let e = parse_header_dict("{'descr': '<i4', 'fortran_order': False, 'shape': (4, 2), }")
             .unwrap_err();
-        assert!(e.contains("integer"), "{e}");
+        assert!(
+            matches!(&e, HeaderError::Unsupported(m) if m.contains("integer")),
+            "{e:?}"
+        );
         let e = parse_header_dict("{'descr': '<c8', 'fortran_order': False, 'shape': (4, 2), }")
             .unwrap_err();
-        assert!(e.contains("complex"), "{e}");
+        assert!(
+            matches!(&e, HeaderError::Unsupported(m) if m.contains("complex")),
+            "{e:?}"
+        );
     }
 
     #[test]
