@@ -86,9 +86,7 @@ impl TensorSource for MemTensor {
             BlockData::F32(v) => bytemuck::cast_slice(v),
             BlockData::F64(v) => bytemuck::cast_slice(v),
         };
-        let mut data = reuse
-            .filter(|d| d.dtype() == self.meta.dtype)
-            .unwrap_or_else(|| BlockData::empty(self.meta.dtype));
+        let mut data = BlockData::reuse_or_empty(reuse, self.meta.dtype);
         let nc = cols.len();
         let dst = data.bytes_mut(rows.len() * nc);
         for (i, r) in rows.clone().enumerate() {

@@ -65,6 +65,13 @@ impl BlockData {
         }
     }
 
+    /// `reuse` when it holds `dtype` values (its allocation is kept), else an empty buffer.
+    pub fn reuse_or_empty(reuse: Option<BlockData>, dtype: Dtype) -> Self {
+        reuse
+            .filter(|d| d.dtype() == dtype)
+            .unwrap_or_else(|| BlockData::empty(dtype))
+    }
+
     /// An empty buffer of `dtype`.
     pub fn empty(dtype: Dtype) -> Self {
         match dtype {

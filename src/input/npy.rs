@@ -141,9 +141,7 @@ impl TensorSource for NpyTensor {
         let esize = self.header.dtype.size();
         let (k, p) = (self.meta.samples, self.meta.coords());
         let (nr, nc) = (rows.len(), cols.len());
-        let mut data = reuse
-            .filter(|d| d.dtype() == self.header.dtype)
-            .unwrap_or_else(|| BlockData::empty(self.header.dtype));
+        let mut data = BlockData::reuse_or_empty(reuse, self.header.dtype);
         let raw = data.bytes_mut(nr * nc);
         if !self.header.fortran {
             if nc == p {

@@ -188,9 +188,7 @@ impl TensorSource for StepTensor {
     ) -> Result<Block> {
         let esize = self.meta.dtype.size();
         let nc = cols.len();
-        let mut data = reuse
-            .filter(|d| d.dtype() == self.meta.dtype)
-            .unwrap_or_else(|| BlockData::empty(self.meta.dtype));
+        let mut data = BlockData::reuse_or_empty(reuse, self.meta.dtype);
         let raw = data.bytes_mut(rows.len() * nc);
         for (i, r) in rows.clone().enumerate() {
             let path = &self.files[r];

@@ -158,18 +158,22 @@ fn csv_field(s: &str) -> String {
     }
 }
 
+/// A tensor shape as `64x64` (empty for a scalar).
+pub fn shape_label(shape: &[usize]) -> String {
+    shape
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("x")
+}
+
 /// `tensors.csv`: one row per tensor; NaN and ±inf written as `nan`, `inf`, `-inf` (pandas reads them).
 pub fn tensors_csv(a: &Analysis) -> String {
     let mut out = String::from(CSV_COLUMNS);
     out.push('\n');
     for t in &a.tensors {
         let s = &t.summary;
-        let shape = s
-            .shape
-            .iter()
-            .map(|d| d.to_string())
-            .collect::<Vec<_>>()
-            .join("x");
+        let shape = shape_label(&s.shape);
         let q = |q: &crate::stats::Quantiles| [q.q05, q.q25, q.q50, q.q75, q.q95];
         let floats: Vec<f64> = [
             s.alpha_time_blocked,

@@ -25,12 +25,7 @@ pub fn print_table(a: &Analysis, out: &mut impl std::io::Write) -> std::io::Resu
     )?;
     for t in &a.tensors {
         let s = &t.summary;
-        let shape = s
-            .shape
-            .iter()
-            .map(|d| d.to_string())
-            .collect::<Vec<_>>()
-            .join("x");
+        let shape = super::shape_label(&s.shape);
         writeln!(
             out,
             "{:<24} {:>10} {:>7} {:>17} {:>7} {:>8} {:>8} {:>7} {:>7}",
