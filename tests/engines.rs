@@ -338,6 +338,13 @@ fn sas_recovery(mut e: Engine) {
             s.alpha_time_blocked_ci[0] < s.alpha_time_blocked
                 && s.alpha_time_blocked < s.alpha_time_blocked_ci[1]
         );
+        // Independent coordinates: the jackknife over coordinate groups agrees with the
+        // analytic SE up to its own sampling noise (20 groups: about ±30 %).
+        let ratio = s.alpha_time_blocked_se_jackknife / s.alpha_time_blocked_se;
+        assert!(
+            (0.4..2.5).contains(&ratio),
+            "α = {alpha}: jackknife/analytic SE {ratio}"
+        );
         // Per-coordinate medians (spec §3.7, §4.1 at K = 512): block-sum 1.00/1.48/1.99,
         // log-moment 1.000/1.490/2.000; the median over 2000 coordinates has sd < 0.01.
         let (blk, logm) = match alpha as u32 * 10 + (alpha * 10.0) as u32 % 10 {

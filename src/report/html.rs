@@ -1845,6 +1845,7 @@ mod tests {
                     alpha_time_blocked: alpha,
                     alpha_time_blocked_se: 0.1,
                     alpha_time_blocked_ci: ci,
+                    alpha_time_blocked_se_jackknife: 0.2,
                     alpha_simsekli_flat: 0.7,
                     simsekli_m: 8,
                     alpha_block_quantiles: q,

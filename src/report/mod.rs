@@ -148,7 +148,7 @@ impl Drop for Staging {
 }
 
 /// Column names of `tensors.csv`, in order.
-pub const CSV_COLUMNS: &str = "name,shape,coords,block_size,alpha_time_blocked,alpha_time_blocked_se,alpha_time_blocked_ci_low,alpha_time_blocked_ci_high,alpha_simsekli_flat,simsekli_m,alpha_block_q05,alpha_block_q25,alpha_block_q50,alpha_block_q75,alpha_block_q95,alpha_logm_q05,alpha_logm_q25,alpha_logm_q50,alpha_logm_q75,alpha_logm_q95,jb_reject_frac,k2_reject_frac,constant_coords,logm_clamped_coords,zero_entries,nonfinite_samples,dropped_blocks";
+pub const CSV_COLUMNS: &str = "name,shape,coords,block_size,alpha_time_blocked,alpha_time_blocked_se,alpha_time_blocked_ci_low,alpha_time_blocked_ci_high,alpha_simsekli_flat,simsekli_m,alpha_block_q05,alpha_block_q25,alpha_block_q50,alpha_block_q75,alpha_block_q95,alpha_logm_q05,alpha_logm_q25,alpha_logm_q50,alpha_logm_q75,alpha_logm_q95,jb_reject_frac,k2_reject_frac,constant_coords,logm_clamped_coords,zero_entries,nonfinite_samples,dropped_blocks,alpha_time_blocked_se_jackknife";
 
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
@@ -214,6 +214,7 @@ pub fn tensors_csv(a: &Analysis) -> String {
             .iter()
             .map(u64::to_string),
         );
+        row.push(fmt_f(s.alpha_time_blocked_se_jackknife));
         out.push_str(&row.join(","));
         out.push('\n');
     }

@@ -142,6 +142,8 @@ pub struct TensorSummary {
     pub alpha_time_blocked: f64,
     pub alpha_time_blocked_se: f64,
     pub alpha_time_blocked_ci: [f64; 2],
+    /// Jackknife SE over 20 contiguous coordinate groups: allows for correlated coordinates.
+    pub alpha_time_blocked_se_jackknife: f64,
     pub alpha_simsekli_flat: f64,
     pub simsekli_m: u64,
     pub alpha_block_quantiles: Quantiles,
@@ -178,6 +180,7 @@ pub fn finish_tensor(
     let mut constant_coords = 0;
     let mut clamped = 0;
     let mut pooled = TailAcc::default();
+    let mut groups = vec![(0.0, 0u64, 0.0, 0u64); tail::JACKKNIFE_GROUPS.min(p)];
     let mut nonfinite = 0;
     for j in 0..p {
         let (c, constant) = finish_coord(&means[j], shift[j], &acc.coords[j], k1);
@@ -187,6 +190,9 @@ pub fn finish_tensor(
             clamped += 1;
         }
         pooled.combine(t);
+        let n_groups = groups.len();
+        let g = &mut groups[j * n_groups / p];
+        *g = (g.0 + t.ly, g.1 + t.ny, g.2 + t.lx, g.3 + t.nx);
         nonfinite += means[j].nonfinite;
         for (col, v) in columns.iter_mut().zip(c.0) {
             col.push(v);
@@ -211,6 +217,7 @@ pub fn finish_tensor(
         block_rows,
         alpha_time_blocked: tb.alpha,
         alpha_time_blocked_se: tb.se,
+        alpha_time_blocked_se_jackknife: tail::time_blocked_jackknife(k1, &groups),
         alpha_time_blocked_ci: tb.ci,
         alpha_simsekli_flat: tail::simsekli_flat(
             simsekli_m,
