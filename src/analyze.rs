@@ -299,12 +299,6 @@ pub fn analyze_with(
         budget = opts.mem_budget,
         "planned tensor groups"
     );
-    let bytes: u64 = sources
-        .iter()
-        .map(|s| (s.meta().samples * s.meta().coords() * s.meta().dtype.size()) as u64)
-        .sum();
-    let pb = progress_bar(2 * bytes, opts.progress);
-
     // Whole columns (all K rows of a strip of coordinates) when a strip of at least
     // MIN_STRIP columns fits a block; then, for engines that take blocks one call at a time,
     // each block is read once for both passes (`whole`).
@@ -320,6 +314,16 @@ pub fn analyze_with(
         .iter()
         .map(|&c| c && backend.single_read())
         .collect();
+    // Bytes to read: once per tensor read in whole columns, once per pass otherwise.
+    let bytes: u64 = sources
+        .iter()
+        .zip(&whole)
+        .map(|(s, &w)| {
+            (s.meta().samples * s.meta().coords() * s.meta().dtype.size()) as u64
+                * if w { 1 } else { 2 }
+        })
+        .sum();
+    let pb = progress_bar(bytes, opts.progress);
     let plans: Vec<_> = sources
         .iter()
         .zip(&columns)
@@ -366,7 +370,12 @@ pub fn analyze_with(
             tracing::debug!(tensor = %s.meta().name, "pass 1 done");
             means.push(Some(acc));
         }
-        pb.set_message(format!("{}pass 2/2", group_label(g, groups.len())));
+        let pass2 = if group.clone().all(|i| whole[i]) {
+            "both passes"
+        } else {
+            "pass 2/2"
+        };
+        pb.set_message(format!("{}{pass2}", group_label(g, groups.len())));
         for (i, mean) in group.clone().zip(means) {
             let (s, base, p) = (&sources[i], bases[i], coords[i]);
             let meta = s.meta();
