@@ -355,11 +355,12 @@ fn model_section(h: &mut String, r: &RunReport) {
 }
 
 fn tensor_table(h: &mut String, tensors: &[TensorResult]) {
-    const HEAD: [&str; 13] = [
+    const HEAD: [&str; 14] = [
         "tensor",
         "shape",
         "P",
         "α time-blocked<br>[95&nbsp;% CI]",
+        "jackknife<br>SE",
         "α flat",
         "α_block<br>median [IQR]",
         "α_logm<br>median [IQR]",
@@ -399,6 +400,7 @@ fn tensor_table(h: &mut String, tensors: &[TensorResult]) {
                 fmt_f(s.alpha_time_blocked_ci[0], 3),
                 fmt_f(s.alpha_time_blocked_ci[1], 3)
             ),
+            fmt_f(s.alpha_time_blocked_se_jackknife, 3),
             fmt_f(s.alpha_simsekli_flat, 3),
             q(&s.alpha_block_quantiles),
             q(&s.alpha_logm_quantiles),
