@@ -761,26 +761,9 @@ impl GpuEngine {
             let pitch = plan::pitch(w, elem);
             let refs = first_finite(block, &unit.rows, &unit.cols);
             let input = pack(block, &unit.rows, &unit.cols, pitch, &refs, &mut stage);
-            let groups = plan::groups(w);
-            let (chunk_rows, chunks) = plan::chunking(h, groups, 1);
-            let col_wgs = groups.div_ceil(COORD_WG as usize);
-            let items = col_wgs * chunks;
-            let grid = plan::grid(items, caps.max_dim).map_err(Error::Gpu)?;
-            let dims = Dims {
-                rows: h as u32,
-                groups: groups as u32,
-                row_words: (pitch * elem / WORD as usize) as u32,
-                chunk_rows: chunk_rows as u32,
-                chunks: chunks as u32,
-                col_wgs: col_wgs as u32,
-                grid_x: grid.0,
-                items: items as u32,
-                row0: (block.rows.start + unit.rows.start) as u32,
-                used_rows: 0,
-                k1: 1,
-                one: 1.0,
-            };
-            let out_sizes = [(chunks * MEAN_FIELDS * groups) as u64 * WORD];
+            let row0 = block.rows.start + unit.rows.start;
+            let (dims, grid) = coord_dims(h, w, pitch, elem, row0, 0, 1, caps.max_dim)?;
+            let out_sizes = [(dims.chunks * dims.groups) as u64 * MEAN_FIELDS as u64 * WORD];
             let launch = Launch {
                 dtype,
                 input,
@@ -799,8 +782,8 @@ impl GpuEngine {
             self.slots[s].pending = Some(io.pending(
                 submission,
                 a0..a0 + w,
-                groups,
-                chunks,
+                dims.groups as usize,
+                dims.chunks as usize,
                 PendingKind::Mean { refs },
             ));
         }
@@ -875,31 +858,16 @@ impl GpuEngine {
                         },
                     );
                 }
-                let (chunk_rows, chunks) = plan::chunking(h, groups, job.k1);
-                let col_wgs = groups.div_ceil(COORD_WG as usize);
-                let items = col_wgs * chunks;
-                let grid = plan::grid(items, caps.max_dim).map_err(Error::Gpu)?;
+                let (dims, grid) =
+                    coord_dims(h, w, pitch, elem, r0, job.used_rows, job.k1, caps.max_dim)?;
                 let flat_grid = plan::grid(segs.len(), caps.max_dim).map_err(Error::Gpu)?;
-                let dims = Dims {
-                    rows: h as u32,
-                    groups: groups as u32,
-                    row_words: (pitch * elem / WORD as usize) as u32,
-                    chunk_rows: chunk_rows as u32,
-                    chunks: chunks as u32,
-                    col_wgs: col_wgs as u32,
-                    grid_x: grid.0,
-                    items: items as u32,
-                    row0: r0 as u32,
-                    used_rows: job.used_rows as u32,
-                    k1: job.k1 as u32,
-                    one: 1.0,
-                };
                 let flat_dims = Dims {
                     grid_x: flat_grid.0,
                     items: segs.len() as u32,
                     ..dims
                 };
-                let coord_out = |fields: usize| (chunks * fields * groups) as u64 * WORD;
+                let coord_out =
+                    |fields: usize| (dims.chunks * dims.groups) as u64 * fields as u64 * WORD;
                 let out_sizes = [
                     coord_out(MOMENT_FIELDS),
                     coord_out(TAIL_FIELDS),
@@ -938,7 +906,7 @@ impl GpuEngine {
                     submission,
                     acols,
                     groups,
-                    chunks,
+                    dims.chunks as usize,
                     PendingKind::Stats { seg_blocks },
                 ));
             }
@@ -987,6 +955,41 @@ impl PendingIo {
             kind,
         }
     }
+}
+
+/// Launch shape of the per-coordinate kernels for a unit of `h` rows × `w` columns: threads
+/// own four columns each, row chunks are multiples of `k1` (1 for `coord_mean`).
+#[allow(clippy::too_many_arguments)] // the unit's geometry, each argument a plain number
+fn coord_dims(
+    h: usize,
+    w: usize,
+    pitch: usize,
+    elem: usize,
+    row0: usize,
+    used_rows: usize,
+    k1: usize,
+    max_dim: u32,
+) -> Result<(Dims, (u32, u32))> {
+    let groups = plan::groups(w);
+    let (chunk_rows, chunks) = plan::chunking(h, groups, k1);
+    let col_wgs = groups.div_ceil(COORD_WG as usize);
+    let items = col_wgs * chunks;
+    let grid = plan::grid(items, max_dim).map_err(Error::Gpu)?;
+    let dims = Dims {
+        rows: h as u32,
+        groups: groups as u32,
+        row_words: (pitch * elem / WORD as usize) as u32,
+        chunk_rows: chunk_rows as u32,
+        chunks: chunks as u32,
+        col_wgs: col_wgs as u32,
+        grid_x: grid.0,
+        items: items as u32,
+        row0: row0 as u32,
+        used_rows: used_rows as u32,
+        k1: k1 as u32,
+        one: 1.0,
+    };
+    Ok((dims, grid))
 }
 
 impl Backend for GpuEngine {
