@@ -561,10 +561,21 @@ impl Rows {
     }
 }
 
-/// Legend entries laid out left to right: (marker markup at (x, y), label).
 /// Draws a legend marker centred at (x, y).
 type Marker<'a> = &'a dyn Fn(f64, f64) -> String;
 
+/// The dashed reference line (α = 2, the 5 % chance rate) of every plot and its legend.
+fn ref_line(x0: f64, y0: f64, x1: f64, y1: f64) -> String {
+    svg::line(
+        x0,
+        y0,
+        x1,
+        y1,
+        &format!("stroke=\"{C_REF}\" stroke-width=\"1.3\" stroke-dasharray=\"5 4\""),
+    )
+}
+
+/// Legend entries laid out left to right: (marker markup at (x, y), label).
 fn legend(x: f64, y: f64, items: &[(Marker, &str)]) -> String {
     let mut s = String::new();
     let mut x = x;
@@ -622,15 +633,7 @@ fn alpha_plot(tensors: &[TensorResult]) -> Plot {
     };
     let flat_marker =
         |cx: f64, cy: f64| svg::rect(cx - 4.0, cy - 4.0, 8.0, 8.0, &format!("fill=\"{C_FLAT}\""));
-    let ref_marker = |cx: f64, cy: f64| {
-        svg::line(
-            cx - 10.0,
-            cy,
-            cx + 10.0,
-            cy,
-            &format!("stroke=\"{C_REF}\" stroke-width=\"1.3\" stroke-dasharray=\"5 4\""),
-        )
-    };
+    let ref_marker = |cx: f64, cy: f64| ref_line(cx - 10.0, cy, cx + 10.0, cy);
     body += &legend(
         14.0,
         44.0,
@@ -657,13 +660,7 @@ fn alpha_plot(tensors: &[TensorResult]) -> Plot {
         body += &svg::x_tick_labels_top(a, &x, &ticks);
     }
     if inside(2.0) {
-        body += &svg::line(
-            x.map(2.0),
-            a.y0,
-            x.map(2.0),
-            a.y1,
-            &format!("stroke=\"{C_REF}\" stroke-width=\"1.3\" stroke-dasharray=\"5 4\""),
-        );
+        body += &ref_line(x.map(2.0), a.y0, x.map(2.0), a.y1);
     }
 
     let (mut clamped, mut unbounded, mut missing) = (0usize, 0usize, 0usize);
@@ -792,15 +789,7 @@ fn reject_plot(tensors: &[TensorResult]) -> Plot {
         |cx: f64, cy: f64| svg::rect(cx - 8.0, cy - 4.0, 16.0, 8.0, &format!("fill=\"{C_JB}\""));
     let k2 =
         |cx: f64, cy: f64| svg::rect(cx - 8.0, cy - 4.0, 16.0, 8.0, &format!("fill=\"{C_K2}\""));
-    let rf = |cx: f64, cy: f64| {
-        svg::line(
-            cx - 10.0,
-            cy,
-            cx + 10.0,
-            cy,
-            &format!("stroke=\"{C_REF}\" stroke-width=\"1.3\" stroke-dasharray=\"5 4\""),
-        )
-    };
+    let rf = |cx: f64, cy: f64| ref_line(cx - 10.0, cy, cx + 10.0, cy);
     body += &legend(
         14.0,
         44.0,
@@ -882,13 +871,7 @@ fn reject_plot(tensors: &[TensorResult]) -> Plot {
         }
         body += "</g>";
     }
-    body += &svg::line(
-        x.map(5.0),
-        a.y0,
-        x.map(5.0),
-        a.y1,
-        &format!("stroke=\"{C_REF}\" stroke-width=\"1.3\" stroke-dasharray=\"5 4\""),
-    );
+    body += &ref_line(x.map(5.0), a.y0, x.map(5.0), a.y1);
     let h = a.y1 + 48.0;
     Plot {
         id: "plot-reject".into(),
