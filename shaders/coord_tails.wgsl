@@ -4,9 +4,11 @@
 // starting at a multiple of K1, so time blocks never straddle threads). Over finite x it forms
 // u = x - centre (the centre as an f32 hi/lo pair) and keeps, per column (`engine::accum::TailAcc`):
 //   zeros, nz, Σ ln|u|, Σ ln²|u| over nonzero u;
-//   for rows < used_rows, per time block of K1 rows: the block sum Y (compensated), and on
-//   closing it Σ ln|Y| with the count of nonzero Y, and Σ ln|u| with the count of nonzero u
-//   inside the block — or, when the block held a non-finite sample, nothing but bad += 1.
+//   for rows < used_rows, per time block of K1 rows: the block sum Y (compensated) and the
+//   count m of nonzero u in it; on closing the block, Σ ln|u| with the count of nonzero u
+//   inside it, and — when m ≥ 2 and Y ≠ 0 (the zeros rule: such a block is a sum of m iid
+//   terms, of scale m^(1/α)) — ln|Y|, a count, and ln m; or, when the block held a non-finite
+//   sample, nothing but bad += 1.
 // The block sum Y is double-f32: u is formed exactly as a pair by TwoSum (x and the centre's
 // hi/lo pair) and every addition's rounding error is kept, so a block that nearly cancels
 // still gives ln|Y| of Y, not of rounding noise. Logs are f32 (f64 transcendentals are wrong
@@ -14,16 +16,27 @@
 // L0, the first ln|u| the thread meets, so Σ(l - L0)² keeps its digits when the mean log is
 // far from 0 (the log-moment variance Σl² - (Σl)²/n cancels otherwise); the host adds L0
 // back in f64.
+//
+// Each closed time block's five sums, over the columns whose `pool` flag is set (not constant,
+// enough finite samples), are also reduced over the workgroup in workgroup memory and written
+// once per (row chunk, time block, workgroup) after the per-column fields: the host keeps them
+// per time block for the delete-one-time-block jackknife (`engine::accum::BlockSums`). Every
+// thread of a workgroup shares its row chunk, so the block boundaries, and the barriers at
+// them, are uniform; threads past the last column group stay in the loop, masked.
 
 // common.wgsl, prepended by the host, supplies Dims, ColParams, DTYPE, COORD_WG, load4,
 // finite4, add4 and two_sum4.
 
-const TAIL_FIELDS: u32 = 10u;
+const TAIL_FIELDS: u32 = 11u;
 
 @group(0) @binding(0) var<uniform> dims: Dims;
 @group(0) @binding(1) var<storage, read> xs: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> params: array<ColParams>;
 @group(0) @binding(3) var<storage, read_write> out: array<vec4<u32>>;
+
+// One thread's pooled block sums: (Σ ln|u|, #u, Σ ln|Y|, #Y) and Σ ln m.
+var<workgroup> red_a: array<vec4<f32>, COORD_WG>;
+var<workgroup> red_m: array<f32, COORD_WG>;
 
 @compute @workgroup_size(COORD_WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -32,10 +45,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         return;
     }
     let chunk = item / dims.col_wgs;
-    let g = (item % dims.col_wgs) * COORD_WG + lid;
-    if (g >= dims.groups) {
-        return;
-    }
+    let wg_col = item % dims.col_wgs;
+    let g_raw = wg_col * COORD_WG + lid;
+    let live = g_raw < dims.groups;
+    // Threads past the last column group read group 0 and contribute nothing.
+    let g = select(0u, g_raw, live);
     let r0 = chunk * dims.chunk_rows;
     let r1 = min(r0 + dims.chunk_rows, dims.rows);
     let p0 = params[4u * g];
@@ -44,6 +58,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let p3 = params[4u * g + 3u];
     let chi = vec4<f32>(p0.centre_hi, p1.centre_hi, p2.centre_hi, p3.centre_hi);
     let clo = vec4<f32>(p0.centre_lo, p1.centre_lo, p2.centre_lo, p3.centre_lo);
+    let pool = vec4<f32>(p0.pool, p1.pool, p2.pool, p3.pool) * select(0.0, 1.0, live);
     let zero = vec4<f32>(0.0);
     let one = vec4<f32>(1.0);
     let n0 = vec4<u32>(0u);
@@ -59,6 +74,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var ny = n0;
     var ly = zero;
     var lyc = zero;
+    var lm = zero;
+    var lmc = zero;
     var nx = n0;
     var lx = zero;
     var lxc = zero;
@@ -70,6 +87,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var psc = zero;
     var pn = n0;
     var poison = vec4<bool>(false);
+    // Pooled block sums of this workgroup: after the per-column fields, one pair of words
+    // per (row chunk, time block of the chunk, workgroup).
+    let blocks_per_chunk = dims.chunk_rows / dims.k1;
+    let pooled_base = dims.chunks * TAIL_FIELDS * dims.groups;
 
     for (var r = r0; r < r1; r++) {
         var xl: vec4<f32>;
@@ -103,10 +124,43 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 add4(&lx, &lxc, select(zero, ps + psc, good));
                 nx += select(n0, pn, good);
                 let y = ys + ysc;
-                let ynz = good & (y != zero);
-                // Y ≠ 0 implies a nonzero u in this chunk, so L0 is set.
-                add4(&ly, &lyc, select(zero, log(select(one, abs(y), ynz)) - l0, ynz));
-                ny += select(n0, n1, ynz);
+                // Counted: m ≥ 2 nonzero entries and Y ≠ 0 (which implies L0 is set).
+                let counted = good & (y != zero) & (pn >= vec4<u32>(2u));
+                let lyb = log(select(one, abs(y), counted));
+                let lmb = log(vec4<f32>(max(pn, n1)));
+                add4(&ly, &lyc, select(zero, lyb - l0, counted));
+                add4(&lm, &lmc, select(zero, lmb, counted));
+                ny += select(n0, n1, counted);
+
+                // This thread's share of the pooled block sums, in absolute logs.
+                let gp = select(zero, pool, good);
+                let cp = select(zero, pool, counted);
+                let pnf = vec4<f32>(pn);
+                let sx = (ps + psc + pnf * l0) * gp;
+                red_a[lid] = vec4<f32>(
+                    dot(sx, one),
+                    dot(pnf, gp),
+                    dot(select(zero, lyb, counted), cp),
+                    dot(select(zero, one, counted), cp),
+                );
+                red_m[lid] = dot(select(zero, lmb, counted), cp);
+                workgroupBarrier();
+                for (var s = COORD_WG / 2u; s > 0u; s >>= 1u) {
+                    if (lid < s) {
+                        red_a[lid] += red_a[lid + s];
+                        red_m[lid] += red_m[lid + s];
+                    }
+                    workgroupBarrier();
+                }
+                if (lid == 0u) {
+                    let b = (r - r0) / dims.k1;
+                    let at = pooled_base + 2u * ((chunk * blocks_per_chunk + b) * dims.col_wgs + wg_col);
+                    out[at] = bitcast<vec4<u32>>(red_a[0]);
+                    out[at + 1u] = bitcast<vec4<u32>>(vec4<f32>(red_m[0], 0.0, 0.0, 0.0));
+                }
+                // The next block's writes to red_* must wait until thread 0 has read them.
+                workgroupBarrier();
+
                 ys = zero;
                 ysc = zero;
                 ps = zero;
@@ -115,6 +169,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 poison = vec4<bool>(false);
             }
         }
+    }
+    if (!live) {
+        return;
     }
     let at = chunk * TAIL_FIELDS * dims.groups + g;
     out[at] = zeros;
@@ -127,4 +184,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     out[at + 7u * dims.groups] = bitcast<vec4<u32>>(lx + lxc);
     out[at + 8u * dims.groups] = bad;
     out[at + 9u * dims.groups] = bitcast<vec4<u32>>(l0);
+    out[at + 10u * dims.groups] = bitcast<vec4<u32>>(lm + lmc);
 }

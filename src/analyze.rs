@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
-use crate::engine::accum::{CoordAcc, FlatAcc, FlatSpec, MeanAcc};
+use crate::engine::accum::{BlockSums, CoordAcc, FlatAcc, FlatSpec, MeanAcc};
 use crate::engine::{Backend, StatsJob, TensorAcc};
 use crate::error::{Error, Result};
 use crate::input::{self, plan, TensorMeta, TensorSource};
@@ -46,6 +46,7 @@ pub struct Options {
 pub const STATE_BYTES_PER_COORD: u64 = (std::mem::size_of::<MeanAcc>()
     + std::mem::size_of::<CoordAcc>()
     + 2 * 8
+    + 1
     + crate::stats::COORD_STATS.len() * 8) as u64;
 
 /// Blocks alive at once: the one in use, those read ahead, and one being read.
@@ -63,6 +64,12 @@ fn shift_of(m: &MeanAcc) -> f64 {
         _ if m.is_constant() => m.min,
         _ => m.mean(),
     }
+}
+
+/// Whether a coordinate enters the pooled per-time-block sums: not constant (on the data
+/// before centring) and with enough finite samples.
+fn pooled(m: &MeanAcc) -> bool {
+    stats::pass1_kind(m) == stats::CoordKind::Usable
 }
 
 /// Per-coordinate rows kept per tensor for plots once a run is too large to keep them all.
@@ -123,8 +130,11 @@ pub struct ModelSummary {
     pub simsekli_m: u64,
     pub coords: usize,
     pub constant_coords: u64,
+    pub few_finite_coords: u64,
     pub zero_entries: u64,
     pub nonfinite_samples: u64,
+    /// Why an estimate is null, one sentence each.
+    pub notes: Vec<String>,
 }
 
 pub struct Analysis {
@@ -386,6 +396,7 @@ pub fn analyze_with(
                 used_rows: block_rows,
                 shift: &[],
                 centre: &[],
+                pool: &[],
                 flat_tensor: FlatSpec {
                     stride: p as u64,
                     base: 0,
@@ -400,6 +411,7 @@ pub fn analyze_with(
             let mut acc = TensorAcc {
                 coords: vec![CoordAcc::default(); p],
                 flat: FlatAcc::new((n_tensor / m_tensor) as usize),
+                blocks: vec![BlockSums::default(); block_rows / k1],
             };
             let mut centre = match (&opts.center, &centre_file) {
                 (Center::File(_), Some(c)) => c[base..base + p].to_vec(),
@@ -410,12 +422,13 @@ pub fn analyze_with(
                 // Pass 2: moments about the mean, tails about the centre, flat blocks.
                 Some(mean) => {
                     let shift: Vec<f64> = mean.iter().map(shift_of).collect();
+                    let pool: Vec<bool> = mean.iter().map(pooled).collect();
                     if centre_is_mean {
                         centre.copy_from_slice(&shift);
                     }
                     stream(s.as_ref(), &plans[i], &pb, |blocks| {
                         backend.coord_stats(
-                            &job.with(&shift, &centre),
+                            &job.with(&shift, &centre, &pool),
                             blocks,
                             &mut acc,
                             &mut model,
@@ -427,6 +440,7 @@ pub fn analyze_with(
                 None => {
                     let mut mean = vec![MeanAcc::default(); p];
                     let mut shift = vec![0.0; p];
+                    let mut pool = vec![false; p];
                     stream(s.as_ref(), &plans[i], &pb, |blocks| {
                         for block in blocks {
                             let block = block?;
@@ -435,12 +449,13 @@ pub fn analyze_with(
                                 .coord_mean(&mut std::iter::once(Ok(block.share())), &mut mean)?;
                             for j in cols {
                                 shift[j] = shift_of(&mean[j]);
+                                pool[j] = pooled(&mean[j]);
                                 if centre_is_mean {
                                     centre[j] = shift[j];
                                 }
                             }
                             backend.coord_stats(
-                                &job.with(&shift, &centre),
+                                &job.with(&shift, &centre, &pool),
                                 &mut std::iter::once(Ok(block)),
                                 &mut acc,
                                 &mut model,
@@ -476,13 +491,32 @@ pub fn analyze_with(
     }
     pb.finish_and_clear();
 
+    let constant_coords = results.iter().map(|r| r.summary.constant_coords).sum();
+    let few_finite_coords = results.iter().map(|r| r.summary.few_finite_coords).sum();
+    let mut notes = Vec::new();
+    // With no usable coordinate the centred entries are zeros or rounding residue, and the
+    // original estimator would divide by that residue.
+    let alpha_simsekli_flat = if constant_coords + few_finite_coords == total as u64 {
+        notes.push(
+            "alpha_simsekli_flat: every coordinate is constant or has too few finite samples"
+                .into(),
+        );
+        f64::NAN
+    } else {
+        if m_model < 2 {
+            notes.push("alpha_simsekli_flat: the number of entries K·P is prime, so the original estimator has no block length".into());
+        }
+        tail::simsekli_flat(m_model, &model.blocks, model.lx, model.n)
+    };
     let model = ModelSummary {
-        alpha_simsekli_flat: tail::simsekli_flat(m_model, &model.blocks, model.lx, model.n),
+        alpha_simsekli_flat,
         simsekli_m: m_model,
         coords: total,
-        constant_coords: results.iter().map(|r| r.summary.constant_coords).sum(),
+        constant_coords,
+        few_finite_coords,
         zero_entries: results.iter().map(|r| r.summary.zero_entries).sum(),
         nonfinite_samples: results.iter().map(|r| r.summary.nonfinite_samples).sum(),
+        notes,
     };
     Ok(Analysis {
         samples,

@@ -95,8 +95,11 @@ impl MomentAcc {
 }
 
 /// Kernel `coord_tails`: over centred samples u = x - centre, the zero count, the log-moments
-/// of ln|u| over nonzero u (spec §4.1), and the block-sum sums (spec §3): ln|Y| over nonzero
-/// block sums Y of K1 consecutive u, and ln|u| over the nonzero u inside complete blocks.
+/// of ln|u| over nonzero u (Ma & Nikias 1995), and the block-sum sums (Mohammadi et al. 2015)
+/// under the zeros rule: a time block of K1 consecutive u with m_b nonzero entries has a sum
+/// Y_b of m_b iid terms, of scale m_b^(1/α), so it counts with ln|Y_b| and ln m_b when
+/// m_b ≥ 2 and Y_b ≠ 0; ln|u| runs over the nonzero u inside complete blocks. Then
+/// 1/α = (ly/ny - lx/nx) / (lm/ny), and with no zeros lm/ny = ln K1, the paper's estimator.
 /// A block holding a non-finite sample is left out whole and counted in `bad_blocks`.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct TailAcc {
@@ -106,6 +109,8 @@ pub struct TailAcc {
     pub sl2: f64,
     pub ny: u64,
     pub ly: f64,
+    /// Σ ln m_b over the blocks counted in `ny`.
+    pub lm: f64,
     pub nx: u64,
     pub lx: f64,
     pub bad_blocks: u64,
@@ -119,9 +124,64 @@ impl TailAcc {
         self.sl2 += o.sl2;
         self.ny += o.ny;
         self.ly += o.ly;
+        self.lm += o.lm;
         self.nx += o.nx;
         self.lx += o.lx;
         self.bad_blocks += o.bad_blocks;
+    }
+
+    /// The block-sum part, for pooling.
+    pub fn block_sums(&self) -> BlockSums {
+        BlockSums {
+            sx: self.lx,
+            nx: self.nx as f64,
+            sy: self.ly,
+            ny: self.ny as f64,
+            sm: self.lm,
+        }
+    }
+}
+
+/// The five sums the block-sum α is a ratio of (Mohammadi et al. 2015 with the zeros rule):
+/// Σ ln|u| and the count of nonzero u, Σ ln|Y_b| and the count of counted blocks, Σ ln m_b.
+/// Kept per time block b, pooled over a tensor's non-constant coordinates, they give the
+/// delete-one-time-block jackknife: time blocks are independent whenever samples are, however
+/// strongly coordinates move together. Counts are f64 so GPU partials fold without casts.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct BlockSums {
+    pub sx: f64,
+    pub nx: f64,
+    pub sy: f64,
+    pub ny: f64,
+    pub sm: f64,
+}
+
+impl BlockSums {
+    pub fn combine(&mut self, o: &Self) {
+        self.sx += o.sx;
+        self.nx += o.nx;
+        self.sy += o.sy;
+        self.ny += o.ny;
+        self.sm += o.sm;
+    }
+
+    /// `self` less `o`: the sums with one block's share removed.
+    pub fn without(&self, o: &Self) -> Self {
+        BlockSums {
+            sx: self.sx - o.sx,
+            nx: self.nx - o.nx,
+            sy: self.sy - o.sy,
+            ny: self.ny - o.ny,
+            sm: self.sm - o.sm,
+        }
+    }
+
+    /// 1/α = (SY/NY - SX/NX) / (SM/NY); NaN without a counted block or entry.
+    pub fn inv_alpha(&self) -> f64 {
+        if self.ny <= 0.0 || self.nx <= 0.0 || self.sm <= 0.0 {
+            return f64::NAN;
+        }
+        (self.sy / self.ny - self.sx / self.nx) / (self.sm / self.ny)
     }
 }
 

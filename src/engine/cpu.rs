@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::accum::{CoordAcc, FlatAcc, MeanAcc, TailAcc};
+use super::accum::{BlockSums, CoordAcc, FlatAcc, MeanAcc, TailAcc};
 use super::{Backend, Blocks, EngineInfo, StatsJob, TensorAcc};
 use crate::error::Result;
 use crate::input::Block;
@@ -88,6 +88,9 @@ impl Backend for CpuEngine {
                 for (b, y) in p.model {
                     model.blocks[b] += y;
                 }
+                for (b, sums) in p.blocks {
+                    out.blocks[b].combine(&sums);
+                }
             }
         }
         Ok(())
@@ -162,14 +165,16 @@ multiversion! {
     fn coord_stats(job: &StatsJob<'_>, block: &Block, first: usize, acc: &mut [CoordAcc]) -> FlatPartial => coord_stats_body
 }
 
-/// One strip's share of the flat (Simsekli) state: block contributions are kept sparse
-/// because a strip touches only a few flat blocks per row.
+/// One strip's share of the pooled state: the flat (Simsekli) state, whose block
+/// contributions are kept sparse because a strip touches only a few flat blocks per row, and
+/// the per-time-block sums of its pooled coordinates.
 #[derive(Default)]
 struct FlatPartial {
     n: u64,
     lx: f64,
     tensor: Vec<(usize, f64)>,
     model: Vec<(usize, f64)>,
+    blocks: Vec<(usize, BlockSums)>,
 }
 
 /// ln(|u| + eps) as in `alpha_estimator`, reusing ln|u| where adding eps cannot change it
@@ -197,6 +202,7 @@ fn coord_stats_body(
     let c0 = block.cols.start + first;
     let shift = &job.shift[c0..c0 + w];
     let centre = &job.centre[c0..c0 + w];
+    let pool = &job.pool[c0..c0 + w];
     let mut x = vec![0.0; w];
     let mut u = vec![0.0; w];
     let mut logs = vec![0.0; w];
@@ -259,9 +265,14 @@ fn coord_stats_body(
                 .push((b, u[cols.start - c0..cols.end - c0].iter().sum()));
         }
         if in_blocks && (row + 1).is_multiple_of(job.k1) {
+            let mut pooled = BlockSums::default();
             for j in 0..w {
-                close_block(&mut acc[j].tails, &mut ysum[j], &mut pend[j], &mut bad[j]);
+                let share = close_block(&mut acc[j].tails, &mut ysum[j], &mut pend[j], &mut bad[j]);
+                if pool[j] {
+                    pooled.combine(&share);
+                }
             }
+            flat.blocks.push((row / job.k1, pooled));
         }
     }
     flat.lx = flat_lx.iter().sum();
@@ -270,23 +281,39 @@ fn coord_stats_body(
     flat
 }
 
-/// Ends a time block of K1 samples: commits its ln|Y| and its ln|u| terms, or drops it whole
-/// when it held a non-finite sample.
+/// Ends a time block of K1 samples: commits its ln|u| terms and, when it holds m_b ≥ 2
+/// nonzero entries and a nonzero sum, ln|Y_b| and ln m_b (the zeros rule, `TailAcc`); or drops
+/// it whole when it held a non-finite sample. Returns the block's share of the pooled sums.
 #[inline]
-fn close_block(t: &mut TailAcc, ysum: &mut f64, pend: &mut (f64, u64), bad: &mut bool) {
+fn close_block(
+    t: &mut TailAcc,
+    ysum: &mut f64,
+    pend: &mut (f64, u64),
+    bad: &mut bool,
+) -> BlockSums {
+    let mut share = BlockSums::default();
     if *bad {
         t.bad_blocks += 1;
     } else {
-        t.lx += pend.0;
-        t.nx += pend.1;
-        if *ysum != 0.0 {
-            t.ly += ysum.abs().ln();
+        let (sx, m) = *pend;
+        t.lx += sx;
+        t.nx += m;
+        share.sx = sx;
+        share.nx = m as f64;
+        if m >= 2 && *ysum != 0.0 {
+            let (ly, lm) = (ysum.abs().ln(), (m as f64).ln());
+            t.ly += ly;
             t.ny += 1;
+            t.lm += lm;
+            share.sy = ly;
+            share.ny = 1.0;
+            share.sm = lm;
         }
     }
     *ysum = 0.0;
     *pend = (0.0, 0);
     *bad = false;
+    share
 }
 
 /// Adds up contributions to the same flat block (consecutive rows often share one).

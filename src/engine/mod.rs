@@ -10,7 +10,7 @@ pub mod ln;
 
 use crate::error::Result;
 use crate::input::Block;
-use accum::{CoordAcc, FlatAcc, FlatSpec, MeanAcc};
+use accum::{BlockSums, CoordAcc, FlatAcc, FlatSpec, MeanAcc};
 
 /// A stream of one tensor's blocks; each coordinate's rows arrive in order.
 pub type Blocks<'a> = &'a mut dyn Iterator<Item = Result<Block>>;
@@ -26,19 +26,23 @@ pub struct StatsJob<'a> {
     pub shift: &'a [f64],
     /// Per-coordinate centre: u = x - centre is the noise.
     pub centre: &'a [f64],
+    /// Per coordinate: whether it enters the pooled per-time-block sums (false for constant
+    /// coordinates and those with too few finite samples).
+    pub pool: &'a [bool],
     /// The tensor's own flattening (stride P) and its place in the whole input's.
     pub flat_tensor: FlatSpec,
     pub flat_model: FlatSpec,
 }
 
 impl StatsJob<'_> {
-    /// The same job over other shift and centre arrays.
-    pub fn with<'b>(&self, shift: &'b [f64], centre: &'b [f64]) -> StatsJob<'b> {
+    /// The same job over other shift, centre and pool arrays.
+    pub fn with<'b>(&self, shift: &'b [f64], centre: &'b [f64], pool: &'b [bool]) -> StatsJob<'b> {
         StatsJob {
             k1: self.k1,
             used_rows: self.used_rows,
             shift,
             centre,
+            pool,
             flat_tensor: self.flat_tensor,
             flat_model: self.flat_model,
         }
@@ -50,6 +54,21 @@ impl StatsJob<'_> {
 pub struct TensorAcc {
     pub coords: Vec<CoordAcc>,
     pub flat: FlatAcc,
+    /// Per time block (rows bK1..(b+1)K1), the block-sum sums pooled over the coordinates
+    /// the job marks `pool`.
+    pub blocks: Vec<BlockSums>,
+}
+
+impl TensorAcc {
+    pub fn combine(&mut self, o: &Self) {
+        for (a, b) in self.coords.iter_mut().zip(&o.coords) {
+            a.combine(b);
+        }
+        self.flat.combine(&o.flat);
+        for (a, b) in self.blocks.iter_mut().zip(&o.blocks) {
+            a.combine(b);
+        }
+    }
 }
 
 /// Which engine ran and on what.

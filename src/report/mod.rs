@@ -21,7 +21,7 @@ use crate::input::{Skipped, TensorMeta};
 use crate::stats::TensorSummary;
 
 /// Version tag of `summary.json`; bump on any incompatible change (README "Output schema").
-pub const SUMMARY_SCHEMA: &str = "gradtail.summary/1";
+pub const SUMMARY_SCHEMA: &str = "gradtail.summary/2";
 
 #[derive(Serialize)]
 struct Options<'a> {
@@ -148,7 +148,7 @@ impl Drop for Staging {
 }
 
 /// Column names of `tensors.csv`, in order.
-pub const CSV_COLUMNS: &str = "name,shape,coords,block_size,alpha_time_blocked,alpha_time_blocked_se,alpha_time_blocked_ci_low,alpha_time_blocked_ci_high,alpha_simsekli_flat,simsekli_m,alpha_block_q05,alpha_block_q25,alpha_block_q50,alpha_block_q75,alpha_block_q95,alpha_logm_q05,alpha_logm_q25,alpha_logm_q50,alpha_logm_q75,alpha_logm_q95,jb_reject_frac,k2_reject_frac,constant_coords,logm_clamped_coords,zero_entries,nonfinite_samples,dropped_blocks,alpha_time_blocked_se_jackknife";
+pub const CSV_COLUMNS: &str = "name,shape,coords,block_size,alpha_time_blocked,alpha_time_blocked_se,alpha_time_blocked_ci_low,alpha_time_blocked_ci_high,alpha_time_blocked_se_iid,alpha_simsekli_flat,simsekli_m,alpha_block_q05,alpha_block_q25,alpha_block_q50,alpha_block_q75,alpha_block_q95,alpha_logm_q05,alpha_logm_q25,alpha_logm_q50,alpha_logm_q75,alpha_logm_q95,jb_reject_frac,k2_reject_frac,constant_coords,few_finite_coords,logm_clamped_coords,zero_entries,nonfinite_samples,dropped_blocks";
 
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
@@ -180,6 +180,7 @@ pub fn tensors_csv(a: &Analysis) -> String {
             s.alpha_time_blocked_se,
             s.alpha_time_blocked_ci[0],
             s.alpha_time_blocked_ci[1],
+            s.alpha_time_blocked_se_iid,
             s.alpha_simsekli_flat,
         ]
         .into_iter()
@@ -206,6 +207,7 @@ pub fn tensors_csv(a: &Analysis) -> String {
         row.extend(
             [
                 s.constant_coords,
+                s.few_finite_coords,
                 s.logm_clamped_coords,
                 s.zero_entries,
                 s.nonfinite_samples,
@@ -214,7 +216,6 @@ pub fn tensors_csv(a: &Analysis) -> String {
             .iter()
             .map(u64::to_string),
         );
-        row.push(fmt_f(s.alpha_time_blocked_se_jackknife));
         out.push_str(&row.join(","));
         out.push('\n');
     }

@@ -10,7 +10,7 @@ pub(crate) mod testdata;
 
 use serde::Serialize;
 
-use crate::engine::accum::{MeanAcc, TailAcc};
+use crate::engine::accum::{BlockSums, MeanAcc, TailAcc};
 use crate::engine::TensorAcc;
 
 /// Per-coordinate statistics, in output order. See README "Statistics" for definitions.
@@ -69,12 +69,39 @@ impl CoordTable {
 /// Finished per-coordinate record, one field per entry of [`COORD_STATS`].
 struct Coord([f64; 13]);
 
+/// Fewest finite samples a coordinate needs for any shape statistic (block sums need two
+/// blocks of at least two).
+pub const MIN_FINITE: u64 = 4;
+
+/// How a coordinate enters the pooled statistics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CoordKind {
+    Usable,
+    /// All finite samples equal, or scipy's rule m2 ≤ (eps·mean)²: NaN statistics, and left
+    /// out of every pooled sum.
+    Constant,
+    /// Fewer than [`MIN_FINITE`] finite samples (e.g. all NaN): NaN statistics, left out.
+    FewFinite,
+}
+
+/// The pass-1 verdict, before any centring: whether a coordinate can enter the pooled sums.
+/// A range within 2·eps·|mean| implies scipy's m2 ≤ (eps·mean)², so such coordinates are
+/// constant by scipy's rule too.
+pub fn pass1_kind(m: &MeanAcc) -> CoordKind {
+    if m.n < MIN_FINITE {
+        CoordKind::FewFinite
+    } else if m.is_constant() || m.max - m.min <= 2.0 * f64::EPSILON * m.mean().abs() {
+        CoordKind::Constant
+    } else {
+        CoordKind::Usable
+    }
+}
+
 fn finish_coord(
     mean: &MeanAcc,
     shift: f64,
     acc: &crate::engine::accum::CoordAcc,
-    k1: usize,
-) -> (Coord, bool) {
+) -> (Coord, CoordKind) {
     let m = &acc.moments;
     let n = m.n as f64;
     let nan = f64::NAN;
@@ -82,7 +109,10 @@ fn finish_coord(
     let (m2, m3, m4) = gauss::central_moments(n, m.s1, m.s2, m.s3, m.s4);
     // scipy sets shape statistics to NaN when m2 ≤ (eps·mean)², i.e. for constant data; the
     // exact test (all finite samples equal) comes from pass 1's range.
-    let constant = mean.is_constant() || m2 <= (f64::EPSILON * mean_x).powi(2);
+    let kind = match pass1_kind(mean) {
+        CoordKind::Usable if m2 <= (f64::EPSILON * mean_x).powi(2) => CoordKind::Constant,
+        k => k,
+    };
     let mut out = [nan; 13];
     out[0] = n;
     out[1] = mean.nonfinite as f64;
@@ -94,17 +124,17 @@ fn finish_coord(
     } else {
         m2
     };
-    if !constant {
+    if kind == CoordKind::Usable {
         let g1 = gauss::skew(m2, m3);
         let g2 = gauss::kurt(m2, m4);
         let (jb, jb_p) = gauss::jarque_bera(n, g1, g2);
         let (k2, k2_p) = gauss::normaltest(n, g1, g2);
         let t: &TailAcc = &acc.tails;
         let (a_logm, c_logm, _) = tail::log_moment(t.nz, t.sl, t.sl2);
-        let a_block = tail::block_alpha(k1, t.ly, t.ny, t.lx, t.nx);
+        let a_block = tail::block_alpha(t);
         out[4..13].copy_from_slice(&[g1, g2, jb, jb_p, k2, k2_p, a_logm, c_logm, a_block]);
     }
-    (Coord(out), constant)
+    (Coord(out), kind)
 }
 
 /// Quantiles 5/25/50/75/95 %.
@@ -117,9 +147,10 @@ pub struct Quantiles {
     pub q95: f64,
 }
 
+const QS: [f64; 5] = [0.05, 0.25, 0.5, 0.75, 0.95];
+
 impl Quantiles {
-    pub fn of(values: &[f64]) -> Self {
-        let q = tail::quantiles(values, &[0.05, 0.25, 0.5, 0.75, 0.95]);
+    fn from(q: Vec<f64>) -> Self {
         Quantiles {
             q05: q[0],
             q25: q[1],
@@ -127,6 +158,15 @@ impl Quantiles {
             q75: q[3],
             q95: q[4],
         }
+    }
+
+    pub fn of(values: &[f64]) -> Self {
+        Self::from(tail::quantiles(values, &QS))
+    }
+
+    /// Quantiles of tail indices, taken in 1/α space (`tail::alpha_quantiles`).
+    pub fn of_alpha(alphas: &[f64]) -> Self {
+        Self::from(tail::alpha_quantiles(alphas, &QS))
     }
 }
 
@@ -140,10 +180,11 @@ pub struct TensorSummary {
     pub block_size: usize,
     pub block_rows: usize,
     pub alpha_time_blocked: f64,
+    /// Delete-one-time-block jackknife SE and the 95% interval built from it.
     pub alpha_time_blocked_se: f64,
     pub alpha_time_blocked_ci: [f64; 2],
-    /// Jackknife SE over 20 contiguous coordinate groups: allows for correlated coordinates.
-    pub alpha_time_blocked_se_jackknife: f64,
+    /// The SE if coordinates were independent; too small when they move together.
+    pub alpha_time_blocked_se_iid: f64,
     pub alpha_simsekli_flat: f64,
     pub simsekli_m: u64,
     pub alpha_block_quantiles: Quantiles,
@@ -151,10 +192,13 @@ pub struct TensorSummary {
     pub jb_reject_frac: f64,
     pub k2_reject_frac: f64,
     pub constant_coords: u64,
+    pub few_finite_coords: u64,
     pub logm_clamped_coords: u64,
     pub zero_entries: u64,
     pub nonfinite_samples: u64,
     pub dropped_blocks: u64,
+    /// Why an estimate is null, one sentence each (empty when every estimate is defined).
+    pub notes: Vec<String>,
 }
 
 /// z for a two-sided 95 % interval.
@@ -177,38 +221,66 @@ pub fn finish_tensor(
 ) -> (TensorSummary, CoordTable) {
     let p = means.len();
     let mut columns = vec![Vec::with_capacity(p); COORD_STATS.len()];
-    let mut constant_coords = 0;
+    let (mut constant_coords, mut few_finite) = (0, 0);
     let mut clamped = 0;
-    let mut pooled = TailAcc::default();
-    let mut groups = vec![(0.0, 0u64, 0.0, 0u64); tail::JACKKNIFE_GROUPS.min(p)];
-    let mut nonfinite = 0;
+    let mut pooled = BlockSums::default();
+    let (mut zeros, mut bad_blocks, mut nonfinite) = (0, 0, 0);
     for j in 0..p {
-        let (c, constant) = finish_coord(&means[j], shift[j], &acc.coords[j], k1);
-        constant_coords += constant as u64;
+        let (c, kind) = finish_coord(&means[j], shift[j], &acc.coords[j]);
         let t = &acc.coords[j].tails;
-        if !constant && t.nz >= 2 && tail::log_moment(t.nz, t.sl, t.sl2).2 {
-            clamped += 1;
+        match kind {
+            CoordKind::Constant => constant_coords += 1,
+            CoordKind::FewFinite => few_finite += 1,
+            CoordKind::Usable => {
+                if t.nz >= 2 && tail::log_moment(t.nz, t.sl, t.sl2).2 {
+                    clamped += 1;
+                }
+                pooled.combine(&t.block_sums());
+            }
         }
-        pooled.combine(t);
-        let n_groups = groups.len();
-        let g = &mut groups[j * n_groups / p];
-        *g = (g.0 + t.ly, g.1 + t.ny, g.2 + t.lx, g.3 + t.nx);
+        zeros += t.zeros;
+        bad_blocks += t.bad_blocks;
         nonfinite += means[j].nonfinite;
         for (col, v) in columns.iter_mut().zip(c.0) {
             col.push(v);
         }
     }
     let table = CoordTable { columns };
-    let tb = tail::time_blocked(k1, pooled.ly, pooled.ny, pooled.lx, pooled.nx, z95());
+    let tb = tail::time_blocked(&pooled, &acc.blocks, z95());
+    let usable = p as u64 - constant_coords - few_finite;
+    // Fraction of usable coordinates with p < 0.05, over those where the test is defined
+    // (normaltest needs 8 samples): NaN when it is defined nowhere.
     let reject = |col: &str| {
-        let nonconst = p as u64 - constant_coords;
-        let hits = table.get(col).iter().filter(|&&v| v < 0.05).count();
-        if nonconst == 0 {
+        let ps = table.get(col).iter().filter(|v| !v.is_nan());
+        let (tested, hits) = ps.fold((0u64, 0u64), |(n, h), &v| (n + 1, h + (v < 0.05) as u64));
+        if usable == 0 || tested == 0 {
             f64::NAN
         } else {
-            hits as f64 / nonconst as f64
+            hits as f64 / tested as f64
         }
     };
+    let mut notes = Vec::new();
+    if usable == 0 {
+        notes.push(format!(
+            "no usable coordinate ({constant_coords} constant, {few_finite} with fewer than {MIN_FINITE} finite samples): every pooled estimate is null"
+        ));
+    } else if tb.alpha.is_nan() {
+        notes.push(
+            "alpha_time_blocked: no time block holds two nonzero entries with a nonzero sum".into(),
+        );
+    }
+    // With every coordinate constant the centred entries are zeros or rounding residue, and
+    // the original estimator divides by that residue.
+    let flat = if usable == 0 {
+        f64::NAN
+    } else {
+        tail::simsekli_flat(simsekli_m, &acc.flat.blocks, acc.flat.lx, acc.flat.n)
+    };
+    if simsekli_m < 2 && usable > 0 {
+        notes.push(
+            "alpha_simsekli_flat: the number of entries K·P is prime, so the original estimator has no block length (its largest divisor below the square root is 1)".into(),
+        );
+    }
     let summary = TensorSummary {
         name: name.to_owned(),
         shape: shape.to_vec(),
@@ -217,24 +289,21 @@ pub fn finish_tensor(
         block_rows,
         alpha_time_blocked: tb.alpha,
         alpha_time_blocked_se: tb.se,
-        alpha_time_blocked_se_jackknife: tail::time_blocked_jackknife(k1, &groups),
         alpha_time_blocked_ci: tb.ci,
-        alpha_simsekli_flat: tail::simsekli_flat(
-            simsekli_m,
-            &acc.flat.blocks,
-            acc.flat.lx,
-            acc.flat.n,
-        ),
+        alpha_time_blocked_se_iid: tb.se_iid,
+        alpha_simsekli_flat: flat,
         simsekli_m,
-        alpha_block_quantiles: Quantiles::of(table.get("alpha_block")),
-        alpha_logm_quantiles: Quantiles::of(table.get("alpha_logm")),
+        alpha_block_quantiles: Quantiles::of_alpha(table.get("alpha_block")),
+        alpha_logm_quantiles: Quantiles::of_alpha(table.get("alpha_logm")),
         jb_reject_frac: reject("jb_p"),
         k2_reject_frac: reject("k2_p"),
         constant_coords,
+        few_finite_coords: few_finite,
         logm_clamped_coords: clamped,
-        zero_entries: pooled.zeros,
+        zero_entries: zeros,
         nonfinite_samples: nonfinite,
-        dropped_blocks: pooled.bad_blocks,
+        dropped_blocks: bad_blocks,
+        notes,
     };
     (summary, table)
 }

@@ -4,6 +4,8 @@
 
 use std::f64::consts::PI;
 
+use crate::engine::accum::{BlockSums, TailAcc};
+
 /// Euler–Mascheroni constant.
 pub const EULER: f64 = 0.5772156649015329;
 
@@ -20,23 +22,24 @@ pub fn largest_divisor_below_sqrt(n: u64) -> u64 {
     best
 }
 
-/// Block length K1 for K samples: the largest divisor of K not above √K, or ⌊√K⌋ (trailing
-/// samples left out) when that divisor is below 4 (spec §3.4 A, §3.6).
+/// Block length K1 for K samples: the largest divisor of K not above √K (Simsekli's rule),
+/// unless it falls below max(4, ⌊√K⌋/2); then ⌊√K⌋, with trailing samples left out as in the
+/// later `alpha_estimator_one` code. Without the floor K1 would hang on K's factorisation:
+/// K = 1000 gives 25 but K = 1004 would give 4.
 pub fn default_k1(k: usize) -> usize {
     let d = largest_divisor_below_sqrt(k as u64) as usize;
-    if d >= 4 {
+    let root = (k as f64).sqrt().floor() as usize;
+    if d as f64 >= (root as f64 / 2.0).max(4.0) {
         d
     } else {
-        (k as f64).sqrt().floor() as usize
+        root
     }
 }
 
-/// Block-sum α from log means: ln K1 / (mean ln|Y| - mean ln|X|) (spec §3.1).
-pub fn block_alpha(k1: usize, ly: f64, ny: u64, lx: f64, nx: u64) -> f64 {
-    if ny == 0 || nx == 0 {
-        return f64::NAN;
-    }
-    (k1 as f64).ln() / (ly / ny as f64 - lx / nx as f64)
+/// Block-sum α of one coordinate from its tail state: 1 / [(ly/ny - lx/nx) / (lm/ny)]
+/// (Mohammadi et al. 2015 with the zeros rule, see `TailAcc`).
+pub fn block_alpha(t: &TailAcc) -> f64 {
+    1.0 / t.block_sums().inv_alpha()
 }
 
 /// Var ln|X| of an SαS law, v(α) = (π²/12)(1 + 2/α²) (spec §2.1).
@@ -62,64 +65,56 @@ pub fn log_moment(n: u64, sl: f64, sl2: f64) -> (f64, f64, bool) {
     (alpha, scale, clamped)
 }
 
-/// A pooled α with its standard error and 95% interval, built in 1/α space (spec §3.5).
+/// A pooled α with its standard errors and 95% interval, built in 1/α space.
 #[derive(Clone, Copy, Debug, serde::Serialize)]
 pub struct Pooled {
     pub alpha: f64,
+    /// Delete-one-time-block jackknife SE, α units.
     pub se: f64,
-    /// [low, high]; `high` is +∞ (null in JSON) when the interval for 1/α reaches 0.
+    /// [low, high] from 1/α ± z·SE(1/α) inverted; `high` is +∞ (null in JSON) when the
+    /// interval for 1/α reaches 0.
     pub ci: [f64; 2],
-    /// Blocks the estimate rests on (K2 summed over coordinates).
-    pub blocks: u64,
+    /// The independent-coordinates SE: √(v(α)/NY)/mean ln m_b, α²-scaled.
+    pub se_iid: f64,
 }
 
-/// Time-blocked pooled α (spec §3.4 B): block and entry log-means over all coordinates,
-/// SE(1/α) = √(v(α)/K2_total)/ln K1, SE(α) = α²·SE(1/α), CI = inverse of 1/α ± z·SE.
-pub fn time_blocked(k1: usize, ly: f64, ny: u64, lx: f64, nx: u64, z: f64) -> Pooled {
-    let alpha = block_alpha(k1, ly, ny, lx, nx);
-    let inv = 1.0 / alpha;
-    let se_inv = (log_variance(alpha) / ny as f64).sqrt() / (k1 as f64).ln();
-    let lo = 1.0 / (inv + z * se_inv);
-    let hi = if inv - z * se_inv > 0.0 {
-        1.0 / (inv - z * se_inv)
+/// Time-blocked pooled α from a tensor's block-sum sums pooled over its non-constant
+/// coordinates (`total`), and its delete-one-time-block jackknife SE from the same sums kept
+/// per time block (`blocks`, which add up to `total`): 1/α_(-b) from the totals less block b, SE(1/α) = √((n-1)/n · Σ_b (1/α_(-b) - mean)²) over the n blocks
+/// that hold entries, SE(α) = α²·SE(1/α) (delta method), CI = the inverse of 1/α ± z·SE(1/α).
+/// Coordinates share every minibatch, so only time blocks are independent replicates; a
+/// jackknife over coordinate groups reads near zero when coordinates move together.
+pub fn time_blocked(total: &BlockSums, blocks: &[BlockSums], z: f64) -> Pooled {
+    let inv = total.inv_alpha();
+    let alpha = 1.0 / inv;
+    let used: Vec<&BlockSums> = blocks.iter().filter(|b| b.nx > 0.0).collect();
+    let n = used.len();
+    let se_inv = if n < 2 || !inv.is_finite() {
+        f64::NAN
     } else {
-        f64::INFINITY
+        let loo: Vec<f64> = used.iter().map(|b| total.without(b).inv_alpha()).collect();
+        let mean = loo.iter().sum::<f64>() / n as f64;
+        let ss: f64 = loo.iter().map(|t| (t - mean).powi(2)).sum();
+        ((n - 1) as f64 / n as f64 * ss).sqrt()
+    };
+    let se_iid_inv = (log_variance(alpha) / total.ny).sqrt() / (total.sm / total.ny);
+    let (ci, se) = if se_inv.is_finite() {
+        let lo = 1.0 / (inv + z * se_inv);
+        let hi = if inv - z * se_inv > 0.0 {
+            1.0 / (inv - z * se_inv)
+        } else {
+            f64::INFINITY
+        };
+        ([lo, hi], alpha * alpha * se_inv)
+    } else {
+        ([f64::NAN; 2], f64::NAN)
     };
     Pooled {
         alpha,
-        se: alpha * alpha * se_inv,
-        ci: [lo, hi],
-        blocks: ny,
+        se,
+        ci,
+        se_iid: alpha * alpha * se_iid_inv,
     }
-}
-
-/// Contiguous coordinate groups of the jackknife below.
-pub const JACKKNIFE_GROUPS: usize = 20;
-
-/// Delete-one-group jackknife SE of the time-blocked α (spec §3.5), from per-group sums
-/// (Σ ln|Y|, #Y, Σ ln|u|, #u) of contiguous coordinate groups. Neighbouring coordinates (a
-/// weight matrix's rows, a layer's units) share inputs, so their estimates are correlated;
-/// the analytic SE assumes they are not. Computed in 1/α, returned in α units; NaN with fewer
-/// than two groups holding blocks.
-pub fn time_blocked_jackknife(k1: usize, groups: &[(f64, u64, f64, u64)]) -> f64 {
-    let used: Vec<_> = groups.iter().filter(|g| g.1 > 0).collect();
-    let g = used.len();
-    if g < 2 {
-        return f64::NAN;
-    }
-    let total = used.iter().fold((0.0, 0, 0.0, 0), |a, b| {
-        (a.0 + b.0, a.1 + b.1, a.2 + b.2, a.3 + b.3)
-    });
-    let inv = |s: (f64, u64, f64, u64)| 1.0 / block_alpha(k1, s.0, s.1, s.2, s.3);
-    let loo: Vec<f64> = used
-        .iter()
-        .map(|b| inv((total.0 - b.0, total.1 - b.1, total.2 - b.2, total.3 - b.3)))
-        .collect();
-    let mean = loo.iter().sum::<f64>() / g as f64;
-    let se_inv =
-        ((g - 1) as f64 / g as f64 * loo.iter().map(|t| (t - mean).powi(2)).sum::<f64>()).sqrt();
-    let alpha = 1.0 / inv(total);
-    alpha * alpha * se_inv
 }
 
 /// The original `alpha_estimator(m, X)` finished from its sums (spec §3.2): block sums Y,
@@ -152,6 +147,30 @@ pub fn quantiles(values: &[f64], qs: &[f64]) -> Vec<f64> {
         .collect()
 }
 
+/// Quantiles of tail indices, taken in 1/α space: α_q = 1 / quantile(1/α, 1 - q) over the
+/// finite 1/α. A negative α (block sums smaller than single entries) then sorts as lighter
+/// than any α rather than as the heaviest; where the 1/α quantile is ≤ 0, α_q = +∞.
+pub fn alpha_quantiles(alphas: &[f64], qs: &[f64]) -> Vec<f64> {
+    let inv: Vec<f64> = alphas
+        .iter()
+        .map(|a| 1.0 / a)
+        .filter(|v| v.is_finite())
+        .collect();
+    let flipped: Vec<f64> = qs.iter().map(|q| 1.0 - q).collect();
+    quantiles(&inv, &flipped)
+        .into_iter()
+        .map(|v| {
+            if v > 0.0 {
+                1.0 / v
+            } else if v.is_nan() {
+                v
+            } else {
+                f64::INFINITY
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,6 +193,8 @@ mod tests {
             (1024, 32),
             (100, 10),
             (256, 16),
+            (1004, 31),
+            (1006, 31),
         ] {
             assert_eq!(default_k1(k), k1, "K = {k}");
         }
@@ -211,11 +232,58 @@ mod tests {
         assert_eq!((a, clamped), (2.0, true));
     }
 
+    fn sums(sx: f64, nx: f64, sy: f64, m: f64) -> BlockSums {
+        BlockSums {
+            sx,
+            nx,
+            sy,
+            ny: 1.0,
+            sm: m.ln(),
+        }
+    }
+
+    /// Values from an independent numpy computation of the delete-one-block jackknife.
     #[test]
-    fn jackknife_of_identical_groups_is_zero() {
-        let g = (-9.0 * 10.0, 10, -11.0 * 160.0, 160);
-        assert_eq!(time_blocked_jackknife(16, &[g; 5]), 0.0);
-        assert!(time_blocked_jackknife(16, &[g]).is_nan());
+    fn jackknife_over_time_blocks() {
+        let blocks = [
+            sums(-10.0, 4.0, -1.0, 4.0),
+            sums(-8.0, 4.0, 0.5, 4.0),
+            sums(-12.0, 3.0, -2.0, 3.0),
+            sums(-9.0, 4.0, 0.2, 4.0),
+        ];
+        let mut total = BlockSums::default();
+        blocks.iter().for_each(|b| total.combine(b));
+        let p = time_blocked(&total, &blocks, 1.959963984540054);
+        for (got, want) in [
+            (p.alpha, 0.6490735027194791),
+            (p.se, 0.07245112266425827),
+            (p.ci[0], 0.5325618455751912),
+            (p.ci[1], 0.830841547809197),
+        ] {
+            assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+        }
+        // Identical blocks: every leave-one-out estimate equals the whole, SE 0.
+        let same = [blocks[0]; 5];
+        let mut total = BlockSums::default();
+        same.iter().for_each(|b| total.combine(b));
+        assert_eq!(time_blocked(&total, &same, 1.96).se, 0.0);
+        assert!(time_blocked(&blocks[0], &blocks[..1], 1.96).se.is_nan());
+    }
+
+    /// Zeros rule on one coordinate: [0, 2, 0, -1 | 3, 0, 0, 0 | 1, 1, 1, 1], K1 = 4. Block 1
+    /// has m = 2, Y = 1; block 2 has m = 1 and is not counted; block 3 has m = 4, Y = 4.
+    #[test]
+    fn zeros_rule_counts_nonzero_entries_per_block() {
+        let t = TailAcc {
+            nx: 7,
+            lx: 2f64.ln() + 3f64.ln(),
+            ny: 2,
+            ly: 4f64.ln(),
+            lm: 2f64.ln() + 4f64.ln(),
+            ..TailAcc::default()
+        };
+        let want = 1.0 / ((4f64.ln() / 2.0 - (6f64.ln()) / 7.0) / ((8f64.ln()) / 2.0));
+        assert!((block_alpha(&t) - want).abs() < 1e-15);
     }
 
     #[test]
@@ -227,18 +295,16 @@ mod tests {
         }
     }
 
+    /// numpy: 1 / np.quantile([0.5, 1, -0.25, 2, 0], 1 - q) for q = 0.05, 0.5, 0.95.
     #[test]
-    fn ci_is_asymmetric_and_brackets() {
-        let p = time_blocked(
-            16,
-            -10.0 * 100.0 + 0.5 * 16f64.ln() * 100.0,
-            100,
-            -10.0 * 1600.0,
-            1600,
-            1.959963984540054,
+    fn alpha_quantiles_in_inverse_space() {
+        let q = alpha_quantiles(
+            &[2.0, 1.0, -4.0, 0.5, f64::NAN, f64::INFINITY],
+            &[0.05, 0.5, 0.95],
         );
-        assert!((p.alpha - 2.0).abs() < 1e-12);
-        assert!(p.ci[0] < p.alpha && p.alpha < p.ci[1]);
-        assert!(p.ci[1] - p.alpha > p.alpha - p.ci[0]);
+        assert!((q[0] - 0.5555555555555556).abs() < 1e-12, "{q:?}");
+        assert!((q[1] - 2.0).abs() < 1e-12, "{q:?}");
+        assert_eq!(q[2], f64::INFINITY);
+        assert!(alpha_quantiles(&[f64::NAN], &[0.5])[0].is_nan());
     }
 }

@@ -22,13 +22,22 @@ pub fn compute(x: &[f64], k: usize, p: usize, k1: usize, centre: Option<&[f64]>)
         let mean = fin.iter().sum::<f64>() / n;
         let cm = |e: i32| fin.iter().map(|v| (v - mean).powi(e)).sum::<f64>() / n;
         let (m2, m3, m4) = (cm(2), cm(3), cm(4));
-        let constant = fin.is_empty() || fin.iter().all(|&v| v == fin[0]);
+        // Fewer than 4 finite samples, all equal, or scipy's m2 ≤ (eps·mean)²: NaN statistics.
+        let constant = fin.len() < 4
+            || fin.iter().all(|&v| v == fin[0])
+            || m2 <= (f64::EPSILON * mean).powi(2);
         let c = centre.map_or(mean, |c| c[j]);
         let mut row = [nan; 13];
         row[0] = n;
         row[1] = k as f64 - n;
         row[2] = mean;
-        row[3] = if constant { 0.0 } else { m2 };
+        row[3] = if fin.is_empty() {
+            nan
+        } else if fin.iter().all(|&v| v == fin[0]) {
+            0.0
+        } else {
+            m2
+        };
         for r in 0..k {
             if col[r].is_finite() {
                 us[r * p + j] = col[r] - c;
@@ -59,15 +68,19 @@ pub fn compute(x: &[f64], k: usize, p: usize, k1: usize, centre: Option<&[f64]>)
                 };
                 (a, (lm - tail::EULER * (1.0 / a - 1.0)).exp())
             };
-            let (mut ly, mut ny, mut lx, mut nx) = (0.0, 0, 0.0, 0);
+            // Block sums with the zeros rule: a block of m ≥ 2 nonzero entries and a nonzero
+            // sum counts with ln|Y| and ln m; every nonzero entry counts with ln|u|.
+            let (mut ly, mut ny, mut lm, mut lx, mut nx) = (0.0, 0, 0.0, 0.0, 0);
             for b in 0..k / k1 {
                 let blk = &col[b * k1..(b + 1) * k1];
                 if blk.iter().any(|v| !v.is_finite()) {
                     continue;
                 }
                 let y: f64 = blk.iter().map(|v| v - c).sum();
-                if y != 0.0 {
+                let m = blk.iter().filter(|v| **v - c != 0.0).count();
+                if y != 0.0 && m >= 2 {
                     ly += y.abs().ln();
+                    lm += (m as f64).ln();
                     ny += 1;
                 }
                 for u in blk.iter().map(|v| v - c).filter(|u| *u != 0.0) {
@@ -78,7 +91,7 @@ pub fn compute(x: &[f64], k: usize, p: usize, k1: usize, centre: Option<&[f64]>)
             let ab = if ny == 0 || nx == 0 {
                 nan
             } else {
-                (k1 as f64).ln() / (ly / ny as f64 - lx / nx as f64)
+                1.0 / ((ly / ny as f64 - lx / nx as f64) / (lm / ny as f64))
             };
             row[4..13].copy_from_slice(&[g1, g2, jb, jbp, k2, k2p, al, cl, ab]);
         }

@@ -71,8 +71,8 @@ pub struct Dims {
     pub one: f32,
 }
 
-/// Shift (pass-1 mean) and centre of one column as f32 hi/lo pairs. Mirrors WGSL
-/// `struct ColParams`.
+/// Shift (pass-1 mean) and centre of one column as f32 hi/lo pairs, and whether the column
+/// enters the pooled time-block sums (1.0 or 0.0). Mirrors WGSL `struct ColParams`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct ColParams {
@@ -80,12 +80,13 @@ pub struct ColParams {
     pub shift_lo: f32,
     pub centre_hi: f32,
     pub centre_lo: f32,
+    pub pool: f32,
 }
 
 impl ColParams {
     /// Splits each value into hi = v as f32 and lo = (v - hi) as f32, so (x - hi) - lo keeps
     /// the f64 centre's digits beyond f32.
-    pub fn new(shift: f64, centre: f64) -> Self {
+    pub fn new(shift: f64, centre: f64, pool: bool) -> Self {
         let split = |v: f64| {
             let hi = v as f32;
             (hi, (v - hi as f64) as f32)
@@ -97,6 +98,7 @@ impl ColParams {
             shift_lo,
             centre_hi,
             centre_lo,
+            pool: if pool { 1.0 } else { 0.0 },
         }
     }
 }

@@ -38,7 +38,7 @@ mod roofline;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
-use crate::engine::accum::{CoordAcc, FlatAcc, FlatSpec, MeanAcc, MomentAcc, TailAcc};
+use crate::engine::accum::{BlockSums, CoordAcc, FlatAcc, FlatSpec, MeanAcc, MomentAcc, TailAcc};
 use crate::engine::{AdapterInfo, Backend, Blocks, EngineInfo, StatsJob, TensorAcc};
 use crate::error::{Error, Result};
 use crate::input::{Block, BlockData};
@@ -109,8 +109,12 @@ struct Pending {
 enum PendingKind {
     /// Pass 1; per-column references subtracted on the host (f64 input), else empty.
     Mean { refs: Vec<f64> },
-    /// Pass 2; for each flat segment, its block in the tensor's and the model's flattening.
-    Stats { seg_blocks: Vec<(usize, usize)> },
+    /// Pass 2; for each flat segment, its block in the tensor's and the model's flattening,
+    /// and the unit's launch shape (where `coord_tails` put the pooled time-block sums).
+    Stats {
+        seg_blocks: Vec<(usize, usize)>,
+        dims: Dims,
+    },
 }
 
 /// Where folded results go.
@@ -359,6 +363,7 @@ fn fold_stats(
                 sl2: sl2 + 2.0 * l0 * sl + nz as f64 * l0 * l0,
                 ny,
                 ly: read_f32(words, t(5)) + ny as f64 * l0,
+                lm: read_f32(words, t(10)),
                 nx,
                 lx: read_f32(words, t(7)) + nx as f64 * l0,
                 bad_blocks: words[t(8)] as u64,
@@ -378,6 +383,36 @@ fn fold_stats(
     out.flat.lx += lx;
     model.n += finite;
     model.lx += lx;
+}
+
+/// Folds `coord_tails`' pooled sums of a unit (after its per-column fields, from word `tail`
+/// of the readback) into the tensor's per-time-block sums: one pair of words per (row chunk,
+/// time block slot, workgroup), read only for slots whose block closed inside the unit.
+fn fold_pooled(d: &Dims, tail: usize, words: &[u32], blocks: &mut [BlockSums]) {
+    let (k1, chunk_rows) = (d.k1 as usize, d.chunk_rows as usize);
+    let per_chunk = chunk_rows / k1;
+    let (row0, col_wgs) = (d.row0 as usize, d.col_wgs as usize);
+    let end = (row0 + d.rows as usize).min(d.used_rows as usize);
+    let base = tail + d.chunks as usize * TAIL_FIELDS * d.groups as usize * 4;
+    for ch in 0..d.chunks as usize {
+        for b in 0..per_chunk {
+            let start = row0 + ch * chunk_rows + b * k1;
+            if start + k1 > end {
+                break;
+            }
+            let sums = &mut blocks[start / k1];
+            for w in 0..col_wgs {
+                let at = base + 8 * ((ch * per_chunk + b) * col_wgs + w);
+                sums.combine(&BlockSums {
+                    sx: read_f32(words, at),
+                    nx: read_f32(words, at + 1),
+                    sy: read_f32(words, at + 2),
+                    ny: read_f32(words, at + 3),
+                    sm: read_f32(words, at + 4),
+                });
+            }
+        }
+    }
 }
 
 fn adapter_info(info: &wgpu::AdapterInfo) -> AdapterInfo {
@@ -601,8 +636,9 @@ impl GpuEngine {
         }
         match (&p.kind, sink) {
             (PendingKind::Mean { refs }, Sink::Mean(out)) => fold_mean(&p, refs, &words, out),
-            (PendingKind::Stats { seg_blocks }, Sink::Stats(out, model)) => {
-                fold_stats(&p, seg_blocks, &words, out, model)
+            (PendingKind::Stats { seg_blocks, dims }, Sink::Stats(out, model)) => {
+                fold_stats(&p, seg_blocks, &words, out, model);
+                fold_pooled(dims, (p.sections[1] / 4) as usize, &words, &mut out.blocks);
             }
             _ => {
                 return Err(Error::Gpu(
@@ -836,7 +872,7 @@ impl GpuEngine {
                 let mut params = vec![ColParams::default(); groups * 4];
                 for (j, c) in acols.clone().enumerate() {
                     let r = refs.get(j).copied().unwrap_or(0.0);
-                    params[j] = ColParams::new(job.shift[c] - r, job.centre[c] - r);
+                    params[j] = ColParams::new(job.shift[c] - r, job.centre[c] - r, job.pool[c]);
                 }
                 let mut segs = Vec::new();
                 let mut seg_blocks = Vec::new();
@@ -868,9 +904,15 @@ impl GpuEngine {
                 };
                 let coord_out =
                     |fields: usize| (dims.chunks * dims.groups) as u64 * fields as u64 * WORD;
+                let pooled = plan::pooled_words(
+                    dims.chunks as usize,
+                    dims.chunk_rows as usize,
+                    job.k1,
+                    groups,
+                ) as u64;
                 let out_sizes = [
                     coord_out(MOMENT_FIELDS),
-                    coord_out(TAIL_FIELDS),
+                    coord_out(TAIL_FIELDS) + pooled * WORD,
                     (segs.len() * std::mem::size_of::<FlatPartial>()) as u64,
                 ];
                 let dispatches = [
@@ -907,7 +949,7 @@ impl GpuEngine {
                     acols,
                     groups,
                     dims.chunks as usize,
-                    PendingKind::Stats { seg_blocks },
+                    PendingKind::Stats { seg_blocks, dims },
                 ));
             }
             Ok(())

@@ -21,7 +21,7 @@ pub const WORD: u64 = 16;
 /// WGSL as `MEAN_FIELDS`, `MOMENT_FIELDS`, `TAIL_FIELDS`).
 pub const MEAN_FIELDS: usize = 9;
 pub const MOMENT_FIELDS: usize = 5;
-pub const TAIL_FIELDS: usize = 10;
+pub const TAIL_FIELDS: usize = 11;
 
 /// Threads a dispatch should have before rows are split into more chunks: enough to fill a
 /// large GPU (an H100 holds ~270k resident threads; 64k keeps every SM busy with a few waves).
@@ -51,7 +51,8 @@ pub struct UnitSpec {
     pub align: usize,
     /// Partial-state fields per column and row chunk, over all kernels of the pass.
     pub fields: usize,
-    /// Per-column parameters are uploaded (pass 2: shift and centre, 16 bytes per column).
+    /// Per-column parameters are uploaded (pass 2: shift, centre and pool flag, 20 bytes per
+    /// column), and `coord_tails` writes pooled sums per (row chunk, time block, workgroup).
     pub params: bool,
     /// Flat block lengths `(m_tensor, m_model)` when `flat_blocks` runs (pass 2).
     pub flat: Option<(u64, u64)>,
@@ -99,6 +100,22 @@ fn max_chunks(rows: usize, align: usize) -> usize {
     rows.div_ceil(round_up(MIN_CHUNK_ROWS.min(rows).max(1), align.max(1)))
 }
 
+/// Bytes of one column's parameters (`ColParams`).
+pub const PARAM_BYTES: u64 = 20;
+
+/// Words of `coord_tails`' pooled time-block sums for a unit cut into `chunks` row chunks of
+/// `chunk_rows` rows (a multiple of `k1`) and `groups` column groups: two per (row chunk, time
+/// block slot of a chunk, workgroup).
+pub fn pooled_words(chunks: usize, chunk_rows: usize, k1: usize, groups: usize) -> usize {
+    2 * chunks * (chunk_rows / k1.max(1)) * groups.div_ceil(COORD_WG as usize)
+}
+
+/// Upper bound of [`pooled_words`] over the chunkings of `rows` rows: a chunk is at most
+/// `rows + k1 - 1` rows, so the chunks hold at most 2⌈rows/k1⌉ + 1 block slots.
+fn max_pooled_words(rows: usize, k1: usize, groups: usize) -> usize {
+    2 * (2 * rows.div_ceil(k1.max(1)) + 1) * groups.div_ceil(COORD_WG as usize)
+}
+
 /// Upper bound of the flat segments of a unit: per row, one plus the flat-block boundaries of
 /// each flattening that can fall strictly inside `cols` consecutive indices.
 pub fn max_segments(rows: usize, cols: usize, m_tensor: u64, m_model: u64) -> usize {
@@ -112,9 +129,14 @@ pub fn max_segments(rows: usize, cols: usize, m_tensor: u64, m_model: u64) -> us
 pub fn footprint(rows: usize, cols: usize, spec: &UnitSpec) -> (u64, u64) {
     let g = groups(cols) as u64;
     let input = (rows * pitch(cols, spec.elem) * spec.elem) as u64;
-    let params = if spec.params { g * WORD * 4 } else { 0 };
+    let params = if spec.params { g * 4 * PARAM_BYTES } else { 0 };
     let chunks = max_chunks(rows, spec.align) as u64;
-    let coords = chunks * spec.fields as u64 * g * WORD;
+    let pooled = if spec.params {
+        max_pooled_words(rows, spec.align, groups(cols)) as u64 * WORD
+    } else {
+        0
+    };
+    let coords = chunks * spec.fields as u64 * g * WORD + pooled;
     let segs = match spec.flat {
         Some((mt, mm)) => max_segments(rows, cols, mt, mm) as u64 * WORD,
         None => 0,
