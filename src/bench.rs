@@ -32,6 +32,7 @@ impl MemTensor {
             seed,
             dtype: crate::synth::SynthDtype::F32,
             log_scale_sd: 0.5,
+            traps: Default::default(),
         };
         let scales = crate::synth::coord_scales(&spec);
         let mut values = vec![0.0f64; samples * params];

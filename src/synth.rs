@@ -49,8 +49,56 @@ pub struct SynthSpec {
     pub seed: u64,
     pub dtype: SynthDtype,
     /// Standard deviation of ln c_j across coordinates: each coordinate j gets scale
-    /// c·exp(s·z_j), z_j ~ N(0, 1), the heterogeneity that biases flat pooling (spec §0.2).
+    /// c·exp(s·z_j), z_j ~ N(0, 1), the heterogeneity that biases flat pooling.
     pub log_scale_sd: f64,
+    pub traps: Traps,
+}
+
+/// Features of real gradients that trip naive estimators, to see each rule at work.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Traps {
+    /// Fraction of entries set to exactly 0 (sparse gradients, dead units), independently.
+    pub zero_frac: f64,
+    /// The last this many coordinates are constant, equal to the scale c (frozen parameters).
+    pub constant: usize,
+    /// The first this many coordinates move together: c_j·z(t) for one SαS series z, as
+    /// coordinates that share every minibatch do.
+    pub shared: usize,
+}
+
+impl Traps {
+    /// Applies the traps to row `row` of values drawn from a stream seeded with `seed`.
+    fn apply(
+        &self,
+        alpha: f64,
+        scale: f64,
+        scales: &[f64],
+        seed: u64,
+        row: usize,
+        out: &mut [f64],
+    ) {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(
+            seed ^ 0x7A4B_5EED_0000_0000 ^ (row as u64).wrapping_mul(0xD1B5_4A32_D192_ED03),
+        );
+        let p = out.len();
+        if self.shared > 0 {
+            let z = sas::sample(&mut rng, alpha, 1.0);
+            for (v, c) in out.iter_mut().zip(scales).take(self.shared) {
+                *v = c * z;
+            }
+        }
+        if self.zero_frac > 0.0 {
+            use rand::RngExt;
+            for v in out.iter_mut() {
+                if rng.random::<f64>() < self.zero_frac {
+                    *v = 0.0;
+                }
+            }
+        }
+        for v in &mut out[p - self.constant.min(p)..] {
+            *v = scale;
+        }
+    }
 }
 
 /// Per-coordinate scales c·exp(s·z_j), seeded by `seed` alone.
@@ -95,6 +143,19 @@ pub fn validate(spec: &SynthSpec) -> Result<()> {
             spec.log_scale_sd
         )));
     }
+    let t = &spec.traps;
+    if !(0.0..1.0).contains(&t.zero_frac) {
+        return Err(Error::Config(format!(
+            "--zeros {} must be a fraction in [0, 1)",
+            t.zero_frac
+        )));
+    }
+    if t.constant + t.shared > spec.params {
+        return Err(Error::Config(format!(
+            "--constant {} and --shared {} coordinates exceed --params {}",
+            t.constant, t.shared, spec.params
+        )));
+    }
     if spec.samples == 0 || spec.params == 0 {
         return Err(Error::Config(
             "--samples and --params must be positive".into(),
@@ -131,7 +192,11 @@ pub fn write_npy(spec: &SynthSpec, path: &Path) -> Result<()> {
             let buf = &mut chunk[..nr * spec.params];
             buf.par_chunks_mut(spec.params)
                 .enumerate()
-                .for_each(|(i, out)| row(spec.alpha, &scales, spec.seed, r0 + i, out));
+                .for_each(|(i, out)| {
+                    row(spec.alpha, &scales, spec.seed, r0 + i, out);
+                    spec.traps
+                        .apply(spec.alpha, spec.scale, &scales, spec.seed, r0 + i, out);
+                });
             let mut bytes = Vec::with_capacity(buf.len() * 8);
             spec.dtype.encode(buf, &mut bytes);
             w.write_all(&bytes).map_err(io)?;
@@ -174,6 +239,11 @@ pub fn write_model(spec: &SynthSpec, tensors: usize, dir: &Path) -> Result<()> {
     validate(spec)?;
     if spec.dtype == SynthDtype::F64 {
         return Err(Error::Config("--model writes bf16, f16 or f32".into()));
+    }
+    if spec.traps != Traps::default() {
+        return Err(Error::Config(
+            "--zeros, --constant and --shared apply to .npy output, not --model".into(),
+        ));
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let layout = model_layout(spec.params, tensors);

@@ -19,8 +19,9 @@ struct Engine {
     tol_p: f64,
 }
 
-/// The GPU engine on any adapter, or `None` after printing "skipped: no GPU adapter" — a
-/// failure instead when GRADTAIL_REQUIRE_GPU=1.
+/// The GPU engine on any adapter, or `None` after printing "skipped: no GPU adapter" when
+/// there is no adapter at all — a failure instead when GRADTAIL_REQUIRE_GPU=1. Any other
+/// start-up error fails the test.
 fn gpu_with(opts: gradtail::engine::gpu::GpuOptions) -> Option<Engine> {
     match gradtail::engine::gpu::GpuEngine::new(opts) {
         Ok(engine) => Some(Engine {
@@ -28,13 +29,15 @@ fn gpu_with(opts: gradtail::engine::gpu::GpuOptions) -> Option<Engine> {
             tol: tolerance::GPU,
             tol_p: tolerance::GPU_LOG10_P,
         }),
-        Err(e) => {
+        Err(gradtail::Error::NoAdapter(why)) => {
             if std::env::var("GRADTAIL_REQUIRE_GPU").is_ok_and(|v| v == "1") {
-                panic!("GRADTAIL_REQUIRE_GPU=1 but the GPU engine could not start: {e}");
+                panic!("GRADTAIL_REQUIRE_GPU=1 but there is no GPU adapter: {why}");
             }
-            println!("skipped: no GPU adapter ({e})");
+            println!("skipped: no GPU adapter ({why})");
             None
         }
+        // An adapter exists but the engine cannot start: that is a failure, not a skip.
+        Err(e) => panic!("the GPU engine failed to start: {e}"),
     }
 }
 
@@ -342,6 +345,7 @@ fn sas_recovery(mut e: Engine) {
             seed: 12345,
             dtype: gradtail::synth::SynthDtype::F32,
             log_scale_sd: 0.0,
+            traps: Default::default(),
         };
         gradtail::synth::write_npy(&spec, &path).unwrap();
         // The data are noise around a known centre of 0; centring Cauchy-like data by its

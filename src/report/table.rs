@@ -2,13 +2,33 @@
 
 use crate::analyze::Analysis;
 
+/// A number for the table: "–" where it is undefined, "∞" for +∞.
 fn f(v: f64) -> String {
     if v.is_finite() {
         format!("{v:.3}")
     } else if v.is_nan() {
-        "-".into()
+        "–".into()
+    } else if v > 0.0 {
+        "∞".into()
     } else {
-        "inf".into()
+        "-∞".into()
+    }
+}
+
+fn pct(v: f64) -> String {
+    if v.is_nan() {
+        "–".into()
+    } else {
+        format!("{:.0}%", 100.0 * v)
+    }
+}
+
+/// The 95% interval, or "–" when it is undefined.
+fn ci(c: [f64; 2]) -> String {
+    if c[0].is_nan() || c[1].is_nan() {
+        "–".into()
+    } else {
+        format!("[{}, {}]", f(c[0]), f(c[1]))
     }
 }
 
@@ -36,24 +56,42 @@ pub fn print_table(a: &Analysis, out: &mut impl std::io::Write) -> std::io::Resu
                 shape
             },
             f(s.alpha_time_blocked),
-            format!(
-                "[{}, {}]",
-                f(s.alpha_time_blocked_ci[0]),
-                f(s.alpha_time_blocked_ci[1])
-            ),
+            ci(s.alpha_time_blocked_ci),
             f(s.alpha_simsekli_flat),
             f(s.alpha_block_quantiles.q50),
             f(s.alpha_logm_quantiles.q50),
-            format!("{:.0}%", 100.0 * s.jb_reject_frac),
+            pct(s.jb_reject_frac),
             s.constant_coords
         )?;
     }
+    writeln!(
+        out,
+        "95% CI: delete-one-time-block jackknife, valid however strongly coordinates move together."
+    )?;
     writeln!(
         out,
         "whole input: α_flat (Simsekli et al. 2019, m = {}) = {}",
         a.model.simsekli_m,
         f(a.model.alpha_simsekli_flat)
     )?;
+    for t in &a.tensors {
+        let s = &t.summary;
+        if s.few_finite_coords > 0 {
+            writeln!(
+                out,
+                "note: {}: {} coordinates have fewer than {} finite samples and are left out",
+                s.name,
+                s.few_finite_coords,
+                crate::stats::MIN_FINITE
+            )?;
+        }
+        for n in &s.notes {
+            writeln!(out, "note: {}: {n}", s.name)?;
+        }
+    }
+    for n in &a.model.notes {
+        writeln!(out, "note: whole input: {n}")?;
+    }
     if a.model.nonfinite_samples > 0 {
         writeln!(
             out,

@@ -164,9 +164,11 @@ pub struct Context {
 /// `WGPU_ADAPTER_NAME` (case-insensitive substring), best first: discrete, integrated,
 /// virtual, other, CPU; Vulkan before the others at equal type.
 pub fn adapters_from_env() -> Vec<wgpu::Adapter> {
-    let instance =
-        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-    let mut found = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    let mut found = super::quiet::quietly(|| {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+    });
     found.retain(|a| a.get_info().backend != wgpu::Backend::Noop);
     if let Ok(want) = std::env::var("WGPU_ADAPTER_NAME") {
         let want = want.to_lowercase();

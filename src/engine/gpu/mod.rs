@@ -33,6 +33,7 @@
 mod context;
 pub mod plan;
 mod probe;
+mod quiet;
 mod roofline;
 
 use std::ops::Range;

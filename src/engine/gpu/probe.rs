@@ -152,11 +152,13 @@ pub fn no_adapter_reason() -> String {
 
 /// Every adapter of every backend, ignoring `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`.
 fn all_adapters() -> Vec<wgpu::Adapter> {
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
-        backends: wgpu::Backends::all(),
-        ..wgpu::InstanceDescriptor::new_without_display_handle()
+    let mut found = super::quiet::quietly(|| {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+            backends: wgpu::Backends::all(),
+            ..wgpu::InstanceDescriptor::new_without_display_handle()
+        });
+        pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
     });
-    let mut found = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
     found.retain(|a| a.get_info().backend != wgpu::Backend::Noop);
     found
 }
