@@ -51,12 +51,19 @@ fn widen_f16(h: vec4<u32>) -> vec4<f32> {
     return select(select(normal, special, e == vec4<u32>(31u)), tiny, e == vec4<u32>(0u));
 }
 
+// f32 subnormals (exponent bits 0) as 0: GPUs may flush them in arithmetic, and the CPU
+// engine reads them as 0 too (`input::BlockData::widen_into`), so both engines agree.
+fn flush4(x: vec4<f32>) -> vec4<f32> {
+    let normal = (bitcast<vec4<u32>>(x) & vec4<u32>(0x7f800000u)) != vec4<u32>(0u);
+    return select(vec4<f32>(0.0), x, normal);
+}
+
 // Four values of row `row`, columns 4g..4g+3 of the unit, widened to f32; for f64 input
 // (uploaded as normalised hi/lo f32 pairs, 2 values per word) the low parts go to `lo`.
 fn load4(row: u32, g: u32, lo: ptr<function, vec4<f32>>) -> vec4<f32> {
     *lo = vec4<f32>(0.0);
     if (DTYPE == 0u) {
-        return bitcast<vec4<f32>>(xs[row * dims.row_words + g]);
+        return flush4(bitcast<vec4<f32>>(xs[row * dims.row_words + g]));
     }
     if (DTYPE == 3u) {
         let a = bitcast<vec4<f32>>(xs[row * dims.row_words + 2u * g]);
@@ -69,7 +76,7 @@ fn load4(row: u32, g: u32, lo: ptr<function, vec4<f32>>) -> vec4<f32> {
     if (DTYPE == 1u) {
         return widen_f16(vec4<u32>(p.x & 0xffffu, p.x >> 16u, p.y & 0xffffu, p.y >> 16u));
     }
-    return bitcast<vec4<f32>>(vec4<u32>(p.x << 16u, p.x & 0xffff0000u, p.y << 16u, p.y & 0xffff0000u));
+    return flush4(bitcast<vec4<f32>>(vec4<u32>(p.x << 16u, p.x & 0xffff0000u, p.y << 16u, p.y & 0xffff0000u)));
 }
 
 // Not NaN and not ±inf, from the bits (x != x may be folded away by fast-math compilers).

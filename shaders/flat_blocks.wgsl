@@ -57,7 +57,7 @@ var<workgroup> red: array<vec4<f32>, FLAT_WG>;
 fn load1(row: u32, c: u32, lo: ptr<function, f32>) -> f32 {
     *lo = 0.0;
     if (DTYPE == 0u) {
-        return bitcast<f32>(xs[row * dims.row_words + c / 4u][c % 4u]);
+        return flush4(vec4<f32>(bitcast<f32>(xs[row * dims.row_words + c / 4u][c % 4u]))).x;
     }
     if (DTYPE == 3u) {
         let w = bitcast<vec4<f32>>(xs[row * dims.row_words + c / 2u]);
@@ -70,7 +70,7 @@ fn load1(row: u32, c: u32, lo: ptr<function, f32>) -> f32 {
     if (DTYPE == 1u) {
         return widen_f16(vec4<u32>(select(w & 0xffffu, w >> 16u, odd))).x;
     }
-    return bitcast<f32>(select(w << 16u, w & 0xffff0000u, odd));
+    return flush4(vec4<f32>(bitcast<f32>(select(w << 16u, w & 0xffff0000u, odd)))).x;
 }
 
 fn finite(x: f32) -> bool {

@@ -421,6 +421,7 @@ pub fn analyze_with(
             let (mean, shift) = match mean {
                 // Pass 2: moments about the mean, tails about the centre, flat blocks.
                 Some(mean) => {
+                    check_magnitudes(backend, meta, &mean)?;
                     let shift: Vec<f64> = mean.iter().map(shift_of).collect();
                     let pool: Vec<bool> = mean.iter().map(pooled).collect();
                     if centre_is_mean {
@@ -447,6 +448,7 @@ pub fn analyze_with(
                             let cols = block.cols.clone();
                             backend
                                 .coord_mean(&mut std::iter::once(Ok(block.share())), &mut mean)?;
+                            check_magnitudes(backend, meta, &mean[cols.clone()])?;
                             for j in cols {
                                 shift[j] = shift_of(&mean[j]);
                                 pool[j] = pooled(&mean[j]);
@@ -526,6 +528,28 @@ pub fn analyze_with(
         tensors: results,
         model,
     })
+}
+
+/// Refuses a tensor whose usable coordinates lie outside the magnitudes the engine computes
+/// faithfully (the GPU engine's f32 arithmetic), before pass 2 would return wrong numbers.
+fn check_magnitudes(backend: &dyn Backend, meta: &TensorMeta, mean: &[MeanAcc]) -> Result<()> {
+    let Some((lo, hi)) = backend.magnitude_range() else {
+        return Ok(());
+    };
+    let bad = mean.iter().filter(|m| pooled(m)).find_map(|m| {
+        let big = m.min.abs().max(m.max.abs());
+        (big < lo || big > hi).then_some(big)
+    });
+    match bad {
+        None => Ok(()),
+        Some(big) => Err(Error::unusable(
+            &meta.path,
+            Some(&meta.name),
+            format!(
+                "a coordinate's largest |x| is {big:.3e}, outside the {lo:.1e} to {hi:.1e} the GPU engine's f32 arithmetic handles faithfully; multiply the data by a power of two (every statistic but the mean, variance and log-moment scale is scale-free) or use --backend cpu"
+            ),
+        )),
+    }
 }
 
 fn group_label(g: usize, n: usize) -> String {

@@ -113,6 +113,12 @@ pub trait Backend {
         true
     }
 
+    /// The magnitudes of data this engine computes faithfully, `(smallest, largest)` largest
+    /// |x| of a coordinate; `None` for any finite value (f64 arithmetic).
+    fn magnitude_range(&self) -> Option<(f64, f64)> {
+        None
+    }
+
     /// Device kernel time accumulated since the last reset (GPU timestamp queries), if any.
     fn kernel_seconds(&self) -> Option<f64> {
         None

@@ -115,7 +115,9 @@ impl BlockData {
         }
     }
 
-    /// Widens `range` of the values into `out` (same length) as f64.
+    /// Widens `range` of the values into `out` (same length) as f64. f32 and bf16 subnormals
+    /// (|x| < 1.2e-38, a few significant bits at most) are read as 0, as GPUs flush them, so
+    /// both engines see the same data.
     #[inline(always)]
     pub fn widen_into(&self, range: Range<usize>, out: &mut [f64]) {
         match self {
@@ -126,12 +128,17 @@ impl BlockData {
             }
             BlockData::BF16(v) => {
                 for (o, &b) in out.iter_mut().zip(&v[range]) {
-                    *o = half::bf16::from_bits(b).to_f64();
+                    let x = half::bf16::from_bits(b).to_f64();
+                    *o = if b & 0x7f80 == 0 { 0.0 } else { x };
                 }
             }
             BlockData::F32(v) => {
                 for (o, &x) in out.iter_mut().zip(&v[range]) {
-                    *o = x as f64;
+                    *o = if x.to_bits() & 0x7f80_0000 == 0 {
+                        0.0
+                    } else {
+                        x as f64
+                    };
                 }
             }
             BlockData::F64(v) => out.copy_from_slice(&v[range]),

@@ -1052,6 +1052,13 @@ impl Backend for GpuEngine {
         false
     }
 
+    /// f32 element work: centred values and block sums of a coordinate whose largest |x| is
+    /// below 2^-100 come within ~26 binades of f32's subnormal range, which GPUs flush to 0;
+    /// block sums of values above 2^100 approach f32's overflow.
+    fn magnitude_range(&self) -> Option<(f64, f64)> {
+        Some((2f64.powi(-100), 2f64.powi(100)))
+    }
+
     fn reset_kernel_seconds(&mut self) {
         self.kernel_total = 0.0;
     }
