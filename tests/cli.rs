@@ -37,7 +37,7 @@ fn analyze_writes_all_outputs() {
         .stdout(predicate::str::contains("stack").and(predicate::str::contains("α_tb")));
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
-    assert_eq!(summary["schema"], "gradtail.summary/1");
+    assert_eq!(summary["schema"], "gradtail.summary/2");
     assert_eq!(summary["samples"], 256);
     assert_eq!(summary["coords"], 4810);
     assert_eq!(summary["engine"]["engine"], "cpu");
@@ -525,4 +525,163 @@ fn filters_and_unsupported_dtypes_are_reported() {
     let s: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(s["skipped_tensors"][0]["name"], "step");
+}
+
+/// Degenerate inputs get null estimates with a reason, never a number made of rounding
+/// residue: `np.ones(100)` (the original flat estimator gives −8.1e13), a tensor whose
+/// coordinates are all NaN but one, and K < 8 where the D'Agostino–Pearson test is undefined.
+#[test]
+fn degenerate_inputs_are_null_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let ones = dir.path().join("ones.npy");
+    common::write_npy_f64(&ones, &[100], &[1.0; 100]);
+    let out = dir.path().join("ones_out");
+    let run = gradtail()
+        .args([
+            "analyze",
+            ones.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .args(["--backend", "cpu"])
+        .assert()
+        .success();
+    let stdout = String::from_utf8(run.get_output().stdout.clone()).unwrap();
+    assert!(
+        !stdout.contains("NaN") && !stdout.contains("inf"),
+        "{stdout}"
+    );
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert!(
+        s["model"]["alpha_simsekli_flat"].is_null(),
+        "{}",
+        s["model"]
+    );
+    assert!(s["tensors"][0]["alpha_simsekli_flat"].is_null());
+    assert!(s["tensors"][0]["alpha_time_blocked"].is_null());
+    assert_eq!(s["tensors"][0]["constant_coords"], 1);
+    assert!(!s["tensors"][0]["notes"].as_array().unwrap().is_empty());
+    assert!(!s["model"]["notes"].as_array().unwrap().is_empty());
+
+    // Three coordinates, two of them all NaN: reported as too few finite samples, not constant.
+    let (k, p) = (16, 3);
+    let x: Vec<f32> = (0..k * p)
+        .map(|i| {
+            if i % p == 0 {
+                ((i * 37 % 11) as f32 - 5.0) / 3.0
+            } else {
+                f32::NAN
+            }
+        })
+        .collect();
+    let nan = dir.path().join("mostly_nan.npy");
+    common::write_npy_f32(&nan, &[k, p], &x);
+    let out = dir.path().join("nan_out");
+    let run = gradtail()
+        .args([
+            "analyze",
+            nan.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .args(["--backend", "cpu"])
+        .assert()
+        .success();
+    let stdout = String::from_utf8(run.get_output().stdout.clone()).unwrap();
+    assert!(
+        stdout.contains("2 coordinates have fewer than 4 finite samples"),
+        "{stdout}"
+    );
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["tensors"][0]["few_finite_coords"], 2);
+    assert_eq!(s["tensors"][0]["constant_coords"], 0);
+
+    // K = 6 < 8: k2 is undefined for every coordinate, so its reject fraction is null, not 0.
+    let (k, p) = (6, 5);
+    let x: Vec<f32> = (0..k * p)
+        .map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0)
+        .collect();
+    let small = dir.path().join("small.npy");
+    common::write_npy_f32(&small, &[k, p], &x);
+    let out = dir.path().join("small_out");
+    gradtail()
+        .args([
+            "analyze",
+            small.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .args(["--backend", "cpu"])
+        .assert()
+        .success();
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert!(s["tensors"][0]["k2_reject_frac"].is_null());
+    assert!(s["tensors"][0]["jb_reject_frac"].is_number());
+    let csv = std::fs::read_to_string(out.join("tensors.csv")).unwrap();
+    let row: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
+    let col = gradtail::report::CSV_COLUMNS
+        .split(',')
+        .position(|c| c == "k2_reject_frac")
+        .unwrap();
+    assert_eq!(row[col], "nan");
+}
+
+/// A newcomer's first run on a headless machine shows no driver messages: `--backend auto`
+/// probes for adapters with the drivers' output captured (logged at info level).
+#[test]
+fn auto_backend_prints_no_driver_noise() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let run = gradtail()
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("RUST_LOG")
+        .args([
+            "analyze",
+            common::data("digits/stack.npy").to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .assert()
+        .success();
+    let stderr = String::from_utf8(run.get_output().stderr.clone()).unwrap();
+    assert!(stderr.trim().is_empty(), "stderr: {stderr}");
+}
+
+/// What users read never cites internal documents.
+#[test]
+fn output_cites_no_internal_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let run = gradtail()
+        .args([
+            "analyze",
+            common::data("digits/stack.npy").to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--backend",
+            "cpu",
+        ])
+        .assert()
+        .success();
+    let mut texts = vec![
+        String::from_utf8(run.get_output().stdout.clone()).unwrap(),
+        String::from_utf8(run.get_output().stderr.clone()).unwrap(),
+    ];
+    for f in ["summary.json", "tensors.csv", "report.html"] {
+        texts.push(std::fs::read_to_string(out.join(f)).unwrap());
+    }
+    for cmd in [
+        &["--help"][..],
+        &["analyze", "--help"],
+        &["synth", "--help"],
+    ] {
+        let o = gradtail().args(cmd).output().unwrap();
+        texts.push(String::from_utf8(o.stdout).unwrap());
+    }
+    for t in texts {
+        assert!(!t.contains("spec §") && !t.contains("spec §"), "{t}");
+    }
 }

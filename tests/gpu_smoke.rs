@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use common::tolerance;
 use gradtail::analyze::{self, Analysis, Center, Options};
-use gradtail::engine::accum::{CoordAcc, FlatAcc, FlatSpec, MeanAcc};
+use gradtail::engine::accum::{BlockSums, CoordAcc, FlatAcc, FlatSpec, MeanAcc};
 use gradtail::engine::cpu::CpuEngine;
 use gradtail::engine::gpu::{GpuEngine, GpuOptions};
 use gradtail::engine::{Backend, StatsJob, TensorAcc};
@@ -467,11 +467,14 @@ fn half_precision_blocks_match_cpu() {
         }
         let shift: Vec<f64> = means[0].iter().map(|m| m.mean()).collect();
         let n = (k * p) as u64;
+        // Every third column stays out of the pooled time-block sums.
+        let pool: Vec<bool> = (0..p).map(|j| j % 3 != 0).collect();
         let job = StatsJob {
             k1,
             used_rows: k,
             shift: &shift,
             centre: &shift,
+            pool: &pool,
             flat_tensor: FlatSpec {
                 stride: p as u64,
                 base: 0,
@@ -488,6 +491,7 @@ fn half_precision_blocks_match_cpu() {
             let mut out = TensorAcc {
                 coords: vec![CoordAcc::default(); p],
                 flat: FlatAcc::new((n / 37) as usize),
+                blocks: vec![BlockSums::default(); k / k1],
             };
             let mut model = FlatAcc::new((2 * n / 16) as usize + 1);
             e.coord_stats(
@@ -520,8 +524,17 @@ fn half_precision_blocks_match_cpu() {
                 ("sl", ta.sl, tb.sl, ta.nz),
                 ("ly", ta.ly, tb.ly, ta.ny),
                 ("lx", ta.lx, tb.lx, ta.nx),
+                ("lm", ta.lm, tb.lm, ta.ny),
             ] {
                 assert!(close(x, y, n as f64), "{kind} {what}[{j}]: {x} vs {y}");
+            }
+        }
+        // The pooled per-time-block sums: f32 in the kernel, over at most 256 columns.
+        for (b, (x, y)) in c.0.blocks.iter().zip(&gg.0.blocks).enumerate() {
+            assert!(x.nx > 0.0, "{kind} block {b} is empty");
+            assert_eq!((x.nx, x.ny), (y.nx, y.ny), "{kind} block {b} counts");
+            for (what, u, v) in [("sx", x.sx, y.sx), ("sy", x.sy, y.sy), ("sm", x.sm, y.sm)] {
+                assert!(close(u, v, x.nx), "{kind} block {b} {what}: {u} vs {v}");
             }
         }
         assert_eq!(c.0.flat.n, gg.0.flat.n);
