@@ -3,7 +3,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-use gradtail::engine::accum::{CoordAcc, FlatAcc, FlatSpec, MeanAcc};
+use gradtail::engine::accum::{BlockSums, CoordAcc, FlatAcc, FlatSpec, MeanAcc};
 use gradtail::engine::cpu::CpuEngine;
 use gradtail::engine::{Backend, StatsJob, TensorAcc};
 use gradtail::input::{Block, BlockData};
@@ -42,12 +42,14 @@ fn engine(c: &mut Criterion, name: &str, engine: &mut dyn Backend, x: &[f32]) {
         )
     });
     let zeros = vec![0.0; P];
+    let pool = vec![true; P];
     let m = gradtail::stats::tail::largest_divisor_below_sqrt((K * P) as u64);
     let job = StatsJob {
         k1: 16,
         used_rows: K,
         shift: &zeros,
         centre: &zeros,
+        pool: &pool,
         flat_tensor: FlatSpec {
             stride: P as u64,
             base: 0,
@@ -66,6 +68,7 @@ fn engine(c: &mut Criterion, name: &str, engine: &mut dyn Backend, x: &[f32]) {
                 let mut acc = TensorAcc {
                     coords: vec![CoordAcc::default(); P],
                     flat: FlatAcc::new((K * P) / m as usize),
+                    blocks: vec![BlockSums::default(); K / 16],
                 };
                 let mut model = FlatAcc::new((K * P) / m as usize);
                 engine

@@ -491,7 +491,8 @@ fn demo_cmd(d: DemoArgs, progress: bool) -> Result<()> {
     let mut failed = Vec::new();
     for (c, t) in cases.iter().zip(&analysis.tensors) {
         let a = t.summary.alpha_time_blocked;
-        if !((a - c.alpha).abs() <= TOL) {
+        // NaN fails too.
+        if (a - c.alpha).abs().is_nan() || (a - c.alpha).abs() > TOL {
             failed.push(format!(
                 "{}: α_tb = {a:.3}, expected {} ± {TOL}",
                 c.name, c.alpha
@@ -499,7 +500,7 @@ fn demo_cmd(d: DemoArgs, progress: bool) -> Result<()> {
         }
     }
     let mixed = analysis.tensors[3].summary.alpha_simsekli_flat;
-    if !(mixed < 1.9) {
+    if mixed.is_nan() || mixed >= 1.9 {
         failed.push(format!(
             "gaussian_mixed_scales: α_flat = {mixed:.3}, expected well below 2"
         ));

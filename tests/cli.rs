@@ -685,3 +685,41 @@ fn output_cites_no_internal_documents() {
         assert!(!t.contains("spec §") && !t.contains("spec §"), "{t}");
     }
 }
+
+/// The CPU engine is deterministic: the same input and options give byte-identical
+/// `coords.safetensors` and identical numbers in `summary.json` across runs and thread counts
+/// (per-coordinate sums run in sample order within a coordinate whatever the strip
+/// partition, and pooled sums are combined in a fixed order).
+#[test]
+fn cpu_results_are_deterministic_across_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut runs = Vec::new();
+    for (i, threads) in ["1", "2", "3", "2"].iter().enumerate() {
+        let out = dir.path().join(format!("out{i}"));
+        gradtail()
+            .args([
+                "analyze",
+                common::data("digits/stack.npy").to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--backend",
+                "cpu",
+                "--threads",
+                threads,
+            ])
+            .assert()
+            .success();
+        let coords = std::fs::read(out.join("coords.safetensors")).unwrap();
+        let mut s: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+        // What may differ: the wall time and the thread count itself.
+        s["elapsed_s"] = serde_json::Value::Null;
+        s["engine"]["threads"] = serde_json::Value::Null;
+        s["options"] = serde_json::Value::Null;
+        runs.push((coords, s));
+    }
+    for (i, r) in runs.iter().enumerate().skip(1) {
+        assert!(r.0 == runs[0].0, "coords.safetensors of run {i} differs");
+        assert_eq!(r.1, runs[0].1, "summary.json of run {i} differs");
+    }
+}

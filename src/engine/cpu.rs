@@ -33,8 +33,11 @@ impl CpuEngine {
     }
 }
 
-fn strips(width: usize, threads: usize) -> usize {
-    width.div_ceil(threads * 4).clamp(64, STRIP)
+/// Columns per task for a block `width` columns wide: up to 64 tasks, whatever the thread
+/// count, so pooled sums (combined strip by strip, in order) come out bit-identical on any
+/// number of threads.
+fn strips(width: usize) -> usize {
+    width.div_ceil(64).clamp(64, STRIP)
 }
 
 impl Backend for CpuEngine {
@@ -49,7 +52,7 @@ impl Backend for CpuEngine {
     fn coord_mean(&mut self, blocks: Blocks<'_>, out: &mut [MeanAcc]) -> Result<()> {
         for block in blocks {
             let block = block?;
-            let strip = strips(block.width(), self.pool.current_num_threads());
+            let strip = strips(block.width());
             let dst = &mut out[block.cols.clone()];
             self.pool.install(|| {
                 dst.par_chunks_mut(strip)
@@ -69,7 +72,7 @@ impl Backend for CpuEngine {
     ) -> Result<()> {
         for block in blocks {
             let block = block?;
-            let strip = strips(block.width(), self.pool.current_num_threads());
+            let strip = strips(block.width());
             let dst = &mut out.coords[block.cols.clone()];
             let partials: Vec<FlatPartial> = self.pool.install(|| {
                 dst.par_chunks_mut(strip)
