@@ -3,6 +3,13 @@
 mod cli;
 
 fn main() -> std::process::ExitCode {
+    // A write past the file-size limit (`ulimit -f`) then fails with an error we report and
+    // clean up after, instead of the signal killing the process with outputs half-written.
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to "ignore" before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     match cli::run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -723,3 +723,60 @@ fn cpu_results_are_deterministic_across_threads() {
         assert_eq!(r.1, runs[0].1, "summary.json of run {i} differs");
     }
 }
+
+/// Faults while writing outputs end in a clear error, exit code 1, and no output directory:
+/// an `--out` that cannot be created (its parent is a regular file), and a disk that fills
+/// mid-write (the file-size limit `ulimit -f` stands in for it: writes past it fail with
+/// EFBIG, as a full disk fails with ENOSPC).
+#[test]
+fn output_faults_leave_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = common::data("digits/stack.npy");
+    let file = dir.path().join("a_file");
+    std::fs::write(&file, b"not a folder").unwrap();
+    let out = file.join("out");
+    gradtail()
+        .args([
+            "analyze",
+            input.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .args(["--backend", "cpu"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("a_file"));
+
+    let out = dir.path().join("full");
+    let bin = assert_cmd::cargo::cargo_bin("gradtail");
+    let run = std::process::Command::new("bash")
+        .arg("-c")
+        // 64 blocks of 1 KiB: the inputs are only read; coords.safetensors (~300 KiB) fails.
+        .arg("ulimit -f 64 && exec \"$0\" \"$@\"")
+        .arg(&bin)
+        .args([
+            "analyze",
+            input.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .args(["--backend", "cpu"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        stderr.contains("File too large") || stderr.contains("too large"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        !out.exists(),
+        "a half-written output folder was left behind"
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left.len(), 1, "staging left behind: {left:?}");
+}

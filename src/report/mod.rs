@@ -114,7 +114,8 @@ impl Staging {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "out".into());
         let dir = out.with_file_name(format!(".{name}.partial-{}", std::process::id()));
-        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        // Named by --out: the staging folder beside it is ours, not the user's.
+        fs::create_dir_all(&dir).map_err(|e| Error::io(out, e))?;
         Ok(Staging {
             dir,
             out: out.to_path_buf(),
