@@ -258,6 +258,27 @@ fn progress_bar(total: u64, show: bool) -> ProgressBar {
     pb
 }
 
+/// Runs `run` on `backend`; when the device fails mid-run (`Error::GpuFault`: lost, or out of
+/// memory) and a `fallback` engine can be made, logs a warning and runs it again, from the
+/// start, on the fallback (`--backend auto` falls back to the CPU engine). `backend` is left
+/// holding the engine that produced the result.
+pub fn with_fallback<T>(
+    backend: &mut Box<dyn Backend>,
+    fallback: Option<&dyn Fn() -> Result<Box<dyn Backend>>>,
+    mut run: impl FnMut(&mut dyn Backend) -> Result<T>,
+) -> Result<T> {
+    match (run(backend.as_mut()), fallback) {
+        (Err(Error::GpuFault(why)), Some(make)) => {
+            tracing::warn!(
+                "the GPU failed mid-run ({why}); running the analysis again on the CPU engine"
+            );
+            *backend = make()?;
+            run(backend.as_mut())
+        }
+        (result, _) => result,
+    }
+}
+
 /// Runs both passes over `sources` on `backend` and finishes every statistic.
 pub fn analyze(
     sources: &[Box<dyn TensorSource>],

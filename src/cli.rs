@@ -330,15 +330,24 @@ fn analyze_cmd(a: AnalyzeArgs, progress: bool) -> Result<analyze::Analysis> {
         .iter()
         .map(|s| (s.meta().name.clone(), s.meta().shape.clone()))
         .collect();
-    let mut coords = CoordsWriter::create(
-        &staging.path().join("coords.safetensors"),
-        &layout,
-        a.coords_dtype,
-    )?;
-    let analysis = analyze::analyze_with(sources, &opts, backend.as_mut(), &mut |t| {
-        coords.write(&t.meta.name, &t.coords)
-    })?;
-    coords.finish()?;
+    // One attempt: the maps are written afresh, so a rerun after a GPU fault starts clean.
+    let attempt = |backend: &mut dyn Backend| {
+        let mut coords = CoordsWriter::create(
+            &staging.path().join("coords.safetensors"),
+            &layout,
+            a.coords_dtype,
+        )?;
+        let analysis = analyze::analyze_with(sources, &opts, backend, &mut |t| {
+            coords.write(&t.meta.name, &t.coords)
+        })?;
+        coords.finish()?;
+        Ok(analysis)
+    };
+    let threads = a.engine.threads;
+    let cpu =
+        move || -> gradtail::Result<Box<dyn Backend>> { Ok(Box::new(CpuEngine::new(threads)?)) };
+    let fallback = (a.engine.backend == BackendChoice::Auto).then_some(&cpu as &dyn Fn() -> _);
+    let analysis = analyze::with_fallback(&mut backend, fallback, attempt)?;
     let info = backend.info();
     let report = RunReport {
         analysis: &analysis,

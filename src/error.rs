@@ -34,6 +34,11 @@ pub enum Error {
     #[error("GPU: {0}")]
     Gpu(String),
 
+    /// The device failed mid-run (lost, or out of memory): `--backend auto` falls back to the
+    /// CPU engine on this one.
+    #[error("GPU device failed: {0}")]
+    GpuFault(String),
+
     #[error("no GPU adapter: {0}")]
     NoAdapter(String),
 }

@@ -49,6 +49,7 @@ fn gpu() -> Option<Engine> {
 fn gpu_split() -> Option<Engine> {
     gpu_with(gradtail::engine::gpu::GpuOptions {
         max_binding_bytes: Some(4096),
+        ..Default::default()
     })
 }
 
@@ -957,5 +958,45 @@ fn cpu_equals_gpu_on_random_inputs() {
             ea.is_nan() && eb.is_nan() || ((ea - eb) / ea).abs() < 1e-2,
             "{what}: SE {ea} vs {eb}"
         );
+    }
+}
+
+/// A GPU lost mid-run is an error (`GpuFault`), never a panic or partial numbers; with a
+/// fallback (what `--backend auto` uses) the whole analysis runs again on the CPU engine and
+/// equals a CPU run.
+#[test]
+fn gpu_lost_mid_run_falls_back_to_cpu() {
+    let opts = gradtail::engine::gpu::GpuOptions {
+        max_binding_bytes: Some(4096),
+        lose_device_at_unit: Some(3),
+    };
+    let Some(g) = gpu_with(opts.clone()) else {
+        return;
+    };
+    let sources = gradtail::input::open(&common::data("digits/stack.npy")).unwrap();
+    let mut backend = g.backend;
+    let err = gradtail::analyze::analyze(&sources, &Options::default(), backend.as_mut())
+        .err()
+        .expect("a lost device must fail the run");
+    assert!(matches!(err, gradtail::Error::GpuFault(_)), "{err}");
+
+    let Some(g) = gpu_with(opts) else { return };
+    let mut backend = g.backend;
+    let cpu = || -> gradtail::Result<Box<dyn Backend>> {
+        Ok(Box::new(gradtail::engine::cpu::CpuEngine::new(0)?))
+    };
+    let a = gradtail::analyze::with_fallback(&mut backend, Some(&cpu), |b| {
+        gradtail::analyze::analyze(&sources, &Options::default(), b)
+    })
+    .unwrap();
+    assert_eq!(backend.info().engine, "cpu");
+    let mut c = cpu().unwrap();
+    let want = gradtail::analyze::analyze(&sources, &Options::default(), c.as_mut()).unwrap();
+    for (stat, col) in a.tensors[0].coords.iter() {
+        let same = col
+            .iter()
+            .zip(want.tensors[0].coords.get(stat))
+            .all(|(x, y)| x == y || (x.is_nan() && y.is_nan()));
+        assert!(same, "{stat} differs from a CPU run");
     }
 }

@@ -239,6 +239,7 @@ fn digits_matches_cpu() {
 fn digits_matches_cpu_with_tiny_bindings() {
     let Some(mut g) = gpu(GpuOptions {
         max_binding_bytes: Some(4096),
+        ..Default::default()
     }) else {
         return;
     };
@@ -336,12 +337,14 @@ fn adversarial_inputs_match_cpu() {
     };
     let Some(mut tiny) = gpu(GpuOptions {
         max_binding_bytes: Some(4096),
+        ..Default::default()
     }) else {
         return;
     };
     // K1 = 250 rows of one f64 column group (4 × 8 bytes) need 8000 bytes.
     let Some(mut small) = gpu(GpuOptions {
         max_binding_bytes: Some(8192),
+        ..Default::default()
     }) else {
         return;
     };
@@ -579,6 +582,7 @@ fn data_rows(
 fn impossible_binding_is_an_error() {
     let Some(mut g) = gpu(GpuOptions {
         max_binding_bytes: Some(64),
+        ..Default::default()
     }) else {
         return;
     };

@@ -231,6 +231,7 @@ fn uniform(binding: u32) -> wgpu::BindGroupLayoutEntry {
 pub fn pop_scope(scope: wgpu::ErrorScopeGuard, what: &str) -> Result<()> {
     match pollster::block_on(scope.pop()) {
         None => Ok(()),
+        Some(e @ wgpu::Error::OutOfMemory { .. }) => Err(Error::GpuFault(format!("{what}: {e}"))),
         Some(e) => Err(Error::Gpu(format!("{what}: {e}"))),
     }
 }
@@ -402,7 +403,7 @@ impl Context {
     pub fn check_fault(&self) -> Result<()> {
         let f = self.fault.lock().unwrap_or_else(|p| p.into_inner());
         match &*f {
-            Some(msg) => Err(Error::Gpu(msg.clone())),
+            Some(msg) => Err(Error::GpuFault(msg.clone())),
             None => Ok(()),
         }
     }

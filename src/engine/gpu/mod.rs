@@ -58,6 +58,9 @@ pub struct GpuOptions {
     /// Largest storage binding to use, below the adapter's own limit (tests force tiny
     /// bindings to exercise block splitting).
     pub max_binding_bytes: Option<u64>,
+    /// Test seam: the device reports itself lost when unit `n` (counted from 0 over the
+    /// engine's life) is launched, as a driver reset or an unplugged GPU would mid-run.
+    pub lose_device_at_unit: Option<u64>,
 }
 
 /// A buffer that is reallocated only when a larger one is needed.
@@ -177,6 +180,8 @@ pub struct GpuEngine {
     kernel_seconds: Option<f64>,
     /// Kernel seconds summed over calls since `reset_kernel_seconds` (for `bench`).
     kernel_total: f64,
+    /// Units launched so far.
+    units: u64,
 }
 
 /// How a block's values go up: the kernel variant and bytes per value.
@@ -479,6 +484,7 @@ impl GpuEngine {
             kernel_ns: 0.0,
             kernel_seconds: None,
             kernel_total: 0.0,
+            units: 0,
         })
     }
 
@@ -652,6 +658,12 @@ impl GpuEngine {
 
     /// Uploads a unit into slot `s`, runs its dispatches and starts reading the partials back.
     fn launch(&mut self, s: usize, l: &Launch<'_>) -> Result<(wgpu::SubmissionIndex, PendingIo)> {
+        self.units += 1;
+        if self.opts.lose_device_at_unit == Some(self.units - 1) {
+            return Err(Error::GpuFault(
+                "device lost (simulated by GpuOptions::lose_device_at_unit)".into(),
+            ));
+        }
         self.ctx.ensure_pipelines(l.dtype)?;
         let ctx = &self.ctx;
         let device = &ctx.device;
