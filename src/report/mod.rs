@@ -148,17 +148,6 @@ impl Drop for Staging {
     }
 }
 
-/// Column names of `tensors.csv`, in order.
-pub const CSV_COLUMNS: &str = "name,shape,coords,block_size,alpha_time_blocked,alpha_time_blocked_se,alpha_time_blocked_ci_low,alpha_time_blocked_ci_high,alpha_time_blocked_se_iid,alpha_simsekli_flat,simsekli_m,alpha_block_q05,alpha_block_q25,alpha_block_q50,alpha_block_q75,alpha_block_q95,alpha_logm_q05,alpha_logm_q25,alpha_logm_q50,alpha_logm_q75,alpha_logm_q95,jb_reject_frac,k2_reject_frac,constant_coords,few_finite_coords,logm_clamped_coords,zero_entries,nonfinite_samples,dropped_blocks";
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
-    }
-}
-
 /// One sentence on the centring a run used and the bias it is known to carry (simulated for
 /// SαS data, pooled time-blocked α; Simsekli et al.'s definition of the noise is the
 /// full-batch gradient).
@@ -179,71 +168,101 @@ pub fn shape_label(shape: &[usize]) -> String {
         .join("x")
 }
 
-/// `tensors.csv`: one row per tensor; NaN and ±inf written as `nan`, `inf`, `-inf` (pandas reads them).
-pub fn tensors_csv(a: &Analysis) -> String {
-    let mut out = String::from(CSV_COLUMNS);
-    out.push('\n');
-    for t in &a.tensors {
-        let s = &t.summary;
-        let shape = shape_label(&s.shape);
-        let q = |q: &crate::stats::Quantiles| [q.q05, q.q25, q.q50, q.q75, q.q95];
-        let floats: Vec<f64> = [
-            s.alpha_time_blocked,
-            s.alpha_time_blocked_se,
-            s.alpha_time_blocked_ci[0],
-            s.alpha_time_blocked_ci[1],
-            s.alpha_time_blocked_se_iid,
-            s.alpha_simsekli_flat,
-        ]
-        .into_iter()
-        .collect();
-        let mut row = vec![
-            csv_field(&s.name),
-            shape,
-            s.coords.to_string(),
-            s.block_size.to_string(),
-        ];
-        row.extend(floats.iter().map(|v| fmt_f(*v)));
-        row.push(s.simsekli_m.to_string());
-        row.extend(
-            q(&s.alpha_block_quantiles)
-                .iter()
-                .chain(&q(&s.alpha_logm_quantiles))
-                .map(|v| fmt_f(*v)),
-        );
-        row.extend(
-            [s.jb_reject_frac, s.k2_reject_frac]
-                .iter()
-                .map(|v| fmt_f(*v)),
-        );
-        row.extend(
-            [
-                s.constant_coords,
-                s.few_finite_coords,
-                s.logm_clamped_coords,
-                s.zero_entries,
-                s.nonfinite_samples,
-                s.dropped_blocks,
-            ]
-            .iter()
-            .map(u64::to_string),
-        );
-        out.push_str(&row.join(","));
-        out.push('\n');
+/// A float in `tensors.csv`: NaN and ±∞ as `nan`, `inf`, `-inf` (pandas reads them), else
+/// the shortest text that reads back to the same f64.
+struct CsvF64(f64);
+
+impl Serialize for CsvF64 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let v = self.0;
+        if v.is_nan() {
+            s.serialize_str("nan")
+        } else if v.is_infinite() {
+            s.serialize_str(if v > 0.0 { "inf" } else { "-inf" })
+        } else {
+            s.serialize_str(&format!("{v}"))
+        }
     }
-    out
 }
 
-fn fmt_f(v: f64) -> String {
-    if v.is_nan() {
-        "nan".into()
-    } else if v.is_infinite() {
-        if v > 0.0 {
-            "inf".into()
-        } else {
-            "-inf".into()
+/// One row of `tensors.csv`: the per-tensor fields of `summary.json`, with the quantile
+/// objects and the interval spread over columns. The header is these field names.
+#[derive(Serialize)]
+struct CsvRow<'a> {
+    name: &'a str,
+    shape: String,
+    coords: usize,
+    block_size: usize,
+    alpha_time_blocked: CsvF64,
+    alpha_time_blocked_se: CsvF64,
+    alpha_time_blocked_ci_low: CsvF64,
+    alpha_time_blocked_ci_high: CsvF64,
+    alpha_time_blocked_se_iid: CsvF64,
+    alpha_simsekli_flat: CsvF64,
+    simsekli_m: u64,
+    alpha_block_q05: CsvF64,
+    alpha_block_q25: CsvF64,
+    alpha_block_q50: CsvF64,
+    alpha_block_q75: CsvF64,
+    alpha_block_q95: CsvF64,
+    alpha_logm_q05: CsvF64,
+    alpha_logm_q25: CsvF64,
+    alpha_logm_q50: CsvF64,
+    alpha_logm_q75: CsvF64,
+    alpha_logm_q95: CsvF64,
+    jb_reject_frac: CsvF64,
+    k2_reject_frac: CsvF64,
+    constant_coords: u64,
+    few_finite_coords: u64,
+    logm_clamped_coords: u64,
+    zero_entries: u64,
+    nonfinite_samples: u64,
+    dropped_blocks: u64,
+}
+
+impl<'a> CsvRow<'a> {
+    fn of(s: &'a TensorSummary) -> Self {
+        let (b, l) = (&s.alpha_block_quantiles, &s.alpha_logm_quantiles);
+        CsvRow {
+            name: &s.name,
+            shape: shape_label(&s.shape),
+            coords: s.coords,
+            block_size: s.block_size,
+            alpha_time_blocked: CsvF64(s.alpha_time_blocked),
+            alpha_time_blocked_se: CsvF64(s.alpha_time_blocked_se),
+            alpha_time_blocked_ci_low: CsvF64(s.alpha_time_blocked_ci[0]),
+            alpha_time_blocked_ci_high: CsvF64(s.alpha_time_blocked_ci[1]),
+            alpha_time_blocked_se_iid: CsvF64(s.alpha_time_blocked_se_iid),
+            alpha_simsekli_flat: CsvF64(s.alpha_simsekli_flat),
+            simsekli_m: s.simsekli_m,
+            alpha_block_q05: CsvF64(b.q05),
+            alpha_block_q25: CsvF64(b.q25),
+            alpha_block_q50: CsvF64(b.q50),
+            alpha_block_q75: CsvF64(b.q75),
+            alpha_block_q95: CsvF64(b.q95),
+            alpha_logm_q05: CsvF64(l.q05),
+            alpha_logm_q25: CsvF64(l.q25),
+            alpha_logm_q50: CsvF64(l.q50),
+            alpha_logm_q75: CsvF64(l.q75),
+            alpha_logm_q95: CsvF64(l.q95),
+            jb_reject_frac: CsvF64(s.jb_reject_frac),
+            k2_reject_frac: CsvF64(s.k2_reject_frac),
+            constant_coords: s.constant_coords,
+            few_finite_coords: s.few_finite_coords,
+            logm_clamped_coords: s.logm_clamped_coords,
+            zero_entries: s.zero_entries,
+            nonfinite_samples: s.nonfinite_samples,
+            dropped_blocks: s.dropped_blocks,
         }
-    } else {
-        format!("{v}")
     }
+}
+
+/// `tensors.csv`: one row per tensor (the `csv` crate quotes names that need it).
+pub fn tensors_csv(a: &Analysis) -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for t in &a.tensors {
+        w.serialize(CsvRow::of(&t.summary))
+            .expect("serialising to memory cannot fail");
+    }
+    String::from_utf8(w.into_inner().expect("in memory")).expect("UTF-8 fields")
 }

@@ -4,31 +4,17 @@
 pub mod compare;
 pub mod gauss;
 pub mod sas;
+pub mod stat;
 pub mod tail;
 #[cfg(test)]
 pub(crate) mod testdata;
 
 use serde::Serialize;
 
+pub use stat::{Stat, StatKey, COORD_STATS};
+
 use crate::engine::accum::{BlockSums, MeanAcc, TailAcc};
 use crate::engine::TensorAcc;
-
-/// Per-coordinate statistics, in output order. See README "Statistics" for definitions.
-pub const COORD_STATS: [&str; 13] = [
-    "n",
-    "nonfinite",
-    "mean",
-    "var",
-    "skew",
-    "kurt",
-    "jb",
-    "jb_p",
-    "k2",
-    "k2_p",
-    "alpha_logm",
-    "scale_logm",
-    "alpha_block",
-];
 
 /// One column per statistic, one row per coordinate (C order over the tensor's shape).
 #[derive(Clone, Debug)]
@@ -37,12 +23,9 @@ pub struct CoordTable {
 }
 
 impl CoordTable {
-    pub fn get(&self, name: &str) -> &[f64] {
-        let i = COORD_STATS
-            .iter()
-            .position(|s| *s == name)
-            .unwrap_or_else(|| panic!("unknown statistic {name}"));
-        &self.columns[i]
+    /// One statistic's column, by [`Stat`] or by name.
+    pub fn get(&self, stat: impl StatKey) -> &[f64] {
+        &self.columns[stat.stat().index()]
     }
 
     /// Every `ceil(len / max)`-th coordinate, for plots of very large tensors.
@@ -59,15 +42,15 @@ impl CoordTable {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &[f64])> {
-        COORD_STATS
+        Stat::ALL
             .iter()
-            .copied()
+            .map(|s| s.name())
             .zip(self.columns.iter().map(Vec::as_slice))
     }
 }
 
-/// Finished per-coordinate record, one field per entry of [`COORD_STATS`].
-struct Coord([f64; 13]);
+/// Finished per-coordinate record, one value per [`Stat`], in [`Stat::ALL`] order.
+struct Coord([f64; Stat::ALL.len()]);
 
 /// Fewest finite samples a coordinate needs for any shape statistic (block sums need two
 /// blocks of at least two).
@@ -113,17 +96,21 @@ fn finish_coord(
         CoordKind::Usable if m2 <= (f64::EPSILON * mean_x).powi(2) => CoordKind::Constant,
         k => k,
     };
-    let mut out = [nan; 13];
-    out[0] = n;
-    out[1] = mean.nonfinite as f64;
-    out[2] = mean_x;
-    out[3] = if m.n == 0 {
-        nan
-    } else if mean.is_constant() {
-        0.0
-    } else {
-        m2
-    };
+    let mut out = [nan; Stat::ALL.len()];
+    let mut set = |s: Stat, v: f64| out[s.index()] = v;
+    set(Stat::N, n);
+    set(Stat::Nonfinite, mean.nonfinite as f64);
+    set(Stat::Mean, mean_x);
+    set(
+        Stat::Var,
+        if m.n == 0 {
+            nan
+        } else if mean.is_constant() {
+            0.0
+        } else {
+            m2
+        },
+    );
     if kind == CoordKind::Usable {
         let g1 = gauss::skew(m2, m3);
         let g2 = gauss::kurt(m2, m4);
@@ -132,7 +119,19 @@ fn finish_coord(
         let t: &TailAcc = &acc.tails;
         let (a_logm, c_logm, _) = tail::log_moment(t.nz, t.sl, t.sl2);
         let a_block = tail::block_alpha(t);
-        out[4..13].copy_from_slice(&[g1, g2, jb, jb_p, k2, k2_p, a_logm, c_logm, a_block]);
+        for (s, v) in [
+            (Stat::Skew, g1),
+            (Stat::Kurt, g2),
+            (Stat::Jb, jb),
+            (Stat::JbP, jb_p),
+            (Stat::K2, k2),
+            (Stat::K2P, k2_p),
+            (Stat::AlphaLogm, a_logm),
+            (Stat::ScaleLogm, c_logm),
+            (Stat::AlphaBlock, a_block),
+        ] {
+            set(s, v);
+        }
     }
     (Coord(out), kind)
 }
@@ -220,7 +219,7 @@ pub fn finish_tensor(
     simsekli_m: u64,
 ) -> (TensorSummary, CoordTable) {
     let p = means.len();
-    let mut columns = vec![Vec::with_capacity(p); COORD_STATS.len()];
+    let mut columns = vec![Vec::with_capacity(p); Stat::ALL.len()];
     let (mut constant_coords, mut few_finite) = (0, 0);
     let mut clamped = 0;
     let mut pooled = BlockSums::default();
@@ -250,7 +249,7 @@ pub fn finish_tensor(
     let usable = p as u64 - constant_coords - few_finite;
     // Fraction of usable coordinates with p < 0.05, over those where the test is defined
     // (normaltest needs 8 samples): NaN when it is defined nowhere.
-    let reject = |col: &str| {
+    let reject = |col: Stat| {
         let ps = table.get(col).iter().filter(|v| !v.is_nan());
         let (tested, hits) = ps.fold((0u64, 0u64), |(n, h), &v| (n + 1, h + (v < 0.05) as u64));
         if usable == 0 || tested == 0 {
@@ -293,10 +292,10 @@ pub fn finish_tensor(
         alpha_time_blocked_se_iid: tb.se_iid,
         alpha_simsekli_flat: flat,
         simsekli_m,
-        alpha_block_quantiles: Quantiles::of_alpha(table.get("alpha_block")),
-        alpha_logm_quantiles: Quantiles::of_alpha(table.get("alpha_logm")),
-        jb_reject_frac: reject("jb_p"),
-        k2_reject_frac: reject("k2_p"),
+        alpha_block_quantiles: Quantiles::of_alpha(table.get(Stat::AlphaBlock)),
+        alpha_logm_quantiles: Quantiles::of_alpha(table.get(Stat::AlphaLogm)),
+        jb_reject_frac: reject(Stat::JbP),
+        k2_reject_frac: reject(Stat::K2P),
         constant_coords,
         few_finite_coords: few_finite,
         logm_clamped_coords: clamped,
