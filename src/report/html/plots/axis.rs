@@ -114,13 +114,16 @@ pub fn fmt_tick(v: f64, step: f64) -> String {
     s.replace('-', "−")
 }
 
-/// Count ticks over [0, top]: plain below 10 000, else in k, M or G.
-pub fn count_ticks(top: f64, max_ticks: usize) -> Vec<Tick> {
-    let step = nice_step(top, max_ticks).max(1.0);
+/// A count axis for bars up to `tallest`: its top (with 5 % headroom, so the tallest bar does
+/// not touch the frame, rounded up to a tick) and about four ticks, in k, M or G from 10 000.
+pub fn count_axis(tallest: u64) -> (f64, Vec<Tick>) {
+    let room = tallest.max(1) as f64 * 1.05;
+    let step = nice_step(room, 4).max(1.0);
+    let top = (room / step).ceil() * step;
     let unit = [(1e9, "G"), (1e6, "M"), (1e3, "k")]
         .into_iter()
         .find(|(u, _)| top >= 10.0 * u);
-    ticks(0.0, top, step)
+    let ticks = ticks(0.0, top, step)
         .into_iter()
         .map(|v| {
             let label = match unit {
@@ -130,7 +133,8 @@ pub fn count_ticks(top: f64, max_ticks: usize) -> Vec<Tick> {
             };
             (v, label)
         })
-        .collect()
+        .collect();
+    (top, ticks)
 }
 
 /// sign(x)·log10(1 + |x|): linear near 0, logarithmic far out; NaN and ±inf pass through.
@@ -193,11 +197,13 @@ mod tests {
         assert_eq!(fmt_tick(-1.5, 0.5), "−1.5");
         assert_eq!(fmt_tick(-0.0, 0.5), "0.0");
         let labels =
-            |top| -> Vec<String> { count_ticks(top, 4).into_iter().map(|t| t.1).collect() };
-        assert_eq!(labels(4000.0), ["0", "1000", "2000", "3000", "4000"]);
-        assert_eq!(labels(42000.0), ["0", "20k", "40k"]);
-        assert_eq!(labels(2e7), ["0", "5M", "10M", "15M", "20M"]);
-        assert_eq!(labels(3.0), ["0", "1", "2", "3"]);
+            |tallest| -> Vec<String> { count_axis(tallest).1.into_iter().map(|t| t.1).collect() };
+        assert_eq!(count_axis(4810).0, 6000.0);
+        assert_eq!(labels(3700), ["0", "1000", "2000", "3000", "4000"]);
+        assert_eq!(labels(38000), ["0", "10k", "20k", "30k", "40k"]);
+        assert_eq!(labels(19_000_000), ["0", "5M", "10M", "15M", "20M"]);
+        assert_eq!(labels(2), ["0", "1", "2", "3"]);
+        assert_eq!(labels(0), ["0", "1", "2"]);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use plotters::prelude::*;
 use plotters::style::text_anchor::HPos;
 
-use super::axis::{count_ticks, nice_step, symlog, Tick, Ticked};
+use super::axis::{count_axis, symlog, Tick, Ticked};
 use super::{clean, dashed, font, notes, plain, svg_plot, text, truncate, Plot};
 use super::{BAR, EDGE, GRID, INK, MUTED, SPIKE};
 use crate::error::Result;
@@ -123,10 +123,11 @@ pub struct HistSpec<'a> {
 pub fn histogram(values: &[f64], spec: &HistSpec) -> Result<Plot> {
     let (lo, hi) = (spec.scale.map(spec.range.0), spec.scale.map(spec.range.1));
     let h = Hist::new(values.iter().map(|&v| spec.scale.map(v)), lo, hi, spec.bins);
-    let spike = spec
-        .spike
-        .map(|(v, what)| (v, what, values.iter().filter(|&&x| x == v).count() as u64));
-    let lines = hist_notes(spec, &h, spike.map(|(_, what, n)| (what, n)));
+    let spike = spec.spike.map(|(v, what)| {
+        let n = values.iter().filter(|&&x| x == v).count() as u64;
+        (h.bin_of(spec.scale.map(v)), n, what)
+    });
+    let lines = hist_notes(spec, &h, spike.map(|(_, n, what)| (what, n)));
     let edges = spec.edges == Edges::OutOfRange || h.under + h.over > 0;
 
     let w = (hi - lo) / spec.bins.max(1) as f64;
@@ -136,18 +137,8 @@ pub fn histogram(values: &[f64], spec: &HistSpec) -> Result<Plot> {
     } else {
         (lo, hi)
     };
-    let cmax = h
-        .counts
-        .iter()
-        .copied()
-        .chain(edges.then_some(h.under.max(h.over)))
-        .max()
-        .unwrap_or(0)
-        .max(1) as f64;
-    // 5 % headroom so the tallest bar does not touch the frame.
-    let step = nice_step(cmax * 1.05, 4).max(1.0);
-    let ytop = (cmax * 1.05 / step).ceil() * step;
-    let yticks = count_ticks(ytop, 4);
+    let edge_max = if edges { h.under.max(h.over) } else { 0 };
+    let (ytop, yticks) = count_axis(h.counts.iter().copied().fold(edge_max, u64::max));
     let ylab_w = yticks
         .iter()
         .map(|t| super::text_width(&t.1, 11.0))
@@ -171,6 +162,7 @@ pub fn histogram(values: &[f64], spec: &HistSpec) -> Result<Plot> {
         )?;
         let mut chart = ChartBuilder::on(root)
             .margin_top(PLOT_TOP)
+            .margin_left(4)
             .margin_right(10)
             .margin_bottom(height - PLOT_TOP - PLOT_H - AXIS_H)
             .y_label_area_size((ylab_w + 34.0) as u32)
@@ -203,10 +195,8 @@ pub fn histogram(values: &[f64], spec: &HistSpec) -> Result<Plot> {
                 .filter(|(_, &c)| c > 0)
                 .map(|(i, &c)| bar(at(i), at(i + 1), c, BAR)),
         )?;
-        if let Some((i, n)) = spike.and_then(|(v, _, n)| Some((h.bin_of(spec.scale.map(v))?, n))) {
-            if n > 0 {
-                chart.draw_series([bar(at(i), at(i + 1), n.min(h.counts[i]), SPIKE)])?;
-            }
+        if let Some((Some(i), n, _)) = spike.filter(|s| s.1 > 0) {
+            chart.draw_series([bar(at(i), at(i + 1), n.min(h.counts[i]), SPIKE)])?;
         }
         if edges {
             let (below, above) = match spec.edges {

@@ -17,6 +17,14 @@ pub struct Estimate {
     pub ci: Option<[f64; 2]>,
 }
 
+impl Estimate {
+    /// The interval to draw: only around a finite point, and only with both ends known.
+    fn interval(&self) -> Option<[f64; 2]> {
+        self.ci
+            .filter(|c| self.point.is_finite() && !c[0].is_nan() && !c[1].is_nan())
+    }
+}
+
 pub struct IntervalSeries<'a> {
     /// The legend's label.
     pub label: &'a str,
@@ -61,18 +69,11 @@ pub fn interval_plot(spec: &IntervalSpec) -> Result<Plot> {
 
     let notes = outside_notes(spec, lo, hi);
     let frame = Frame::new(&spec.rows);
-    let mut items: Vec<(Mark, &str)> = spec
-        .series
-        .iter()
-        .map(|s| {
-            let mark = if s.square {
-                Mark::Square(s.colour)
-            } else {
-                Mark::DotInterval(s.colour)
-            };
-            (mark, s.label)
-        })
-        .collect();
+    let mark = |s: &IntervalSeries| match s.square {
+        true => Mark::Square(s.colour),
+        false => Mark::DotInterval(s.colour),
+    };
+    let mut items: Vec<(Mark, &str)> = spec.series.iter().map(|s| (mark(s), s.label)).collect();
     items.extend(spec.reference.map(|(_, label)| (Mark::Dashed, label)));
 
     svg_plot(
@@ -147,7 +148,6 @@ fn draw_estimate(
     (lo, hi): (f64, f64),
 ) -> Drawn {
     let inside = |v: f64| (lo..=hi).contains(&v);
-    let line = s.colour.stroke_width(2);
     let arrow = |v: f64, size: i32| {
         let dir = if v < lo { -1 } else { 1 };
         let back = -dir * size;
@@ -157,22 +157,16 @@ fn draw_estimate(
                 s.colour.filled(),
             )
     };
-    if let (true, Some([c0, c1])) = (e.point.is_finite(), e.ci) {
-        if !c0.is_nan() && !c1.is_nan() {
-            area.draw(&PathElement::new(
-                vec![(c0.clamp(lo, hi), y), (c1.clamp(lo, hi), y)],
-                line,
-            ))?;
-            for c in [c0, c1] {
-                if inside(c) {
-                    // End caps thinner than the line, so a short interval still reads as one.
-                    let cap = s.colour.stroke_width(1);
-                    area.draw(
-                        &(EmptyElement::at((c, y)) + PathElement::new(vec![(0, -4), (0, 4)], cap)),
-                    )?;
-                } else {
-                    area.draw(&arrow(c, 7))?;
-                }
+    if let Some([c0, c1]) = e.interval() {
+        let ends = vec![(c0.clamp(lo, hi), y), (c1.clamp(lo, hi), y)];
+        area.draw(&PathElement::new(ends, s.colour.stroke_width(2)))?;
+        for c in [c0, c1] {
+            if inside(c) {
+                // End caps thinner than the line, so a short interval still reads as one.
+                let cap = PathElement::new(vec![(0, -4), (0, 4)], s.colour.stroke_width(1));
+                area.draw(&(EmptyElement::at((c, y)) + cap))?;
+            } else {
+                area.draw(&arrow(c, 7))?;
             }
         }
     }
@@ -199,14 +193,12 @@ fn outside_notes(spec: &IntervalSpec, lo: f64, hi: f64) -> Vec<String> {
     for s in &spec.series {
         for e in &s.values {
             clamped += outside(e.point) as usize;
-            if let (true, Some([c0, c1])) = (e.point.is_finite(), e.ci) {
-                if !c0.is_nan() && !c1.is_nan() {
-                    clamped += outside(c0) as usize;
-                    if c1 == f64::INFINITY {
-                        unbounded += 1;
-                    } else {
-                        clamped += outside(c1) as usize;
-                    }
+            if let Some([c0, c1]) = e.interval() {
+                clamped += outside(c0) as usize;
+                if c1 == f64::INFINITY {
+                    unbounded += 1;
+                } else {
+                    clamped += outside(c1) as usize;
                 }
             }
         }

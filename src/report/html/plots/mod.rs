@@ -48,9 +48,9 @@ const MUTED: RGBColor = RGBColor(0x77, 0x77, 0x77);
 const GRID: RGBColor = RGBColor(0xe3, 0xe3, 0xe3);
 const ZEBRA: RGBColor = RGBColor(0xf3, 0xf5, 0xf8);
 
-/// The page's font stack, so plots and page share one typeface.
-const FONT: &str =
-    "system-ui, -apple-system, 'Segoe UI', 'DejaVu Sans', 'Liberation Sans', Arial, sans-serif";
+/// The plots' font: generic, short (plotters repeats it on every `<text>`); the page's CSS
+/// gives inline plots the page's own font.
+const FONT: &str = "sans-serif";
 
 type Root<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 type Drawn = std::result::Result<(), Box<dyn std::error::Error>>;
