@@ -124,6 +124,7 @@ impl Frame {
             .y_label_style(plain(12.0, INK, HPos::Right))
             .draw()?;
 
+        // The axis label is drawn here: plotters would repeat it above tall charts too.
         let mid = ((self.label_w + WIDTH - RIGHT) / 2) as i32;
         let axis_y = (self.bottom() + 34) as i32;
         text(
