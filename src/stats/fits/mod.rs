@@ -262,7 +262,7 @@ pub fn summarize(fits: &[Fits]) -> FitsSummary {
     }
     let rejects = fits
         .iter()
-        .filter(|f| !f.ad.is_nan() && !(f.ad_p >= 0.05))
+        .filter(|f| !f.ad.is_nan() && (f.ad_p.is_nan() || f.ad_p < 0.05))
         .count();
     let top1: Vec<f64> = fits
         .iter()

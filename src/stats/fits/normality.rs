@@ -134,7 +134,7 @@ impl AndersonDarling {
 pub fn ad_pvalue(a2: f64, n: usize) -> f64 {
     let n = n as f64;
     let a = a2 * (1.0 + 0.75 / n + 2.25 / (n * n));
-    if !(a >= 0.0) || a > 13.0 {
+    if a.is_nan() || !(0.0..=13.0).contains(&a) {
         f64::NAN
     } else if a < 0.2 {
         1.0 - (-13.436 + 101.14 * a - 223.73 * a * a).exp()
