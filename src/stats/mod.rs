@@ -2,6 +2,7 @@
 //! intervals. Nothing here touches files or devices.
 
 pub mod compare;
+pub mod fits;
 pub mod gauss;
 pub mod sas;
 pub mod stat;
