@@ -155,7 +155,9 @@ pub struct EngineRun {
     pub units: Option<u64>,
     pub submits: Option<u64>,
     /// Bytes uploaded per second of kernel time (the median of each), GB/s, and that as a
-    /// fraction of the device copy ceiling: how near the kernels run to memory bandwidth.
+    /// fraction of the device copy ceiling: how fast the kernels consume their input. Each
+    /// uploaded byte counts once, though pass 2's three kernels each read it, so the
+    /// device's own memory traffic is higher.
     pub kernel_gb_s: Option<f64>,
     pub kernel_fraction_of_ceiling: Option<f64>,
     /// Input bytes (K·P·element size) per second of end-to-end time, in GB/s (1e9 B).
