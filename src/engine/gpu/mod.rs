@@ -246,6 +246,31 @@ fn pack<'a>(
     stage
 }
 
+/// Smallest piece [`write_in_pieces`] cuts an upload into.
+const UPLOAD_PIECE: usize = 1 << 20;
+
+/// `queue.write_buffer(buf, 0, data)`, in pieces handed over from the rayon pool's threads:
+/// wgpu copies each write into staging memory of its own before it takes the queue's lock, so
+/// the host copy of a large unit, one thread's memcpy otherwise, runs on every core. The
+/// pieces cover disjoint ranges, and all reach the device before the next submission's
+/// commands; an error on another thread reaches the device's uncaptured-error handler, which
+/// fails the next wait.
+fn write_in_pieces(queue: &wgpu::Queue, buf: &wgpu::Buffer, data: &[u8]) {
+    use rayon::prelude::*;
+    let piece = data
+        .len()
+        .div_ceil(rayon::current_num_threads())
+        .max(UPLOAD_PIECE)
+        .next_multiple_of(WORD as usize);
+    if data.len() <= piece {
+        queue.write_buffer(buf, 0, data);
+        return;
+    }
+    data.par_chunks(piece)
+        .enumerate()
+        .for_each(|(i, c)| queue.write_buffer(buf, (i * piece) as u64, c));
+}
+
 /// Pass-1 references of f64 input: each column's first finite value in the unit, or 0.
 fn first_finite(block: &Block, rows: &Range<usize>, cols: &Range<usize>) -> Vec<f64> {
     let BlockData::F64(v) = &*block.data else {
@@ -689,7 +714,7 @@ impl GpuEngine {
 
         let t = Instant::now();
         let input = slot.input.get(device, l.input.len() as u64).clone();
-        ctx.queue.write_buffer(&input, 0, l.input);
+        write_in_pieces(&ctx.queue, &input, l.input);
         let params = slot.params.get(device, l.params.len() as u64).clone();
         if !l.params.is_empty() {
             ctx.queue.write_buffer(&params, 0, l.params);
