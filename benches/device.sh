@@ -15,7 +15,8 @@
 # $OUT/device.json (everything) and $OUT/device.md (a table), plus each step's raw output and
 # device.log. Every step has a time limit; the whole run stays within BUDGET_S (default 465 s).
 #
-# Environment: SMALL=1, BUDGET_S, TORCH_INSTALL=0 (never try `pip install torch`),
+# Environment: SMALL=1, SAMPLES and PARAMS (other sizes), BUDGET_S, TORCH_INSTALL=0 (never
+# try `pip install torch`),
 # GRADTAIL_COMMIT (the commit to record when there is no .git), WGPU_BACKEND (default vulkan),
 # VK_DRIVER_FILES (respected when set and the adapter it gives is usable).
 set -uo pipefail
@@ -33,6 +34,7 @@ done
 mkdir -p "$OUT" || exit 1
 OUT=$(cd "$OUT" && pwd)
 exec > >(tee -a "$OUT/device.log") 2>&1
+exec 3>&1 # the log, also from steps whose output goes to a file of their own
 
 START=$(date +%s)
 BUDGET_S=${BUDGET_S:-465}
@@ -41,10 +43,11 @@ if [ "$SMALL" = 1 ]; then
 else
   K=1024 P=4000000 REPEAT=3 TORCH_REPEAT=3
 fi
+K=${SAMPLES:-$K} P=${PARAMS:-$P}
 : >"$OUT/notes.txt"
 FAILED=0
 
-note() { echo "NOTE: $*"; echo "$*" >>"$OUT/notes.txt"; }
+note() { echo "NOTE: $*" >&3; echo "$*" >>"$OUT/notes.txt"; }
 left() { echo $((START + BUDGET_S - $(date +%s))); }
 
 # step NAME MAX_S CMD...: runs CMD under `timeout`, no longer than MAX_S nor past the budget.
@@ -57,11 +60,11 @@ step() {
     note "$name: skipped, the run's time budget ($BUDGET_S s) is spent"
     return 124
   fi
-  echo "== $name (limit ${t} s)"
+  echo "== $name (limit ${t} s)" >&3
   s=$(date +%s)
   timeout -k 5 "$t" "$@"
   rc=$?
-  echo "== $name: exit $rc after $(($(date +%s) - s)) s"
+  echo "== $name: exit $rc after $(($(date +%s) - s)) s" >&3
   if ((rc == 124 || rc == 137)); then
     note "$name: stopped at its time limit (${t} s)"
   elif ((rc != 0)); then
@@ -96,7 +99,9 @@ fi
 [ -x "$BIN" ] || BIN=
 
 # --- the Vulkan loader --------------------------------------------------------------------
-has_loader() { ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1 ' || [ -n "${GL_PREFIX_LIBS:-}" ]; }
+# (grep without -q: with pipefail, a grep that stops early can fail the pipeline by SIGPIPE)
+has_lib() { ldconfig -p 2>/dev/null | grep "$1" >/dev/null; }
+has_loader() { has_lib 'libvulkan\.so\.1 ' || [ -n "${GL_PREFIX_LIBS:-}" ]; }
 if [ -n "$BIN" ] && ! has_loader; then
   debs=(.gl/*.deb)
   if [ -e "${debs[0]}" ]; then
@@ -144,7 +149,7 @@ if [ -n "$BIN" ]; then
       /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd.x86_64.json; do
       [ -f "$f" ] && icd=$f && break
     done
-    if [ -z "$icd" ] && ldconfig -p 2>/dev/null | grep -q 'libGLX_nvidia\.so\.0'; then
+    if [ -z "$icd" ] && has_lib 'libGLX_nvidia\.so\.0'; then
       # The driver's Vulkan part is there but its manifest is not (some containers).
       icd=$OUT/nvidia_icd.json
       printf '{"file_format_version": "1.0.0", "ICD": {"library_path": "libGLX_nvidia.so.0", "api_version": "1.3"}}\n' >"$icd"
@@ -208,6 +213,17 @@ peer() { # peer DTYPE: at K × P, and at a quarter of P if that fails (memory)
     p=$((P / 4))
   done
 }
+if [ "$GPU" = 1 ] && [ "$SMALL" != 1 ]; then
+  # A few seconds at a tiny size first: a GPU engine that fails on this device then costs no
+  # full-size run, and the CPU engine's full-size figures are still taken.
+  if ! step "gradtail bench smoke (64 x 20000)" 90 "$BIN" bench --samples 64 --params 20000 \
+    --backends cpu,gpu --repeat 1 --json "$OUT/bench-smoke.json" >"$OUT/bench-smoke.txt" 2>&1; then
+    tail -20 "$OUT/bench-smoke.txt"
+    note "the GPU engine failed at a tiny size (see bench-smoke.txt): full-size runs are CPU only"
+    GPU=0
+    FAILED=1
+  fi
+fi
 if [ -n "$BIN" ]; then bench f32; fi
 if [ "$TORCH" = 1 ]; then peer float32; fi
 if [ -n "$BIN" ]; then bench bf16; fi

@@ -41,7 +41,7 @@ def main():
         key, _, value = line.partition(": ")
         machine[key] = value
     notes = [n for n in (read(os.path.join(out, "notes.txt")) or "").splitlines() if n]
-    bench = {d: load(os.path.join(out, f"bench-{d}.json")) for d in ("f32", "bf16")}
+    bench = {d: load(os.path.join(out, f"bench-{d}.json")) for d in ("f32", "bf16", "smoke")}
     torch = {d: load(os.path.join(out, f"torch-{d}.json")) for d in ("float32", "bfloat16")}
     summary = dict(
         schema="gradtail.device/1", small=small, machine=machine, notes=notes,
@@ -105,12 +105,13 @@ def main():
             md.append(f"- {dtype}: gradtail's GPU engine {mine:.3f} s end to end from host memory: "
                       f"{host / mine:.2f}× as fast as torch from pinned host memory ({host:.3f} s) and "
                       f"{dev / mine:.2f}× as fast as torch on data already on the device ({dev:.3f} s).")
-    for dtype in ("f32", "bf16"):
+    for dtype in ("smoke", "f32", "bf16"):
         b = bench[dtype]
         for pair, rows in (b or {}).get("agreement", []):
             worst = ", ".join(f"{r['stat']} {r['max_error']:.1e}" for r in rows
                               if r["stat"].startswith("alpha") or r["stat"] in ("mean", "var"))
-            md.append(f"- {dtype} largest disagreement, {pair} (α as 1/α, mean in sd, var relative): {worst}")
+            label = "tiny-size check (f32)" if dtype == "smoke" else dtype
+            md.append(f"- {label} largest disagreement, {pair} (α as 1/α, mean in sd, var relative): {worst}")
     md += ["", "Phases are host wall clock (upload + submit + readback + host = end to end); kernel is "
            "device time from timestamp queries and overlaps them. Kernel GB/s counts each uploaded byte once.",
            "The torch peer runs on its own device-generated SαS(1.7) data of the same size."]
