@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::analyze::{self, Analysis, Options};
-use crate::engine::{AdapterInfo, Backend};
+use crate::engine::{AdapterInfo, Backend, PhaseTimes};
 use crate::error::Result;
 use crate::input::{Block, BlockData, Dtype, TensorMeta, TensorSource};
 use crate::stats::{compare, COORD_STATS};
@@ -133,6 +133,33 @@ pub struct EngineRun {
     pub end_to_end_s: Timing,
     /// Device kernel time from timestamp queries, both passes, where supported.
     pub kernel_s: Option<Timing>,
+    /// Host time packing and handing input to the device (GPU engines).
+    pub upload_s: Option<Timing>,
+    /// Host time finishing and submitting command buffers (GPU engines): near zero on a GPU;
+    /// a CPU device may run the kernels inside it.
+    pub submit_s: Option<Timing>,
+    /// Host time waiting for results and copying them back (GPU engines).
+    pub readback_s: Option<Timing>,
+    /// The part of `readback_s` blocked on the device: device-side transfers and kernels
+    /// that the host's own work did not hide.
+    pub readback_wait_s: Option<Timing>,
+    /// The rest of end-to-end time on the host: end_to_end - upload - submit - readback
+    /// (reading input blocks, encoding, folding results, finishing the statistics) (GPU
+    /// engines).
+    pub host_s: Option<Timing>,
+    /// The part of `host_s` folding read-back partial states.
+    pub fold_s: Option<Timing>,
+    /// Bytes moved per run each way, and units (uploads) and queue submissions per run.
+    pub upload_bytes: Option<u64>,
+    pub readback_bytes: Option<u64>,
+    pub units: Option<u64>,
+    pub submits: Option<u64>,
+    /// Bytes uploaded per second of kernel time (the median of each), GB/s, and that as a
+    /// fraction of the device copy ceiling: how fast the kernels consume their input. Each
+    /// uploaded byte counts once, though pass 2's three kernels each read it, so the
+    /// device's own memory traffic is higher.
+    pub kernel_gb_s: Option<f64>,
+    pub kernel_fraction_of_ceiling: Option<f64>,
     /// Input bytes (K·P·element size) per second of end-to-end time, in GB/s (1e9 B).
     pub input_gb_s: f64,
     pub g_elements_s: f64,
@@ -202,27 +229,49 @@ pub fn run(src: MemTensor, candidates: Vec<Candidate>, repeat: usize) -> Result<
         let info = c.backend.info();
         let first = analyze::analyze(&sources, &opts, c.backend.as_mut())?;
         let mut wall = Vec::new();
-        let mut kernel = Vec::new();
+        let mut phases = Vec::new();
         for _ in 0..repeat.max(1) {
-            c.backend.reset_kernel_seconds();
+            c.backend.reset_phases();
             let t = Instant::now();
             // Results are read back and finished inside: the timer stops after the device is
             // synchronised. Each repeat recomputes everything from the input.
             let a = analyze::analyze(&sources, &opts, c.backend.as_mut())?;
-            wall.push(t.elapsed().as_secs_f64());
+            let e2e = t.elapsed().as_secs_f64();
+            wall.push(e2e);
             std::hint::black_box(&a);
-            if let Some(k) = c.backend.kernel_seconds() {
-                kernel.push(k);
+            if let Some(p) = c.backend.phases() {
+                phases.push((e2e, p));
             }
         }
         let end_to_end = Timing::of(wall);
+        let phase = |f: &dyn Fn(&(f64, PhaseTimes)) -> f64| {
+            (!phases.is_empty()).then(|| Timing::of(phases.iter().map(f).collect()))
+        };
+        let last = phases.last().map(|p| p.1);
+        let kernel: Vec<f64> = phases.iter().filter_map(|p| p.1.kernel_s).collect();
+        let kernel_s = (!kernel.is_empty()).then(|| Timing::of(kernel));
+        let kernel_gb_s = kernel_s
+            .zip(last)
+            .map(|(k, p)| p.upload_bytes as f64 / k.median / 1e9);
         let rate = input_bytes as f64 / end_to_end.median;
         runs.push(EngineRun {
             engine: info.engine.to_string(),
             adapter: info.adapter.clone(),
             cpu_device: c.cpu_device,
             end_to_end_s: end_to_end,
-            kernel_s: (!kernel.is_empty()).then(|| Timing::of(kernel)),
+            kernel_s,
+            upload_s: phase(&|p| p.1.upload_s),
+            submit_s: phase(&|p| p.1.submit_s),
+            readback_s: phase(&|p| p.1.readback_s),
+            readback_wait_s: phase(&|p| p.1.readback_wait_s),
+            host_s: phase(&|p| p.0 - p.1.upload_s - p.1.submit_s - p.1.readback_s),
+            fold_s: phase(&|p| p.1.fold_s),
+            upload_bytes: last.map(|p| p.upload_bytes),
+            readback_bytes: last.map(|p| p.readback_bytes),
+            units: last.map(|p| p.units),
+            submits: last.map(|p| p.submits),
+            kernel_gb_s,
+            kernel_fraction_of_ceiling: kernel_gb_s.map(|k| k / c.ceiling_gb_s),
             input_gb_s: rate / 1e9,
             g_elements_s: (m.samples * m.coords()) as f64 / end_to_end.median / 1e9,
             ceiling_gb_s: c.ceiling_gb_s,
@@ -320,6 +369,7 @@ pub fn print(r: &BenchReport, out: &mut impl std::io::Write) -> std::io::Result<
             e.speedup_over_cpu.map_or("".into(), |s| format!("{s:.2}×")),
         )?;
     }
+    print_phases(r, out)?;
     for (pair, rows) in &r.agreement {
         writeln!(
             out,
@@ -337,6 +387,62 @@ pub fn print(r: &BenchReport, out: &mut impl std::io::Write) -> std::io::Result<
             })
             .collect();
         writeln!(out, "  {}", line.join(", "))?;
+    }
+    Ok(())
+}
+
+/// The per-phase table of the engines that report phases (GPU engines).
+fn print_phases(r: &BenchReport, out: &mut impl std::io::Write) -> std::io::Result<()> {
+    let mut rows = r.engines.iter().filter(|e| e.upload_s.is_some()).peekable();
+    if rows.peek().is_none() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "phases, median per run: host wall clock (upload + submit + readback + host = end to end); kernel is device time and overlaps them"
+    )?;
+    writeln!(
+        out,
+        "{:<6} {:>9} {:>9} {:>20} {:>18} {:>9} {:>10} {:>10} {:>13} {:>26} {:>10}",
+        "engine",
+        "upload s",
+        "submit s",
+        "readback s (wait)",
+        "host s (fold)",
+        "kernel s",
+        "uploaded",
+        "read back",
+        "units/submits",
+        "kernel GB/s (of dev copy)",
+        "upload ceiling GB/s"
+    )?;
+    let s = |t: Option<Timing>| t.map_or("n/a".into(), |t| format!("{:.4}", t.median));
+    let gb = |b: Option<u64>| b.map_or("n/a".into(), |b| format!("{:.3} GB", b as f64 / 1e9));
+    for e in rows {
+        writeln!(
+            out,
+            "{:<6} {:>9} {:>9} {:>20} {:>18} {:>9} {:>10} {:>10} {:>13} {:>26} {:>10}{}",
+            e.engine,
+            s(e.upload_s),
+            s(e.submit_s),
+            format!("{} ({})", s(e.readback_s), s(e.readback_wait_s)),
+            format!("{} ({})", s(e.host_s), s(e.fold_s)),
+            s(e.kernel_s),
+            gb(e.upload_bytes),
+            gb(e.readback_bytes),
+            format!("{}/{}", e.units.unwrap_or(0), e.submits.unwrap_or(0)),
+            e.kernel_gb_s
+                .zip(e.kernel_fraction_of_ceiling)
+                .map_or("n/a".into(), |(k, f)| {
+                    format!("{k:.1} ({:.0}% of {:.1})", 100.0 * f, e.ceiling_gb_s)
+                }),
+            e.upload_gb_s.map_or("n/a".into(), |u| format!("{u:.1}")),
+            if e.cpu_device {
+                "  [CPU device: not GPU figures]"
+            } else {
+                ""
+            },
+        )?;
     }
     Ok(())
 }

@@ -3,9 +3,13 @@
 Jarque-Bera, log-moment alpha and block-sum alpha per coordinate, plus Simsekli's flat
 estimator. For timing against `gradtail bench` / `gradtail analyze --backend gpu` in the same
 session on the same GPU. Usage: torch_pipeline.py [--samples K] [--params P] [--repeat N]
-(seeded data generated on the device) or torch_pipeline.py --npy FILE (end to end from a file).
-Not yet run: this workplace had no GPU when it was written (see BENCHMARKS.md)."""
+[--dtype float32|bfloat16] [--json FILE] (seeded data generated on the device; times the
+statistics on data already on the device, then again from pinned host memory with the upload
+included, as `gradtail bench` times its GPU engine) or torch_pipeline.py --npy FILE (end to
+end from a file). bfloat16 data is widened to float32 inside the timed region.
+Not yet run on a GPU: this workplace had none when it was written (see BENCHMARKS.md)."""
 import argparse
+import json
 import math
 import time
 
@@ -56,11 +60,29 @@ def stats(g):
                 alpha_block=alpha_block, alpha_flat=alpha_flat)
 
 
+def timed(fn, repeat):
+    """fn() once as a warm-up, then `repeat` timed calls, each ended by a device sync."""
+    fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        s = fn()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    n = len(times)
+    med = times[n // 2] if n % 2 else (times[n // 2 - 1] + times[n // 2]) / 2
+    return s, dict(median=med, min=times[0], max=times[-1])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--samples", type=int, default=1024)
     ap.add_argument("--params", type=int, default=4_000_000)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    ap.add_argument("--json", help="write the figures here as JSON")
     ap.add_argument("--npy")
     a = ap.parse_args()
     dev = "cuda"
@@ -73,27 +95,38 @@ def main():
         torch.cuda.synchronize()
         print(f"end to end from {a.npy}: {time.perf_counter() - t0:.3f} s, alpha_flat {float(s['alpha_flat']):.4f}")
         return
+    dtype = getattr(torch, a.dtype)
     gen = torch.Generator(device=dev).manual_seed(1)
     # SaS(1.7) by Chambers-Mallows-Stuck, on the device.
     v = (torch.rand(a.samples, a.params, device=dev, generator=gen) - 0.5) * math.pi
     w = -torch.log1p(-torch.rand(a.samples, a.params, device=dev, generator=gen))
     al = 1.7
-    g = (torch.sin(al * v) / torch.cos(v).pow(1 / al) * (torch.cos((1 - al) * v) / w).pow((1 - al) / al)).float()
+    g = (torch.sin(al * v) / torch.cos(v).pow(1 / al) * (torch.cos((1 - al) * v) / w).pow((1 - al) / al)).to(dtype)
     del v, w
-    stats(g)
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(a.repeat):
-        t0 = time.perf_counter()
-        s = stats(g)
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    gb = g.numel() * 4 / 1e9
-    med = times[len(times) // 2]
-    print(f"torch {torch.__version__} on {torch.cuda.get_device_name()}: {a.samples} x {a.params} float32 ({gb:.2f} GB), "
-          f"median {med:.4f} s [{times[0]:.4f}, {times[-1]:.4f}], {gb / med:.1f} GB/s of input, "
-          f"median alpha_block {float(s['alpha_block'].nanmedian()):.4f}")
+    torch.cuda.empty_cache()
+    s, resident = timed(lambda: stats(g.float()), a.repeat)
+    summary = {k: float(s[k].nanmedian()) for k in ("alpha_block", "alpha_logm")}
+    summary["alpha_flat"] = float(s["alpha_flat"])
+    del s
+    # The same statistics from pinned host memory: the upload is part of each run.
+    host = g.cpu().pin_memory()
+    del g
+    torch.cuda.empty_cache()
+    _, from_host = timed(lambda: stats(host.to(dev, non_blocking=True).float()), a.repeat)
+    gb = host.numel() * host.element_size() / 1e9
+    out = dict(
+        tool="torch", torch=torch.__version__, cuda=torch.version.cuda, device=torch.cuda.get_device_name(),
+        samples=a.samples, params=a.params, dtype=a.dtype, input_bytes=host.numel() * host.element_size(),
+        repeat=a.repeat, device_resident_s=resident, from_host_s=from_host,
+        peak_device_bytes=torch.cuda.max_memory_allocated(), medians=summary,
+    )
+    print(f"torch {torch.__version__} on {out['device']}: {a.samples} x {a.params} {a.dtype} ({gb:.2f} GB), "
+          f"on the device: median {resident['median']:.4f} s [{resident['min']:.4f}, {resident['max']:.4f}], "
+          f"{gb / resident['median']:.1f} GB/s of input; from pinned host memory: median {from_host['median']:.4f} s; "
+          f"median alpha_block {summary['alpha_block']:.4f}")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(out, f, indent=1)
 
 
 if __name__ == "__main__":

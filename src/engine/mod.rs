@@ -119,12 +119,41 @@ pub trait Backend {
         None
     }
 
-    /// Device kernel time accumulated since the last reset (GPU timestamp queries), if any.
-    fn kernel_seconds(&self) -> Option<f64> {
+    /// Where the engine's time and transfers went since the last [`Backend::reset_phases`],
+    /// for engines that move data to a device; `None` for the CPU engine.
+    fn phases(&self) -> Option<PhaseTimes> {
         None
     }
 
-    fn reset_kernel_seconds(&mut self) {}
+    fn reset_phases(&mut self) {}
+}
+
+/// A device engine's phases, summed over its calls. Host figures are wall clock on the thread
+/// that drives the engine and do not overlap one another; `kernel_s` is device time from
+/// timestamp queries and overlaps them (the device computes one unit while the host uploads
+/// the next). Device-side transfers are in no timer: they show as waiting in `readback_wait_s`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct PhaseTimes {
+    /// Repacking units into upload layout and handing them to the queue (host copies).
+    pub upload_s: f64,
+    /// Finishing and submitting command buffers. Near zero on a GPU; a CPU device such as
+    /// lavapipe may run the kernels inside the submission.
+    pub submit_s: f64,
+    /// Waiting for units' results and copying them out of mapped memory.
+    pub readback_s: f64,
+    /// The part of `readback_s` spent blocked until the device finished a unit.
+    pub readback_wait_s: f64,
+    /// Folding read-back partial states into the f64 accumulators.
+    pub fold_s: f64,
+    /// Compute-pass time on the device, where the adapter has timestamp queries.
+    pub kernel_s: Option<f64>,
+    /// Bytes written to the device (input, parameters, segment tables, sizes).
+    pub upload_bytes: u64,
+    /// Bytes read back (partial states and timestamps).
+    pub readback_bytes: u64,
+    /// Units launched (one upload and its dispatches each) and queue submissions.
+    pub units: u64,
+    pub submits: u64,
 }
 
 /// The engine a user asked for.

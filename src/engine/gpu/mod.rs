@@ -38,9 +38,10 @@ mod roofline;
 
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use crate::engine::accum::{BlockSums, CoordAcc, FlatAcc, FlatSpec, MeanAcc, MomentAcc, TailAcc};
-use crate::engine::{AdapterInfo, Backend, Blocks, EngineInfo, StatsJob, TensorAcc};
+use crate::engine::{AdapterInfo, Backend, Blocks, EngineInfo, PhaseTimes, StatsJob, TensorAcc};
 use crate::error::{Error, Result};
 use crate::input::{Block, BlockData};
 
@@ -178,8 +179,8 @@ pub struct GpuEngine {
     stage: Vec<u8>,
     kernel_ns: f64,
     kernel_seconds: Option<f64>,
-    /// Kernel seconds summed over calls since `reset_kernel_seconds` (for `bench`).
-    kernel_total: f64,
+    /// Phases summed over calls since `reset_phases` (for `bench`).
+    phases: PhaseTimes,
     /// Units launched so far.
     units: u64,
 }
@@ -196,7 +197,7 @@ fn upload_type(data: &BlockData) -> (u32, usize) {
 
 /// Rows `rows` × columns `cols` (block-relative) of `block` as the kernels read them: `pitch`
 /// values per row, zero padded; f64 values minus `refs[j]` (in f64) as (hi, lo) f32 pairs.
-/// Borrows the block's own f32 data when it is already laid out so.
+/// Borrows the block's own f32, f16 or bf16 data when it is already laid out so.
 fn pack<'a>(
     block: &'a Block,
     rows: &Range<usize>,
@@ -207,9 +208,12 @@ fn pack<'a>(
 ) -> &'a [u8] {
     let width = block.width();
     let w = cols.len();
-    if let BlockData::F32(v) = &*block.data {
-        if cols.start == 0 && w == width && pitch == width {
-            return bytemuck::cast_slice(&v[rows.start * width..rows.end * width]);
+    if cols.start == 0 && w == width && pitch == width {
+        let whole = rows.start * width..rows.end * width;
+        match &*block.data {
+            BlockData::F32(v) => return bytemuck::cast_slice(&v[whole]),
+            BlockData::F16(v) | BlockData::BF16(v) => return bytemuck::cast_slice(&v[whole]),
+            BlockData::F64(_) => {}
         }
     }
     let elem = upload_type(&block.data).1;
@@ -240,6 +244,31 @@ fn pack<'a>(
         }
     }
     stage
+}
+
+/// Smallest piece [`write_in_pieces`] cuts an upload into.
+const UPLOAD_PIECE: usize = 1 << 20;
+
+/// `queue.write_buffer(buf, 0, data)`, in pieces handed over from the rayon pool's threads:
+/// wgpu copies each write into staging memory of its own before it takes the queue's lock, so
+/// the host copy of a large unit, one thread's memcpy otherwise, runs on every core. The
+/// pieces cover disjoint ranges, and all reach the device before the next submission's
+/// commands; an error on another thread reaches the device's uncaptured-error handler, which
+/// fails the next wait.
+fn write_in_pieces(queue: &wgpu::Queue, buf: &wgpu::Buffer, data: &[u8]) {
+    use rayon::prelude::*;
+    let piece = data
+        .len()
+        .div_ceil(rayon::current_num_threads())
+        .max(UPLOAD_PIECE)
+        .next_multiple_of(WORD as usize);
+    if data.len() <= piece {
+        queue.write_buffer(buf, 0, data);
+        return;
+    }
+    data.par_chunks(piece)
+        .enumerate()
+        .for_each(|(i, c)| queue.write_buffer(buf, (i * piece) as u64, c));
 }
 
 /// Pass-1 references of f64 input: each column's first finite value in the unit, or 0.
@@ -483,7 +512,7 @@ impl GpuEngine {
             stage: Vec::new(),
             kernel_ns: 0.0,
             kernel_seconds: None,
-            kernel_total: 0.0,
+            phases: PhaseTimes::default(),
             units: 0,
         })
     }
@@ -581,7 +610,9 @@ impl GpuEngine {
             .features
             .contains(wgpu::Features::TIMESTAMP_QUERY)
             .then_some(self.kernel_ns * 1e-9);
-        self.kernel_total += self.kernel_seconds.unwrap_or(0.0);
+        if let Some(k) = self.kernel_seconds {
+            *self.phases.kernel_s.get_or_insert(0.0) += k;
+        }
         result
     }
 
@@ -603,6 +634,7 @@ impl GpuEngine {
             .buf
             .clone()
             .ok_or_else(|| Error::Gpu("readback buffer missing".into()))?;
+        let t = Instant::now();
         self.ctx
             .device
             .poll(wgpu::PollType::Wait {
@@ -610,6 +642,7 @@ impl GpuEngine {
                 timeout: None,
             })
             .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+        self.phases.readback_wait_s += t.elapsed().as_secs_f64();
         self.ctx.check_fault()?;
         let mapped = p.mapped.lock().unwrap_or_else(|e| e.into_inner()).take();
         match mapped {
@@ -635,6 +668,9 @@ impl GpuEngine {
                 .collect()
         };
         readback.unmap();
+        self.phases.readback_s += t.elapsed().as_secs_f64();
+        self.phases.readback_bytes += p.bytes;
+        let t = Instant::now();
         if let Some(at) = p.timestamps {
             let at = (at / 4) as usize;
             let t = |i: usize| words[at + 2 * i] as u64 | (words[at + 2 * i + 1] as u64) << 32;
@@ -653,6 +689,7 @@ impl GpuEngine {
                 ))
             }
         }
+        self.phases.fold_s += t.elapsed().as_secs_f64();
         Ok(())
     }
 
@@ -675,8 +712,9 @@ impl GpuEngine {
         let (out_at, out_total) = plan::sections(l.out_sizes, salign);
         let (dims_at, _) = plan::sections(&[std::mem::size_of::<Dims>() as u64; 3], ualign);
 
+        let t = Instant::now();
         let input = slot.input.get(device, l.input.len() as u64).clone();
-        ctx.queue.write_buffer(&input, 0, l.input);
+        write_in_pieces(&ctx.queue, &input, l.input);
         let params = slot.params.get(device, l.params.len() as u64).clone();
         if !l.params.is_empty() {
             ctx.queue.write_buffer(&params, 0, l.params);
@@ -693,6 +731,12 @@ impl GpuEngine {
             ctx.queue
                 .write_buffer(&slot.dims, dims_at[i], bytemuck::bytes_of(&d.dims));
         }
+        self.phases.upload_s += t.elapsed().as_secs_f64();
+        self.phases.upload_bytes += (l.input.len()
+            + l.params.len()
+            + l.segs.len()
+            + l.dispatches.len() * std::mem::size_of::<Dims>())
+            as u64;
 
         let pipes = ctx.pipelines[l.dtype as usize]
             .as_ref()
@@ -767,7 +811,11 @@ impl GpuEngine {
             enc.resolve_query_set(qs, 0..2, resolve, 0);
             enc.copy_buffer_to_buffer(resolve, 0, &readback, ts_at, 16);
         }
+        let t = Instant::now();
         let submission = ctx.queue.submit([enc.finish()]);
+        self.phases.submit_s += t.elapsed().as_secs_f64();
+        self.phases.units += 1;
+        self.phases.submits += 1;
         let mapped = Arc::new(Mutex::new(None));
         {
             let mapped = Arc::clone(&mapped);
@@ -808,8 +856,10 @@ impl GpuEngine {
             let w = unit.cols.len();
             let h = unit.rows.len();
             let pitch = plan::pitch(w, elem);
+            let t = Instant::now();
             let refs = first_finite(block, &unit.rows, &unit.cols);
             let input = pack(block, &unit.rows, &unit.cols, pitch, &refs, &mut stage);
+            self.phases.upload_s += t.elapsed().as_secs_f64();
             let row0 = block.rows.start + unit.rows.start;
             let (dims, grid) = coord_dims(h, w, pitch, elem, row0, 0, 1, caps.max_dim)?;
             let out_sizes = [(dims.chunks * dims.groups) as u64 * MEAN_FIELDS as u64 * WORD];
@@ -881,7 +931,9 @@ impl GpuEngine {
                 } else {
                     Vec::new()
                 };
+                let t = Instant::now();
                 let input = pack(block, &unit.rows, &unit.cols, pitch, &refs, &mut stage);
+                self.phases.upload_s += t.elapsed().as_secs_f64();
                 let mut params = vec![ColParams::default(); groups * 4];
                 for (j, c) in acols.clone().enumerate() {
                     let r = refs.get(j).copied().unwrap_or(0.0);
@@ -1056,8 +1108,8 @@ impl Backend for GpuEngine {
         }
     }
 
-    fn kernel_seconds(&self) -> Option<f64> {
-        self.kernel_seconds.map(|_| self.kernel_total)
+    fn phases(&self) -> Option<PhaseTimes> {
+        Some(self.phases)
     }
 
     fn single_read(&self) -> bool {
@@ -1071,8 +1123,8 @@ impl Backend for GpuEngine {
         Some((2f64.powi(-100), 2f64.powi(100)))
     }
 
-    fn reset_kernel_seconds(&mut self) {
-        self.kernel_total = 0.0;
+    fn reset_phases(&mut self) {
+        self.phases = PhaseTimes::default();
     }
 
     fn coord_mean(&mut self, blocks: Blocks<'_>, out: &mut [MeanAcc]) -> Result<()> {

@@ -8,6 +8,9 @@ use super::GpuEngine;
 use crate::error::{Error, Result};
 
 const REPEAT: usize = 8;
+/// Shortest timed span of the copy measurement, and most copies in it.
+const MIN_SPAN_S: f64 = 0.1;
+const MAX_COPIES: usize = 2048;
 
 impl GpuEngine {
     /// (device copy GB/s counting read + write, upload GB/s), 1 GB = 1e9 bytes.
@@ -48,10 +51,19 @@ impl GpuEngine {
         };
         copies(2);
         wait()?;
-        let t = Instant::now();
-        copies(REPEAT);
-        wait()?;
-        let copy = 2.0 * (size as f64) * REPEAT as f64 / t.elapsed().as_secs_f64() / 1e9;
+        // A fast device copies 8 × 256 MiB in about a millisecond, where the submit and the
+        // wait would weigh: more copies until the timed span is long enough.
+        let mut n = REPEAT;
+        let copy = loop {
+            let t = Instant::now();
+            copies(n);
+            wait()?;
+            let dt = t.elapsed().as_secs_f64();
+            if dt >= MIN_SPAN_S || n >= MAX_COPIES {
+                break 2.0 * (size as f64) * n as f64 / dt / 1e9;
+            }
+            n *= 4;
+        };
 
         let t = Instant::now();
         for _ in 0..REPEAT {

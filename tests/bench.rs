@@ -1,0 +1,121 @@
+//! `gradtail bench`'s figures for a GPU run: the phases add up to no more than the wall clock,
+//! the bytes moved match what the two passes must upload, a CPU device is labelled, and the
+//! CPU engine reports no phases. Runs on whatever adapter exists (lavapipe in CI); with none
+//! it prints "skipped: no GPU adapter", and fails instead when GRADTAIL_REQUIRE_GPU=1.
+
+use gradtail::bench::{self, Candidate, MemTensor};
+use gradtail::engine::cpu::CpuEngine;
+use gradtail::engine::gpu::{GpuEngine, GpuOptions};
+use gradtail::input::Dtype;
+
+fn gpu() -> Option<GpuEngine> {
+    match GpuEngine::new(GpuOptions::default()) {
+        Ok(e) => Some(e),
+        Err(gradtail::Error::NoAdapter(why)) => {
+            if std::env::var("GRADTAIL_REQUIRE_GPU").as_deref() == Ok("1") {
+                panic!("no GPU adapter, and GRADTAIL_REQUIRE_GPU=1: {why}");
+            }
+            eprintln!("skipped: no GPU adapter ({why})");
+            None
+        }
+        Err(e) => panic!("GPU engine failed to start: {e}"),
+    }
+}
+
+#[test]
+fn gpu_run_reports_its_phases() {
+    for dtype in [Dtype::F32, Dtype::BF16] {
+        let Some(g) = gpu() else {
+            return;
+        };
+        let cpu_device = g.is_cpu_device();
+        // The ceilings are measured once (they move 4 GB on a CPU device).
+        let (copy, upload) = if dtype == Dtype::F32 {
+            g.rooflines().unwrap()
+        } else {
+            (1.0, 1.0)
+        };
+        assert!(copy > 0.0 && upload > 0.0, "ceilings {copy} {upload}");
+        // P a multiple of 8: rows need no padding in either dtype, so the uploaded input is
+        // exactly the stack's bytes, once per pass.
+        let (k, p) = (256, 2048);
+        let candidates = vec![
+            Candidate {
+                backend: Box::new(CpuEngine::new(1).unwrap()),
+                ceiling_gb_s: 1.0,
+                ceiling: "host read".into(),
+                upload_gb_s: None,
+                cpu_device: false,
+            },
+            Candidate {
+                backend: Box::new(g),
+                ceiling_gb_s: copy,
+                ceiling: "dev copy".into(),
+                upload_gb_s: Some(upload),
+                cpu_device,
+            },
+        ];
+        let r = bench::run(MemTensor::synthetic(k, p, dtype, 5), candidates, 1).unwrap();
+        assert_eq!(r.input_bytes, (k * p * dtype.size()) as u64);
+
+        let cpu = &r.engines[0];
+        assert!(cpu.upload_s.is_none() && cpu.host_s.is_none() && cpu.upload_bytes.is_none());
+
+        let e = &r.engines[1];
+        assert_eq!(e.engine, "gpu");
+        assert_eq!(e.cpu_device, cpu_device);
+        // One repeat: each figure is that run's own, so they can be added up.
+        let t = |x: Option<bench::Timing>| x.expect("a GPU run has this phase").median;
+        let (up, sub, rb, wait, host, fold) = (
+            t(e.upload_s),
+            t(e.submit_s),
+            t(e.readback_s),
+            t(e.readback_wait_s),
+            t(e.host_s),
+            t(e.fold_s),
+        );
+        let wall = e.end_to_end_s.median;
+        for (name, v) in [
+            ("upload", up),
+            ("submit", sub),
+            ("readback", rb),
+            ("fold", fold),
+        ] {
+            assert!(v > 0.0, "{name} {v}");
+        }
+        assert!(wait <= rb, "waiting {wait} is part of readback {rb}");
+        // The engine's timers never overlap, so they fit in the wall clock with the rest.
+        assert!(host >= 0.0 && fold <= host, "host {host} fold {fold}");
+        assert!(up + sub + rb <= wall, "{up} + {sub} + {rb} > {wall}");
+
+        // Both passes upload the whole input once; parameters, segment tables and sizes add a
+        // little (20 B per column, 16 B per row segment, ~5 a row here, 48 B per dispatch:
+        // ~3 % in bf16), far below a third upload of the input.
+        let moved = e.upload_bytes.unwrap();
+        assert!(
+            moved >= 2 * r.input_bytes,
+            "{moved} < 2 × {}",
+            r.input_bytes
+        );
+        assert!(moved < 2 * r.input_bytes * 110 / 100, "{moved}");
+        assert!(e.readback_bytes.unwrap() > 0);
+        let (units, submits) = (e.units.unwrap(), e.submits.unwrap());
+        assert!(
+            units >= 2 && submits >= 1 && submits <= units,
+            "{units} {submits}"
+        );
+        if let Some(k) = e.kernel_s {
+            let rate = e.kernel_gb_s.unwrap();
+            assert!((rate - moved as f64 / k.median / 1e9).abs() <= 1e-9 * rate);
+        }
+
+        let mut text = Vec::new();
+        bench::print(&r, &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(
+            text.contains("upload s") && text.contains("readback s"),
+            "{text}"
+        );
+        assert_eq!(text.contains("[CPU device"), cpu_device, "{text}");
+    }
+}
