@@ -4,6 +4,7 @@
 pub mod compare;
 pub mod gauss;
 pub mod sas;
+pub mod structure;
 pub mod tail;
 #[cfg(test)]
 pub(crate) mod testdata;
