@@ -13,7 +13,7 @@
 //! so does this module, with `converged = false`.
 
 use serde::Serialize;
-use statrs::function::erf::erfc;
+use libm::erfc;
 
 use super::neldermead;
 use super::numpy::{mean, pairwise_sum_by, std};
