@@ -46,7 +46,10 @@ fn read_npy(path: &Path) -> (Vec<usize>, Vec<f64>) {
     let (len, start) = if bytes[6] == 1 {
         (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10)
     } else {
-        (u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize, 12)
+        (
+            u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize,
+            12,
+        )
     };
     let header = std::str::from_utf8(&bytes[start..start + len]).unwrap();
     assert!(header.contains("'fortran_order': False"), "{header}");
@@ -145,7 +148,10 @@ fn check_spectrum(s: &Spectrum, want: &Value, what: &str) -> f64 {
     for (g, w) in s.top(10).iter().zip(top) {
         let w = w.as_f64().unwrap();
         if w.abs() < floor {
-            assert!(g.abs() < floor, "{what}: eigenvalue {g} where the reference has {w}");
+            assert!(
+                g.abs() < floor,
+                "{what}: eigenvalue {g} where the reference has {w}"
+            );
         } else {
             worst = worst.max(rel(*g, w));
         }
@@ -219,7 +225,12 @@ fn check_ratio(got: &LikelihoodRatio, want: &Value, what: &str, errs: &mut FitEr
     let (r, p) = (want[0].as_f64().unwrap(), want[1].as_f64().unwrap());
     let er = (got.r - r).abs() / r.abs().max(1.0);
     let ep = (got.p.log10() - p.log10()).abs();
-    assert!(er < RATIO && ep < RATIO, "{what}: R {} vs {r}, p {} vs {p}", got.r, got.p);
+    assert!(
+        er < RATIO && ep < RATIO,
+        "{what}: R {} vs {r}, p {} vs {p}",
+        got.r,
+        got.p
+    );
     errs.r = errs.r.max(er);
     errs.p = errs.p.max(ep);
 }
@@ -232,8 +243,13 @@ fn check_fit(values: &[f64], want: &Value, what: &str, errs: &mut FitErrors) {
     // xmin is one of the data: the iteration-wise references centred each column by its own
     // (pairwise-summed) mean, this test by `x - x.mean(0)`, so it may differ in the last bit.
     let xmin = want["xmin"].as_f64().unwrap();
-    assert!(rel(f.xmin, xmin) < XMIN, "{what}: xmin {} vs {xmin}", f.xmin);
-    let e = rel(f.alpha, want["alpha"].as_f64().unwrap()).max(rel(f.d, want["D"].as_f64().unwrap()));
+    assert!(
+        rel(f.xmin, xmin) < XMIN,
+        "{what}: xmin {} vs {xmin}",
+        f.xmin
+    );
+    let e =
+        rel(f.alpha, want["alpha"].as_f64().unwrap()).max(rel(f.d, want["D"].as_f64().unwrap()));
     assert!(e < FIT, "{what}: α {} D {} vs {want}", f.alpha, f.d);
     errs.fit = errs.fit.max(e);
     let c = compare(sample.tail(f.xmin), f.xmin, f.alpha);
@@ -280,7 +296,12 @@ fn xmin_scan_matches_powerlaw_at_every_candidate_and_the_grid_picks_from_it() {
         assert_eq!(c.valid, valid[i] == 1.0, "candidate {i}: {c:?}");
         // Refitted candidates (α ≤ 1.5 or > 3) included: the Nelder–Mead path is the same.
         let e = rel(c.alpha, alphas[i]).max(rel(c.d, ds[i]));
-        assert!(e < FIT, "candidate {i}: {c:?} vs α {} D {}", alphas[i], ds[i]);
+        assert!(
+            e < FIT,
+            "candidate {i}: {c:?} vs α {} D {}",
+            alphas[i],
+            ds[i]
+        );
         worst = worst.max(e);
     }
     println!("exact scan over {m} candidates: max relative error {worst:e}");
@@ -329,9 +350,10 @@ fn sweep_slopes_match_numpy() {
         dataset = lay["dataset_size"].as_u64().unwrap();
         let batch = lay["batch"].as_u64().unwrap();
         let (k, p) = (shape[0], shape[1]);
-        for (i, (name, off, size)) in layout(&common::data(&format!("digits-sweep/{b}/layout.json")))
-            .into_iter()
-            .enumerate()
+        for (i, (name, off, size)) in
+            layout(&common::data(&format!("digits-sweep/{b}/layout.json")))
+                .into_iter()
+                .enumerate()
         {
             // Two coordinate ranges combined, as shards would be.
             let half = size / 2;

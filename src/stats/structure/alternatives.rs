@@ -12,8 +12,8 @@
 //! parameters out of range or within 0.01 of a bound), the package still returns R and p;
 //! so does this module, with `converged = false`.
 
-use serde::Serialize;
 use libm::erfc;
+use serde::Serialize;
 
 use super::neldermead;
 use super::numpy::{mean, pairwise_sum_by, std};
@@ -100,7 +100,7 @@ fn lognormal_pdfs(tail: &[f64], xmin: f64, mu: f64, sigma: f64) -> Vec<f64> {
     let c = sigma
         * (std::f64::consts::PI / 2.0).sqrt()
         * erfc(-(mu - xmin.ln()) / (sigma * std::f64::consts::SQRT_2));
-    if !(c > 0.0) {
+    if c.is_nan() || c <= 0.0 {
         return vec![TINY; tail.len()];
     }
     tail.iter()
@@ -182,10 +182,13 @@ mod tests {
         // 0.4370460013363716).
         let tail = [2., 3., 5., 8., 13., 21., 34., 55., 89.];
         let c = compare(&tail, 2.0, 1.533361268092036);
-        // The alternatives' optima come from the same optimizer path; what is left is
-        // libm and summation-order rounding, amplified by no more than the fit's
-        // conditioning: 1e-9 absolute.
-        assert!((c.exponential.r - -0.3351909932089834).abs() < 1e-9, "{c:?}");
+        // The alternatives are fitted along the same optimizer path; what is left is libm
+        // and summation-order rounding (~1e-15): 1e-9 leaves room for another platform's
+        // libm, and a diverging optimizer path would show well above it.
+        assert!(
+            (c.exponential.r - -0.3351909932089834).abs() < 1e-9,
+            "{c:?}"
+        );
         assert!((c.exponential.p - 0.910551176143725).abs() < 1e-9, "{c:?}");
         assert!((c.lognormal.r - -0.9983647489679761).abs() < 1e-9, "{c:?}");
         assert!((c.lognormal.p - 0.4370460013363716).abs() < 1e-9, "{c:?}");

@@ -37,11 +37,17 @@ pub fn goodness_of_fit(
     seed: u64,
     exact_max_n: usize,
 ) -> Result<Bootstrap, StructureError> {
-    if !(fit.alpha > 1.0) {
+    if fit.alpha.is_nan() || fit.alpha <= 1.0 {
         return Err(StructureError::BootstrapAlpha(fit.alpha));
     }
     let x = sample.values();
     let n = x.len();
+    if fit.n != n || fit.n_tail > n {
+        return Err(StructureError::FitMismatch {
+            fitted: fit.n,
+            given: n,
+        });
+    }
     let below = &x[..n - fit.n_tail];
     let p_tail = fit.n_tail as f64 / n as f64;
     let outcomes: Vec<Option<bool>> = (0..replicates)
@@ -139,9 +145,17 @@ mod tests {
     }
 
     #[test]
-    fn exponent_at_most_one_cannot_generate() {
+    fn refuses_a_foreign_fit_and_an_exponent_at_most_one() {
         let s = Sample::new(&[1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
         let mut f = s.fit(10).unwrap();
+        let other = Sample::new(&[1.0, 2.0, 3.0, 4.0]).unwrap();
+        assert!(matches!(
+            goodness_of_fit(&other, &f, 10, 0, 10),
+            Err(StructureError::FitMismatch {
+                fitted: 5,
+                given: 4
+            })
+        ));
         f.alpha = 1.0;
         assert!(matches!(
             goodness_of_fit(&s, &f, 10, 0, 10),

@@ -45,7 +45,9 @@ pub enum StructureError {
     #[error("{0} samples: the covariance needs at least 2")]
     TooFewSamples(usize),
 
-    #[error("a tile has {got} rows but the Gram matrix has {want}: every tile must hold all samples")]
+    #[error(
+        "a tile has {got} rows but the Gram matrix has {want}: every tile must hold all samples"
+    )]
     TileRows { got: usize, want: usize },
 
     #[error("a tile of {cols} columns with row stride {stride} does not fit in {len} values")]
@@ -55,10 +57,14 @@ pub enum StructureError {
         len: usize,
     },
 
-    #[error("cannot combine Gram matrices of {0} and {1} samples: the inputs must share their samples")]
+    #[error(
+        "cannot combine Gram matrices of {0} and {1} samples: the inputs must share their samples"
+    )]
     SampleMismatch(usize, usize),
 
-    #[error("the noise holds non-finite values: drop or repair the samples that contain NaN or inf")]
+    #[error(
+        "the noise holds non-finite values: drop or repair the samples that contain NaN or inf"
+    )]
     NonFinite,
 
     #[error("the eigensolver did not converge on the {0} × {0} Gram matrix")]
@@ -85,6 +91,9 @@ pub enum StructureError {
 
     #[error("a power-law exponent of {0} cannot generate bootstrap samples (it must exceed 1)")]
     BootstrapAlpha(f64),
+
+    #[error("the fit was made on {fitted} values but the sample has {given}: bootstrap the sample that was fitted")]
+    FitMismatch { fitted: usize, given: usize },
 
     #[error("{0}")]
     Sweep(String),

@@ -138,7 +138,11 @@ pub(crate) fn minimize(
             xbar.iter_mut().for_each(|s| *s /= n as f64);
             let worst = sim[n].clone();
             let point = |a: f64, b: f64| -> Vec<f64> {
-                let mut p: Vec<f64> = xbar.iter().zip(&worst).map(|(x, w)| a * x - b * w).collect();
+                let mut p: Vec<f64> = xbar
+                    .iter()
+                    .zip(&worst)
+                    .map(|(x, w)| a * x - b * w)
+                    .collect();
                 clip(&mut p, lb, ub);
                 p
             };

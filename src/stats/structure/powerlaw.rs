@@ -16,9 +16,10 @@
 //!
 //! The scan costs O(n²). Up to `EXACT_MAX_N` values every candidate is tried
 //! (`XminSearch::Exact`); beyond it, the candidates whose tails hold n, n/1.01, n/1.01², …
-//! values, down to the smallest tail (`XminSearch::Grid`, about 230·ln n candidates and
-//! O(100 n) work). The grid's D is the smallest D over a subset, so it is never below the
-//! exact one, and its xmin sits within 1% in tail size of some scanned candidate.
+//! values (every tail size below 100), down to the smallest tail (`XminSearch::Grid`: about
+//! 100 + 100 ln(n/100) candidates, O(100 n) work). The grid's D is the smallest D over a
+//! subset, so it is never below the exact one. Measured on a loaded 2-core VM (release):
+//! exact scans of 10⁴ values in 1.5 s and 3·10⁴ in 18 s; the grid over 10⁶ values in 4.6 s.
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -32,6 +33,9 @@ pub const EXACT_MAX_N: usize = 10_000;
 
 /// Ratio of successive tail sizes in the grid search.
 pub const GRID_RATIO: f64 = 1.01;
+
+/// c in the asymptotic 5 % KS critical value c/√n_tail.
+pub const KS_C_05: f64 = 1.358;
 
 /// `powerlaw`'s stand-in for a zero likelihood, 10**sys.float_info.min_10_exp.
 pub(crate) const TINY: f64 = 1e-307;
@@ -82,11 +86,23 @@ pub struct PowerLawFit {
     pub n: usize,
 }
 
+impl PowerLawFit {
+    /// The KS criterion often reported beside such fits: D ≤ c/√n_tail (c = `KS_C_05` at
+    /// 5 %). It ignores that α and xmin were fitted to these very data, so it rejects far
+    /// too rarely (it accepts |N(0, 1)| samples); the bootstrap p-value does not.
+    pub fn ks_accepts(&self, c: f64) -> bool {
+        self.d <= c / (self.n_tail as f64).sqrt()
+    }
+}
+
 impl Sample {
     /// Takes magnitudes |x|: zeros are dropped (as the package does), negative or non-finite
     /// values are refused.
     pub fn new(values: &[f64]) -> Result<Self, StructureError> {
-        let bad = values.iter().filter(|v| !(v.is_finite() && **v >= 0.0)).count();
+        let bad = values
+            .iter()
+            .filter(|v| !(v.is_finite() && **v >= 0.0))
+            .count();
         if bad > 0 {
             return Err(StructureError::BadMagnitudes(bad));
         }
@@ -147,7 +163,11 @@ impl Sample {
                         out.push(u);
                     }
                     let next = t / GRID_RATIO;
-                    t = if t - next < 1.0 { t - 1.0 } else { next.floor() };
+                    t = if t - next < 1.0 {
+                        t - 1.0
+                    } else {
+                        next.floor()
+                    };
                 }
                 out
             }
@@ -306,22 +326,29 @@ mod tests {
             0.28451791,
         ];
         let alphas = [
-            1.43266741, 1.53336127, 1.58692355, 1.69619765, 1.82934852, 2.04013786,
-            2.38467584, 3.0,
+            1.43266741, 1.53336127, 1.58692355, 1.69619765, 1.82934852, 2.04013786, 2.38467584, 3.0,
         ];
         assert_eq!(scan.len(), 8);
         for (c, (&d, &a)) in scan.iter().zip(ds.iter().zip(&alphas)) {
             // The package printed 8 significant digits.
-            assert!((c.d - d).abs() < 1e-8 && (c.alpha - a).abs() < 1e-8, "{c:?}");
+            assert!(
+                (c.d - d).abs() < 1e-8 && (c.alpha - a).abs() < 1e-8,
+                "{c:?}"
+            );
         }
         assert!(scan[..7].iter().all(|c| c.valid) && !scan[7].valid);
         let f = s.fit(EXACT_MAX_N).unwrap();
-        assert_eq!((f.xmin, f.n_tail, f.xmin_search), (2.0, 9, XminSearch::Exact));
+        assert_eq!(
+            (f.xmin, f.n_tail, f.xmin_search),
+            (2.0, 9, XminSearch::Exact)
+        );
         // Closed-form α and D: only summation order and libm rounding can differ.
         assert!((f.alpha - 1.533361268092036).abs() < 1e-14);
         assert!((f.d - 0.18926435285523335).abs() < 1e-14);
         assert!((f.sigma - 0.17778708936401202).abs() < 1e-14);
         assert!(f.valid);
+        // 1.358/√9 = 0.453 ≥ D = 0.189; c = 0.5 gives 0.167 < D and rejects.
+        assert!(f.ks_accepts(KS_C_05) && !f.ks_accepts(0.5));
     }
 
     #[test]
@@ -361,7 +388,10 @@ mod tests {
         assert!(tails.windows(2).all(|w| w[0] > w[1]));
         assert_eq!((tails[0], *tails.last().unwrap()), (5000, 3));
         for w in tails.windows(2) {
-            assert!(w[0] as f64 <= (w[1] as f64 * GRID_RATIO).ceil() + 1.0, "{w:?}");
+            assert!(
+                w[0] as f64 <= (w[1] as f64 * GRID_RATIO).ceil() + 1.0,
+                "{w:?}"
+            );
         }
         assert!(grid.len() < 800, "{}", grid.len());
     }

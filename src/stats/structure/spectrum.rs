@@ -61,11 +61,11 @@ impl Gram {
         row_stride: usize,
     ) -> Result<(), StructureError> {
         let k = self.samples();
-        if cols == 0 {
+        if cols == 0 || k == 0 {
             return Ok(());
         }
         let needed = (k - 1) * row_stride + cols;
-        if k == 0 || row_stride < cols || tile.len() < needed {
+        if row_stride < cols || tile.len() < needed {
             return Err(StructureError::TileShape {
                 cols,
                 stride: row_stride,
@@ -244,10 +244,9 @@ mod tests {
                         row[p] = c * x - s * y;
                         row[q] = s * x + c * y;
                     }
-                    for j in 0..n {
-                        let (x, y) = (a[p][j], a[q][j]);
-                        a[p][j] = c * x - s * y;
-                        a[q][j] = s * x + c * y;
+                    let (upper, lower) = a.split_at_mut(q);
+                    for (x, y) in upper[p].iter_mut().zip(lower[0].iter_mut()) {
+                        (*x, *y) = (c * *x - s * *y, s * *x + c * *y);
                     }
                 }
             }
@@ -313,6 +312,20 @@ mod tests {
             left.combine(&Gram::new(3)),
             Err(StructureError::SampleMismatch(16, 3))
         ));
+        // A Gram computed elsewhere (row-major, symmetric) combines like a local one.
+        let mut full = vec![0.0; k * k];
+        for i in 0..k {
+            for j in 0..k {
+                full[i * k + j] = (0..p).map(|c| u[i * p + c] * u[j * p + c]).sum();
+            }
+        }
+        let mut outside = Gram::from_parts(k, 30, &full).unwrap();
+        outside.combine(&Gram::new(k)).unwrap();
+        let c = outside.finish(Centre::Exact).unwrap();
+        for (x, y) in a.eigenvalues.iter().zip(&c.eigenvalues) {
+            assert!((x - y).abs() < 1e-14 * a.eigenvalues[0]);
+        }
+        assert!(Gram::from_parts(k, 30, &full[1..]).is_err());
     }
 
     #[test]

@@ -12,6 +12,11 @@
 //!   under infinite variance. Undefined when a median is ≤ 0.
 //!
 //! Constant coordinates follow scipy's rule m₂ ≤ (eps · mean)² and leave both medians.
+//!
+//! A sweep command feeds each tensor's K × P gradients at each batch size through a
+//! `BatchColumns` (tiles, shards, `combine`), finishes one `SweepPoint` per batch size and
+//! calls `slopes`; matching tensors across the inputs (same names and shapes, same weights)
+//! is the command's job.
 
 use super::numpy::{median, percentile_sorted};
 use super::{least_squares, StructureError, Undefined};
@@ -64,7 +69,10 @@ pub fn slopes(points: &[SweepPoint], dataset_size: u64) -> Result<SweepSlopes, S
             p.batch
         ));
     }
-    if let Some(p) = points.iter().find(|p| !(p.trace > 0.0 && p.trace.is_finite())) {
+    if let Some(p) = points
+        .iter()
+        .find(|p| !(p.trace > 0.0 && p.trace.is_finite()))
+    {
         return fail(format!(
             "the noise at batch size {} has trace {}: the tensor's gradients do not vary",
             p.batch, p.trace
