@@ -99,6 +99,26 @@ pub enum StructureError {
     Sweep(String),
 }
 
+/// Checks that `len` values hold a tile of `k ≥ 1` rows of `cols` values with row i at
+/// `i * row_stride` (a row-major K × P block or a column range of one); returns the length
+/// the tile spans.
+pub(crate) fn tile_span(
+    k: usize,
+    len: usize,
+    cols: usize,
+    row_stride: usize,
+) -> Result<usize, StructureError> {
+    let span = (k - 1) * row_stride + cols;
+    if row_stride < cols || len < span {
+        return Err(StructureError::TileShape {
+            cols,
+            stride: row_stride,
+            len,
+        });
+    }
+    Ok(span)
+}
+
 /// Ordinary least squares of y on x: slope, intercept and R² (1 − SS_res/SS_tot), from
 /// centred sums so that large offsets in x or y do not cancel.
 pub(crate) fn least_squares(x: &[f64], y: &[f64]) -> (f64, f64, f64) {

@@ -8,7 +8,7 @@
 use faer::linalg::matmul::triangular::{matmul, BlockStructure};
 use faer::{Accum, Mat, MatRef, Par, Side};
 
-use super::{least_squares, Centre, StructureError};
+use super::{least_squares, tile_span, Centre, StructureError};
 
 /// G = UUᵀ accumulated over column tiles of U; only the lower triangle is kept.
 #[derive(Clone, Debug)]
@@ -64,14 +64,7 @@ impl Gram {
         if cols == 0 || k == 0 {
             return Ok(());
         }
-        let needed = (k - 1) * row_stride + cols;
-        if row_stride < cols || tile.len() < needed {
-            return Err(StructureError::TileShape {
-                cols,
-                stride: row_stride,
-                len: tile.len(),
-            });
-        }
+        let needed = tile_span(k, tile.len(), cols, row_stride)?;
         let u = MatRef::from_row_major_slice_with_stride(&tile[..needed], k, cols, row_stride);
         // Lower triangle of G += U Uᵀ: half the flops of a full product.
         matmul(

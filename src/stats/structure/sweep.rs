@@ -19,7 +19,7 @@
 //! is the command's job.
 
 use super::numpy::{median, percentile_sorted};
-use super::{least_squares, StructureError, Undefined};
+use super::{least_squares, tile_span, StructureError, Undefined};
 
 /// One batch size's summary of one tensor.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -162,13 +162,7 @@ impl BatchColumns {
         if k < 2 {
             return Err(StructureError::TooFewSamples(k));
         }
-        if row_stride < cols || tile.len() < (k - 1) * row_stride + cols {
-            return Err(StructureError::TileShape {
-                cols,
-                stride: row_stride,
-                len: tile.len(),
-            });
-        }
+        tile_span(k, tile.len(), cols, row_stride)?;
         let mut col = vec![0.0; k];
         for j in 0..cols {
             for (i, v) in col.iter_mut().enumerate() {
