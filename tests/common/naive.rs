@@ -145,7 +145,7 @@ pub fn compute(x: &[f64], k: usize, p: usize, k1: usize, centre: Option<&[f64]>)
     }
     let eps = 2.220446049250313e-16;
     let m = (1..=(k * p).isqrt())
-        .filter(|d| (k * p) % d == 0)
+        .filter(|d| (k * p).is_multiple_of(*d))
         .max()
         .unwrap_or(1);
     let ys: Vec<f64> = us
