@@ -145,6 +145,9 @@ pub struct Analysis {
     /// True when `TensorResult::coords` holds a strided sample of at most [`PLOT_SAMPLE`]
     /// coordinates per tensor (the full maps are in `coords.safetensors`).
     pub coords_sampled: bool,
+    /// Input bytes read from the sources: once per tensor read in whole columns (both passes
+    /// from one read), once per pass otherwise.
+    pub bytes_read: u64,
     pub tensors: Vec<TensorResult>,
     pub model: ModelSummary,
 }
@@ -546,6 +549,7 @@ pub fn analyze_with(
         block_size: k1,
         groups: groups.len(),
         coords_sampled,
+        bytes_read: bytes,
         tensors: results,
         model,
     })
