@@ -1062,7 +1062,7 @@ fn input_shrinks_between_passes(mut e: Engine) {
     gradtail::analyze::analyze(&source(usize::MAX), &opts, e.backend.as_mut()).unwrap();
     let reads = calls.load(std::sync::atomic::Ordering::SeqCst);
     assert!(
-        reads >= 4 && reads % 2 == 0,
+        reads >= 4 && reads.is_multiple_of(2),
         "{reads} reads: not two passes of row chunks"
     );
     let err = gradtail::analyze::analyze(&source(reads / 2), &opts, e.backend.as_mut())
