@@ -6,6 +6,7 @@
 pub mod npy;
 pub mod npz;
 pub mod plan;
+pub mod pread;
 pub mod safetensors;
 
 use std::ops::Range;
@@ -197,6 +198,18 @@ pub struct TensorMeta {
     pub samples: usize,
     /// Shape without the sample axis; its product is P.
     pub shape: Vec<usize>,
+}
+
+/// Bytes of a C-order tensor of `shape` with `elem`-byte values, or `None` when the product
+/// of its nonzero dimensions times `elem` overflows `usize`. Checking the nonzero dimensions
+/// means every partial product taken later (P, K·P, byte offsets, in any order) fits too,
+/// even when a zero dimension makes the total 0.
+pub fn tensor_bytes(shape: &[usize], elem: usize) -> Option<usize> {
+    let nonzero = shape
+        .iter()
+        .filter(|&&d| d != 0)
+        .try_fold(elem, |acc, &d| acc.checked_mul(d))?;
+    Some(if shape.contains(&0) { 0 } else { nonzero })
 }
 
 impl TensorMeta {
@@ -408,4 +421,19 @@ pub fn prefetch<'a>(
         }
     });
     rx.into_iter()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tensor_bytes;
+
+    #[test]
+    fn tensor_bytes_checks_every_partial_product() {
+        assert_eq!(tensor_bytes(&[3, 5], 4), Some(60));
+        assert_eq!(tensor_bytes(&[], 8), Some(8));
+        assert_eq!(tensor_bytes(&[0, 7], 4), Some(0));
+        assert_eq!(tensor_bytes(&[1 << 31, 1 << 31, 4], 1), None);
+        // The total is 0, but P = 2^32 · 2^32 alone overflows.
+        assert_eq!(tensor_bytes(&[0, 1 << 32, 1 << 32], 4), None);
+    }
 }

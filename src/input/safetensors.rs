@@ -8,14 +8,15 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use safetensors::SafeTensors;
 
 use super::npy::{Header, NpyTensor};
-use super::{Block, BlockData, Dtype, Select, Skipped, TensorMeta, TensorSource};
+use super::{
+    pread, tensor_bytes, Block, BlockData, Dtype, Select, Skipped, TensorMeta, TensorSource,
+};
 use crate::error::{Error, Result};
 
 /// One tensor entry of a safetensors header.
@@ -83,6 +84,21 @@ pub fn parse(path: &Path) -> Result<StFile> {
             )
         })
         .collect();
+    // The crate checks that each tensor's byte size matches its offsets, but a zero dimension
+    // lets the other dimensions' product overflow unseen; P and K·P are computed later.
+    if let Some((name, e)) = entries
+        .iter()
+        .find(|(_, e)| tensor_bytes(&e.shape, 1).is_none())
+    {
+        return Err(Error::unusable(
+            path,
+            Some(name),
+            format!(
+                "shape {:?} has more elements than this machine can count; the file is damaged",
+                e.shape
+            ),
+        ));
+    }
     entries.sort_by_key(|(_, e)| e.offset);
     Ok(StFile {
         path: path.to_path_buf(),
@@ -194,7 +210,7 @@ impl TensorSource for StepTensor {
             let path = &self.files[r];
             let file = File::open(path).map_err(|e| Error::io(path, e))?;
             let dst = &mut raw[i * nc * esize..(i + 1) * nc * esize];
-            file.read_exact_at(dst, self.offsets[r] + (cols.start * esize) as u64)
+            pread::read_exact_at(&file, dst, self.offsets[r] + (cols.start * esize) as u64)
                 .map_err(|e| Error::io(path, e))?;
         }
         Ok(Block::new(rows, cols, data))
