@@ -388,8 +388,11 @@ pub fn open_all(paths: &[PathBuf], select: &Select, skip_bad: bool) -> Result<In
         }
     }
     if inputs.sources.is_empty() {
-        return Err(Error::Config(
-            "no tensor left to analyse after --include/--exclude and dtype checks".into(),
+        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        return Err(Error::unusable(
+            names.join(", "),
+            None,
+            "no tensor left to analyse after --include/--exclude and dtype checks",
         ));
     }
     Ok(inputs)

@@ -279,7 +279,12 @@ fn shown(text: &[u8]) -> String {
     let s: String = String::from_utf8_lossy(text)
         .trim()
         .chars()
-        .flat_map(char::escape_debug)
+        .flat_map(|c| {
+            let esc = c.is_control().then(|| c.escape_default());
+            esc.into_iter()
+                .flatten()
+                .chain((!c.is_control()).then_some(c))
+        })
         .collect();
     match s.char_indices().nth(MAX) {
         Some((at, _)) => format!("{}…", &s[..at]),
@@ -368,7 +373,9 @@ fn descr_dtype(descr: Option<&String>) -> std::result::Result<(bool, Dtype), Hea
     let big_endian = match chars.next() {
         Some('>') => true,
         Some('<' | '|' | '=') => false,
-        _ => return Err(format!("unknown byte order in descr {}", shown(descr.as_bytes())).into()),
+        _ => {
+            return Err(format!("unknown byte order in descr '{}'", shown(descr.as_bytes())).into())
+        }
     };
     let dtype = match chars.as_str() {
         "f2" | "e" => Dtype::F16,
@@ -382,7 +389,7 @@ fn descr_dtype(descr: Option<&String>) -> std::result::Result<(bool, Dtype), Hea
                 _ => "an unsupported",
             };
             return Err(HeaderError::Unsupported(format!(
-                "holds {kind} dtype {}: gradients must be float16, float32 or float64 (convert with .astype(np.float32))",
+                "holds {kind} dtype '{}': gradients must be float16, float32 or float64 (convert with .astype(np.float32))",
                 shown(descr.as_bytes())
             )));
         }

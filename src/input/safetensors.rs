@@ -237,7 +237,16 @@ pub fn open_steps(
         }
     }
     let Some(first) = parsed.first() else {
-        return Err(Error::Config("no readable step files".into()));
+        let dir = paths[0].parent().unwrap_or(Path::new("."));
+        let why = bad_files
+            .first()
+            .map(|b| format!("; the first: {}", b.reason))
+            .unwrap_or_default();
+        return Err(Error::unusable(
+            dir,
+            None,
+            format!("no readable step files{why}"),
+        ));
     };
     // The tensor set and layout of the first readable file is the contract for every step.
     let mut wanted: Vec<(String, Entry, Dtype)> = Vec::new();
