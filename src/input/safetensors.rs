@@ -84,8 +84,8 @@ pub fn parse(path: &Path) -> Result<StFile> {
             )
         })
         .collect();
-    // The crate checks that each tensor's byte size matches its offsets, but a zero dimension
-    // lets the other dimensions' product overflow unseen; P and K·P are computed later.
+    // The crate checks each shape's product left to right, but once K = 0 has made it 0 the
+    // rest is never checked, and P (the product without K) is computed later.
     if let Some((name, e)) = entries
         .iter()
         .find(|(_, e)| tensor_bytes(&e.shape, 1).is_none())

@@ -415,9 +415,12 @@ fn st_edit(b: &mut Vec<u8>, rng: &mut Rng) -> String {
     format!("{what}{}", if keep_len { " (length kept)" } else { "" })
 }
 
-/// Zip records gradtail's reader walks (PKWARE APPNOTE 4.3): signature, then the fields a
-/// reader trusts for sizes, offsets and counts, as (offset, width).
-const ZIP_RECORDS: &[(&[u8], &[(usize, usize)])] = &[
+/// A record's signature, then the fields a reader trusts for sizes, offsets and counts, as
+/// (offset, width).
+type ZipRecord = (&'static [u8], &'static [(usize, usize)]);
+
+/// Zip records gradtail's reader walks (PKWARE APPNOTE 4.3).
+const ZIP_RECORDS: &[ZipRecord] = &[
     // local file header: method, compressed and uncompressed size, name and extra lengths
     (b"PK\x03\x04", &[(8, 2), (18, 4), (22, 4), (26, 2), (28, 2)]),
     // central directory header: method, sizes, name/extra/comment lengths, local offset
@@ -441,14 +444,14 @@ const ZIP_RECORDS: &[(&[u8], &[(usize, usize)])] = &[
     (b"PK\x06\x07", &[(8, 8)]),
 ];
 
-fn zip_edit(b: &mut Vec<u8>, rng: &mut Rng) -> String {
+fn zip_edit(b: &mut [u8], rng: &mut Rng) -> String {
     if rng.chance(30) {
         // Damage a member's `.npy` header in place (same length, so the zip stays valid).
         let starts: Vec<usize> = (0..b.len())
             .filter(|&i| b[i..].starts_with(b"{'descr'"))
             .collect();
         if let Some(&s) = starts.get(rng.below(starts.len())) {
-            let c: &[u8] = *rng.pick::<&[u8]>(&[
+            let c: &[u8] = rng.pick::<&[u8]>(&[
                 "é".as_bytes(),
                 "中".as_bytes(),
                 b"9",
