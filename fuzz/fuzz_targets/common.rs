@@ -28,7 +28,9 @@ pub fn read_everything(paths: &[PathBuf], names: &Path, skip_bad: bool) {
         gradtail::analyze::validate(&inputs.sources)?;
         for s in &inputs.sources {
             let m = s.meta();
-            for (rows, cols) in plan::blocks(m.samples, m.coords(), 2, m.dtype.size(), 40, s.is_fortran()) {
+            for (rows, cols) in
+                plan::blocks(m.samples, m.coords(), 2, m.dtype.size(), 40, s.is_fortran())
+            {
                 let b = s.read_block(rows.clone(), cols.clone())?;
                 assert_eq!(b.data.len(), rows.len() * cols.len());
             }
