@@ -321,13 +321,18 @@ fn parse_header_text(version: u8, text: &[u8]) -> std::result::Result<Header, He
             return Err(format!("brackets nested more than {MAX_NESTING} deep").into());
         }
     }
+    let text = if version == 1 {
+        drop_long_suffixes(text)
+    } else {
+        text.to_vec()
+    };
     // The parser reads a whole header image; hand it one framed as version 2 (ASCII) or 3
     // (UTF-8) with a u32 length, ending in the newline numpy writes but does not require.
     let newline = !text.ends_with(b"\n");
     let mut image = MAGIC.to_vec();
     image.extend_from_slice(&[if version == 3 { 3 } else { 2 }, 0]);
     image.extend_from_slice(&((text.len() + newline as usize) as u32).to_le_bytes());
-    image.extend_from_slice(text);
+    image.extend_from_slice(&text);
     if newline {
         image.push(b'\n');
     }
@@ -359,6 +364,20 @@ fn parse_header_text(version: u8, text: &[u8]) -> std::result::Result<Header, He
         shape: h.shape,
         data_offset: 0,
     })
+}
+
+/// Python 2's numpy wrote shapes as `(256L, 10L)`; numpy reads them by dropping an `L` that
+/// follows a digit outside a string (`numpy.lib.format._filter_header`), and so does this.
+fn drop_long_suffixes(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut quoted = false;
+    for &b in text {
+        quoted ^= b == b'\'';
+        if !(b == b'L' && !quoted && out.last().is_some_and(u8::is_ascii_digit)) {
+            out.push(b);
+        }
+    }
+    out
 }
 
 /// The byte order and dtype of a plain `descr` such as `'<f4'` (`None`: not a string, so a
@@ -445,6 +464,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!((h.dtype, h.shape), (Dtype::F16, vec![3, 2]));
+        // Python 2's numpy wrote long integers with an L.
+        let h = parse_header_text(
+            1,
+            b"{'descr': '<f8', 'fortran_order': False, 'shape': (256L, 10L), }\n",
+        )
+        .unwrap();
+        assert_eq!(h.shape, vec![256, 10]);
     }
 
     #[test]
