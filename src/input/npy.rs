@@ -217,7 +217,7 @@ fn read_header(path: &Path, file: &File, base: u64, len: u64) -> Result<Header> 
     };
     let mut pre = [0u8; 12];
     let want = pre.len().min(usize::try_from(len).unwrap_or(usize::MAX));
-    let n = read_up_to(file, &mut pre[..want], base).map_err(|e| Error::io(path, e))?;
+    let n = pread::read_up_to(file, &mut pre[..want], base).map_err(|e| Error::io(path, e))?;
     if n < 10 || &pre[..6] != MAGIC {
         return Err(not_npy());
     }
@@ -246,8 +246,7 @@ fn read_header(path: &Path, file: &File, base: u64, len: u64) -> Result<Header> 
         return Err(Error::bad(path, "truncated inside the .npy header"));
     }
     let mut text = vec![0u8; hlen as usize];
-    pread::read_exact_at(file, &mut text, base + hstart)
-        .map_err(|_| Error::bad(path, "truncated inside the .npy header"))?;
+    pread::read_exact_at(file, &mut text, base + hstart).map_err(|e| Error::io(path, e))?;
     let mut h = parse_header_text(version, &text).map_err(|e| match e {
         HeaderError::Unsupported(m) => Error::unusable(path, None, m),
         HeaderError::Malformed(m) => Error::bad(
@@ -257,20 +256,6 @@ fn read_header(path: &Path, file: &File, base: u64, len: u64) -> Result<Header> 
     })?;
     h.data_offset = base + hstart + hlen;
     Ok(h)
-}
-
-/// Like `read_exact_at`, but a short file is not an error: returns the bytes read.
-fn read_up_to(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        match pread::read_at(file, &mut buf[done..], offset + done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(done)
 }
 
 /// Header text as one printable line of bounded length, for error messages.

@@ -8,30 +8,34 @@ use std::io;
 compile_error!("gradtail reads inputs with positioned reads, available on Unix and Windows");
 
 /// Reads up to `buf.len()` bytes at `offset`; returns how many were read (0 at end of file).
-pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     #[cfg(unix)]
     return std::os::unix::fs::FileExt::read_at(file, buf, offset);
     #[cfg(windows)]
     return std::os::windows::fs::FileExt::seek_read(file, buf, offset);
 }
 
-/// Fills `buf` from `offset`, or fails with `UnexpectedEof` when the file ends first.
-pub fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
-    while !buf.is_empty() {
-        match read_at(file, buf, offset) {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the file ends before the data its header promises (was it truncated?)",
-                ))
-            }
-            Ok(n) => {
-                buf = &mut buf[n..];
-                offset += n as u64;
-            }
+/// Reads until `buf` is full or the file ends; returns the bytes read.
+pub fn read_up_to(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match read_at(file, &mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
+    }
+    Ok(done)
+}
+
+/// Fills `buf` from `offset`, or fails with `UnexpectedEof` when the file ends first.
+pub fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    if read_up_to(file, buf, offset)? < buf.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the file ends before the data its header promises (was it truncated?)",
+        ));
     }
     Ok(())
 }
@@ -48,7 +52,7 @@ mod tests {
         let mut buf = [0u8; 4];
         read_exact_at(&f, &mut buf, 3).unwrap();
         assert_eq!(&buf, b"3456");
-        assert_eq!(read_at(&f, &mut buf, 8).unwrap(), 2);
+        assert_eq!(read_up_to(&f, &mut buf, 8).unwrap(), 2);
         let e = read_exact_at(&f, &mut buf, 8).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
     }
