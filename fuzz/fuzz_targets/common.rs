@@ -8,18 +8,17 @@ use std::sync::OnceLock;
 
 use gradtail::input::{self, plan, Select};
 
-/// A folder for the inputs, in memory where the system has one.
+/// A folder for this process's inputs, under `fuzz/target` (libFuzzer exits without running
+/// destructors, so a temporary folder would be left behind on every run).
 pub fn work() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let shm = Path::new("/dev/shm");
-        if shm.is_dir() {
-            tempfile::tempdir_in(shm).unwrap()
-        } else {
-            tempfile::tempdir().unwrap()
-        }
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target/inputs")
+            .join(std::process::id().to_string());
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
     })
-    .path()
 }
 
 pub fn read_everything(paths: &[PathBuf], names: &Path, skip_bad: bool) {

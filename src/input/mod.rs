@@ -352,16 +352,31 @@ pub fn open_all(paths: &[PathBuf], select: &Select, skip_bad: bool) -> Result<In
         }
         _ => None,
     };
-    if let Some(files) = steps {
-        inputs.sources = safetensors::open_steps(
-            &files,
-            select,
-            skip_bad,
-            &mut inputs.skipped,
-            &mut inputs.bad_files,
-        )?;
-        return Ok(inputs);
+    match steps {
+        Some(files) => {
+            inputs.sources = safetensors::open_steps(
+                &files,
+                select,
+                skip_bad,
+                &mut inputs.skipped,
+                &mut inputs.bad_files,
+            )?
+        }
+        None => open_files(paths, select, &mut inputs)?,
     }
+    if inputs.sources.is_empty() {
+        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        return Err(Error::unusable(
+            names.join(", "),
+            None,
+            "no tensor left to analyse after --include/--exclude and dtype checks",
+        ));
+    }
+    Ok(inputs)
+}
+
+/// Opens `.npy`, `.npz` and stacked `.safetensors` inputs, one tensor source per tensor.
+fn open_files(paths: &[PathBuf], select: &Select, inputs: &mut Inputs) -> Result<()> {
     for path in paths {
         if path.is_dir() {
             return Err(Error::unusable(
@@ -387,15 +402,7 @@ pub fn open_all(paths: &[PathBuf], select: &Select, skip_bad: bool) -> Result<In
             }
         }
     }
-    if inputs.sources.is_empty() {
-        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-        return Err(Error::unusable(
-            names.join(", "),
-            None,
-            "no tensor left to analyse after --include/--exclude and dtype checks",
-        ));
-    }
-    Ok(inputs)
+    Ok(())
 }
 
 /// Reads a tensor's blocks in the planned order on a background thread, `depth` blocks ahead,

@@ -217,8 +217,30 @@ impl TensorSource for StepTensor {
     }
 }
 
-/// Opens per-step files as one sample each. Every file must hold every selected tensor with
-/// the same dtype and shape; with `skip_bad`, files that fail that are left out and listed.
+/// The readable step file whose layout (tensor names, dtypes and shapes) the most files
+/// share, ties going to the earliest: the contract every step is checked against, so that
+/// one damaged file is the one reported or skipped, wherever it sorts.
+fn contract(parsed: &[StFile]) -> Option<&StFile> {
+    type Layout<'a> = Vec<(&'a str, safetensors::Dtype, &'a [usize])>;
+    let mut seen: std::collections::BTreeMap<Layout, (usize, usize)> = Default::default();
+    for (i, st) in parsed.iter().enumerate() {
+        let mut layout: Layout = st
+            .entries
+            .iter()
+            .map(|(n, e)| (n.as_str(), e.dtype, e.shape.as_slice()))
+            .collect();
+        layout.sort();
+        seen.entry(layout).or_insert((0, i)).0 += 1;
+    }
+    let (_, first) = seen
+        .into_values()
+        .max_by_key(|&(count, first)| (count, std::cmp::Reverse(first)))?;
+    parsed.get(first)
+}
+
+/// Opens per-step files as one sample each. Every file must hold every selected tensor of
+/// the [`contract`] with the same dtype and shape; with `skip_bad`, files that fail that are
+/// left out and listed.
 pub fn open_steps(
     paths: &[PathBuf],
     select: &Select,
@@ -236,7 +258,7 @@ pub fn open_steps(
             Err(e) => return Err(e),
         }
     }
-    let Some(first) = parsed.first() else {
+    let Some(first) = contract(&parsed) else {
         let dir = paths[0].parent().unwrap_or(Path::new("."));
         let why = bad_files
             .first()
@@ -248,7 +270,6 @@ pub fn open_steps(
             format!("no readable step files{why}"),
         ));
     };
-    // The tensor set and layout of the first readable file is the contract for every step.
     let mut wanted: Vec<(String, Entry, Dtype)> = Vec::new();
     for (name, e) in &first.entries {
         if !select.keep(name) {

@@ -263,8 +263,9 @@ fn mutated_files_never_panic() {
 }
 
 /// Damages a copy of the seed step folder: a file removed, emptied, replaced by a file of
-/// another layout, copied under a multi-byte name, or mutated like a safetensors file.
-fn damage_folder(dir: &Path, stacked: &[u8], rng: &mut Rng) -> Vec<String> {
+/// another layout (`others`), copied under a multi-byte name, or mutated like a safetensors
+/// file.
+fn damage_folder(dir: &Path, others: &[Vec<u8>], rng: &mut Rng) -> Vec<String> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -284,8 +285,9 @@ fn damage_folder(dir: &Path, stacked: &[u8], rng: &mut Rng) -> Vec<String> {
                 format!("empty {name}")
             }
             2 => {
-                std::fs::write(&victim, stacked).unwrap();
-                format!("{name} replaced by a stacked file")
+                let i = rng.below(others.len());
+                std::fs::write(&victim, &others[i]).unwrap();
+                format!("{name} replaced by file {i} of another layout")
             }
             3 => {
                 let _ = std::fs::copy(&victim, dir.join("step_é中.safetensors"));
@@ -317,14 +319,20 @@ fn mutated_step_folders_never_panic() {
     let cases = env_or("GRADTAIL_FUZZ_CASES", 300);
     let base = env_or("GRADTAIL_FUZZ_SEED", 16);
     let work = tempfile::tempdir().unwrap();
-    let stacked = std::fs::read(seeds().join("stacked.safetensors")).unwrap();
+    let others: Vec<Vec<u8>> = [
+        "stacked.safetensors",
+        "regressions/only_integers.safetensors",
+    ]
+    .iter()
+    .map(|f| std::fs::read(seeds().join(f)).unwrap())
+    .collect();
     let dir = work.path().join("steps");
     let names = dir.display().to_string();
     let mut tally = Tally::default();
     for case in 0..cases {
         let mut rng = Rng::new(base ^ (99 << 40) ^ case);
         copy_dir(&seeds().join("steps"), &dir);
-        let log = damage_folder(&dir, &stacked, &mut rng);
+        let log = damage_folder(&dir, &others, &mut rng);
         for skip_bad in [false, true] {
             let (refused, mut outcome) = check(std::slice::from_ref(&dir), &names, skip_bad);
             tally.refused += usize::from(refused);
@@ -370,53 +378,67 @@ fn seeds_read_as_numpy_wrote_them() {
     );
 }
 
-/// Shrunk failing cases (tests/data/fuzz/make_regressions.py): each is refused without a
-/// panic, in one line naming it, saying what is wrong.
+/// Shrunk failing cases (tests/data/fuzz/make_regressions.py): each is read or refused
+/// without a panic, a refusal in one line naming the input and saying what is wrong.
 #[test]
 fn regressions_stay_fixed() {
-    let cases: &[(&str, bool, &str)] = &[
+    // (input, --skip-bad, Err(what the error says) or Ok(samples read))
+    let cases: &[(&str, bool, Result<usize, &str>)] = &[
         (
             "descr_multibyte.npy",
             false,
-            "unknown byte order in descr 'é4'",
+            Err("unknown byte order in descr 'é4'"),
         ),
-        ("shape_multibyte.npy", false, "not a Python dict literal"),
+        (
+            "shape_multibyte.npy",
+            false,
+            Err("not a Python dict literal"),
+        ),
         (
             "shape_overflow.npy",
             false,
-            "more data than a file can hold",
+            Err("more data than a file can hold"),
         ),
         (
             "header_newline.npy",
             false,
-            "{'desc': '<f4',\\n 'fortran_order'",
+            Err("{'desc': '<f4',\\n 'fortran_order'"),
         ),
         (
             "header_past_end.npy",
             false,
-            "truncated inside the .npy header",
+            Err("truncated inside the .npy header"),
         ),
         (
             "header_huge_in_range.npy",
             false,
-            "implausible .npy header length 70000",
+            Err("implausible .npy header length 70000"),
         ),
         (
             "zero_samples_overflow.safetensors",
             false,
-            "more elements than",
+            Err("more elements than"),
         ),
-        ("only_integers.safetensors", false, "no tensor left"),
-        ("member_past_end.npz", false, "claims 1048576 bytes"),
-        ("steps_all_bad", true, "no readable step files; the first: "),
+        ("only_integers.safetensors", false, Err("no tensor left")),
+        ("member_past_end.npz", false, Err("claims 1048576 bytes")),
+        (
+            "steps_all_bad",
+            true,
+            Err("no readable step files; the first: "),
+        ),
+        ("steps_first_int", false, Err("step_0.safetensors [tensor")),
+        ("steps_first_int", true, Ok(7)),
     ];
     let dir = seeds().join("regressions");
-    for &(name, skip_bad, says) in cases {
+    for &(name, skip_bad, want) in cases {
         let path = dir.join(name);
         let names = path.display().to_string();
         let (refused, problem) = check(std::slice::from_ref(&path), &names, skip_bad);
-        assert_eq!((refused, problem), (true, None), "{name}");
-        let e = read_all(&[path], skip_bad).unwrap_err();
-        assert!(e.contains(says), "{name}: {e}");
+        assert_eq!((refused, problem), (want.is_err(), None), "{name}");
+        match (read_all(&[path], skip_bad), want) {
+            (Err(e), Err(says)) => assert!(e.contains(says), "{name}: {e}"),
+            (Ok(read), Ok(k)) => assert!(read.iter().all(|t| t.2[0] == k), "{name}: {read:?}"),
+            (got, _) => panic!("{name}: {got:?}"),
+        }
     }
 }

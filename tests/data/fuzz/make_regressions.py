@@ -8,6 +8,7 @@ the size limits and the errors that must name their file.
 """
 import json
 import os
+import shutil
 import struct
 import zipfile
 
@@ -66,3 +67,10 @@ open("regressions/member_past_end.npz", "wb").write(bytes(raw))
 os.makedirs("regressions/steps_all_bad", exist_ok=True)
 for k in range(4):
     open(f"regressions/steps_all_bad/step_{k}.safetensors", "wb").write(b"\x08" + b"\x00" * 7)
+
+# A step folder whose first file holds only an integer tensor (found by the cargo-fuzz steps
+# target): it once set the tensor list for every step and left nothing to analyse.
+os.makedirs("regressions/steps_first_int", exist_ok=True)
+shutil.copy("regressions/only_integers.safetensors", "regressions/steps_first_int/step_0.safetensors")
+for k in range(1, 8):
+    shutil.copy(f"steps/step_{k}.safetensors", f"regressions/steps_first_int/step_{k}.safetensors")
