@@ -6,6 +6,7 @@
 pub mod npy;
 pub mod npz;
 pub mod plan;
+pub mod pread;
 pub mod safetensors;
 
 use std::ops::Range;
@@ -206,6 +207,18 @@ pub struct TensorMeta {
     pub shape: Vec<usize>,
 }
 
+/// Bytes of a C-order tensor of `shape` with `elem`-byte values, or `None` when the product
+/// of its nonzero dimensions times `elem` overflows `usize`. Checking the nonzero dimensions
+/// means every partial product taken later (P, K·P, byte offsets, in any order) fits too,
+/// even when a zero dimension makes the total 0.
+pub fn tensor_bytes(shape: &[usize], elem: usize) -> Option<usize> {
+    let nonzero = shape
+        .iter()
+        .filter(|&&d| d != 0)
+        .try_fold(elem, |acc, &d| acc.checked_mul(d))?;
+    Some(if shape.contains(&0) { 0 } else { nonzero })
+}
+
 impl TensorMeta {
     pub fn coords(&self) -> usize {
         self.shape.iter().product()
@@ -346,16 +359,31 @@ pub fn open_all(paths: &[PathBuf], select: &Select, skip_bad: bool) -> Result<In
         }
         _ => None,
     };
-    if let Some(files) = steps {
-        inputs.sources = safetensors::open_steps(
-            &files,
-            select,
-            skip_bad,
-            &mut inputs.skipped,
-            &mut inputs.bad_files,
-        )?;
-        return Ok(inputs);
+    match steps {
+        Some(files) => {
+            inputs.sources = safetensors::open_steps(
+                &files,
+                select,
+                skip_bad,
+                &mut inputs.skipped,
+                &mut inputs.bad_files,
+            )?
+        }
+        None => open_files(paths, select, &mut inputs)?,
     }
+    if inputs.sources.is_empty() {
+        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        return Err(Error::unusable(
+            names.join(", "),
+            None,
+            "no tensor left to analyse after --include/--exclude and dtype checks",
+        ));
+    }
+    Ok(inputs)
+}
+
+/// Opens `.npy`, `.npz` and stacked `.safetensors` inputs, one tensor source per tensor.
+fn open_files(paths: &[PathBuf], select: &Select, inputs: &mut Inputs) -> Result<()> {
     for path in paths {
         if path.is_dir() {
             return Err(Error::unusable(
@@ -381,12 +409,7 @@ pub fn open_all(paths: &[PathBuf], select: &Select, skip_bad: bool) -> Result<In
             }
         }
     }
-    if inputs.sources.is_empty() {
-        return Err(Error::Config(
-            "no tensor left to analyse after --include/--exclude and dtype checks".into(),
-        ));
-    }
-    Ok(inputs)
+    Ok(())
 }
 
 /// Reads a tensor's blocks in the planned order on a background thread, `depth` blocks ahead,
@@ -415,4 +438,19 @@ pub fn prefetch<'a>(
         }
     });
     rx.into_iter()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tensor_bytes;
+
+    #[test]
+    fn tensor_bytes_checks_every_partial_product() {
+        assert_eq!(tensor_bytes(&[3, 5], 4), Some(60));
+        assert_eq!(tensor_bytes(&[], 8), Some(8));
+        assert_eq!(tensor_bytes(&[0, 7], 4), Some(0));
+        assert_eq!(tensor_bytes(&[1 << 31, 1 << 31, 4], 1), None);
+        // The total is 0, but P = 2^32 · 2^32 alone overflows.
+        assert_eq!(tensor_bytes(&[0, 1 << 32, 1 << 32], 4), None);
+    }
 }

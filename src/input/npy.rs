@@ -1,15 +1,16 @@
 //! Streaming `.npy` reader (format spec: numpy `lib/format.py`, versions 1–3).
 //!
-//! Written by hand because gradtail needs positional reads of row and column ranges of files
-//! larger than memory, byte-order and Fortran-order handling, and error messages that name
-//! the file and the fault; the npy crates read whole arrays.
+//! The header's dict is parsed by ndarray-npy's header module once its length has been
+//! checked; the data is read here, with positioned reads of row and column ranges (byte-order
+//! and Fortran-order aware), because the npy crates read whole arrays and gradtail's inputs
+//! may be larger than memory. Every size in the header is checked against the file before
+//! anything is allocated for it.
 
 use std::fs::File;
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::{Block, BlockData, Dtype, TensorMeta, TensorSource};
+use super::{pread, tensor_bytes, Block, BlockData, Dtype, TensorMeta, TensorSource};
 use crate::error::{Error, Result};
 
 const MAGIC: &[u8] = b"\x93NUMPY";
@@ -44,29 +45,33 @@ impl NpyTensor {
     /// An `.npy` image stored at byte `base` of `file`, `len` bytes long (a whole file, or an
     /// uncompressed `.npz` member).
     pub fn open_at(path: &Path, file: File, base: u64, len: u64, name: String) -> Result<Self> {
-        let header = read_header(path, &file, base)?;
-        let count: usize = header.shape.iter().product();
-        let expected = header.data_offset - base + (count * header.dtype.size()) as u64;
-        let data_offset = header.data_offset;
-        if len < expected {
+        let header = read_header(path, &file, base, len)?;
+        let head = header.data_offset - base;
+        let Some(data) = tensor_bytes(&header.shape, header.dtype.size()) else {
             return Err(Error::bad(
                 path,
                 format!(
-                    "truncated: the header promises shape {:?} ({} bytes of data) but the file holds {} bytes of data; re-save or re-copy the file",
+                    "the header's shape {:?} describes more data than a file can hold; the file is damaged",
+                    header.shape
+                ),
+            ));
+        };
+        let (data, held) = (data as u64, len - head);
+        if held < data {
+            return Err(Error::bad(
+                path,
+                format!(
+                    "truncated: the header promises shape {:?} ({data} bytes of data) but the file holds {held} bytes of data; re-save or re-copy the file",
                     header.shape,
-                    expected - (data_offset - base),
-                    len.saturating_sub(data_offset - base)
                 ),
             ));
         }
-        if len > expected {
+        if held > data {
             return Err(Error::bad(
                 path,
                 format!(
-                    "the header's shape {:?} disagrees with the file length ({} bytes of data where {} are expected); the file is damaged or was written by a faulty tool",
+                    "the header's shape {:?} disagrees with the file length ({held} bytes of data where {data} are expected); the file is damaged or was written by a faulty tool",
                     header.shape,
-                    len - (data_offset - base),
-                    expected - (data_offset - base)
                 ),
             ));
         }
@@ -97,8 +102,7 @@ impl NpyTensor {
     }
 
     fn read_bytes(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        self.file
-            .read_exact_at(buf, self.header.data_offset + offset)
+        pread::read_exact_at(&self.file, buf, self.header.data_offset + offset)
             .map_err(|e| Error::io(self.path(), e))
     }
 
@@ -193,7 +197,18 @@ impl TensorSource for NpyTensor {
     }
 }
 
-fn read_header(path: &Path, file: &File, base: u64) -> Result<Header> {
+/// Header text longer than this is refused before it is read. numpy's own reader refuses
+/// more than 10,000 bytes unless told otherwise (`numpy.lib.format._MAX_HEADER_SIZE`); a
+/// plain float array's header takes about 118.
+const MAX_HEADER_LEN: usize = 1 << 16;
+
+/// Brackets a float array's header nests: the dict and the shape tuple. Deeper nesting is a
+/// structured dtype or damage, refused before the recursive Python-literal parser sees it.
+const MAX_NESTING: usize = 8;
+
+/// Reads and parses the header of the `.npy` image at byte `base` of `file`, `len` bytes long.
+/// Its size is checked against the image before anything is allocated for it.
+fn read_header(path: &Path, file: &File, base: u64, len: u64) -> Result<Header> {
     let not_npy = || {
         Error::bad(
             path,
@@ -201,44 +216,65 @@ fn read_header(path: &Path, file: &File, base: u64) -> Result<Header> {
         )
     };
     let mut pre = [0u8; 12];
-    let n = file
-        .read_at(&mut pre, base)
-        .map_err(|e| Error::io(path, e))?;
+    let want = pre.len().min(usize::try_from(len).unwrap_or(usize::MAX));
+    let n = pread::read_up_to(file, &mut pre[..want], base).map_err(|e| Error::io(path, e))?;
     if n < 10 || &pre[..6] != MAGIC {
         return Err(not_npy());
     }
-    let (hlen, hstart) = match pre[6] {
-        1 => (u16::from_le_bytes([pre[8], pre[9]]) as usize, 10),
+    let version = pre[6];
+    let (hlen, hstart) = match version {
+        1 => (u16::from_le_bytes([pre[8], pre[9]]) as u64, 10),
         2 | 3 if n == 12 => (
-            u32::from_le_bytes([pre[8], pre[9], pre[10], pre[11]]) as usize,
+            u32::from_le_bytes([pre[8], pre[9], pre[10], pre[11]]) as u64,
             12,
         ),
+        2 | 3 => return Err(Error::bad(path, "truncated inside the .npy header")),
         v => {
             return Err(Error::bad(
                 path,
-                format!("unsupported .npy format version {v}"),
+                format!("unsupported .npy format version {v} (numpy writes 1, 2 or 3)"),
             ))
         }
     };
-    if hlen > 1 << 20 {
+    if hlen > MAX_HEADER_LEN as u64 {
         return Err(Error::bad(
             path,
-            format!("implausible .npy header length {hlen}: the file is damaged"),
+            format!("implausible .npy header length {hlen} (at most {MAX_HEADER_LEN} expected): the file is damaged"),
         ));
     }
-    let mut text = vec![0u8; hlen];
-    file.read_exact_at(&mut text, base + hstart as u64)
-        .map_err(|_| Error::bad(path, "truncated inside the .npy header"))?;
-    let text = String::from_utf8_lossy(&text);
-    let mut h = parse_header_dict(&text).map_err(|e| match e {
+    if hstart + hlen > len {
+        return Err(Error::bad(path, "truncated inside the .npy header"));
+    }
+    let mut text = vec![0u8; hlen as usize];
+    pread::read_exact_at(file, &mut text, base + hstart).map_err(|e| Error::io(path, e))?;
+    let mut h = parse_header_text(version, &text).map_err(|e| match e {
         HeaderError::Unsupported(m) => Error::unusable(path, None, m),
         HeaderError::Malformed(m) => Error::bad(
             path,
-            format!("malformed .npy header ({m}): {}", text.trim()),
+            format!("malformed .npy header ({m}): {}", shown(&text)),
         ),
     })?;
-    h.data_offset = base + (hstart + hlen) as u64;
+    h.data_offset = base + hstart + hlen;
     Ok(h)
+}
+
+/// Header text as one printable line of bounded length, for error messages.
+fn shown(text: &[u8]) -> String {
+    const MAX: usize = 160;
+    let s: String = String::from_utf8_lossy(text)
+        .trim()
+        .chars()
+        .flat_map(|c| {
+            let esc = c.is_control().then(|| c.escape_default());
+            esc.into_iter()
+                .flatten()
+                .chain((!c.is_control()).then_some(c))
+        })
+        .collect();
+    match s.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}…", &s[..at]),
+        None => s,
+    }
 }
 
 /// Why a header cannot be used: it is not valid, or it describes data gradtail does not read.
@@ -248,40 +284,104 @@ enum HeaderError {
     Unsupported(String),
 }
 
-impl From<&str> for HeaderError {
-    fn from(m: &str) -> Self {
-        HeaderError::Malformed(m.to_owned())
-    }
-}
-
 impl From<String> for HeaderError {
     fn from(m: String) -> Self {
         HeaderError::Malformed(m)
     }
 }
 
-/// Parses the Python-literal dict of an npy header, e.g.
-/// `{'descr': '<f4', 'fortran_order': False, 'shape': (256, 4810), }`.
-fn parse_header_dict(text: &str) -> std::result::Result<Header, HeaderError> {
-    let field = |key: &str| -> std::result::Result<&str, String> {
-        let pat = format!("'{key}':");
-        let at = text.find(&pat).ok_or_else(|| format!("no '{key}'"))?;
-        Ok(text[at + pat.len()..].trim_start())
+/// Parses the Python-literal dict of a version-`version` npy header, e.g.
+/// `{'descr': '<f4', 'fortran_order': False, 'shape': (256, 4810), }`, with ndarray-npy's
+/// parser (which applies numpy's rules: exactly the three keys; ASCII text before version 3).
+fn parse_header_text(version: u8, text: &[u8]) -> std::result::Result<Header, HeaderError> {
+    use ndarray_npy::npy::header::{Header as NpyHeader, ParseHeaderError as P, ReadHeaderError};
+    let mut depth = 0usize;
+    for &b in text {
+        match b {
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if depth > MAX_NESTING {
+            return Err(format!("brackets nested more than {MAX_NESTING} deep").into());
+        }
+    }
+    let text = if version == 1 {
+        drop_long_suffixes(text)
+    } else {
+        text.to_vec()
     };
-    let descr = field("descr")?;
-    if !descr.starts_with('\'') {
+    // The parser reads a whole header image; hand it one framed as version 2 (ASCII) or 3
+    // (UTF-8) with a u32 length, ending in the newline numpy writes but does not require.
+    let newline = !text.ends_with(b"\n");
+    let mut image = MAGIC.to_vec();
+    image.extend_from_slice(&[if version == 3 { 3 } else { 2 }, 0]);
+    image.extend_from_slice(&((text.len() + newline as usize) as u32).to_le_bytes());
+    image.extend_from_slice(&text);
+    if newline {
+        image.push(b'\n');
+    }
+    let h = NpyHeader::from_reader(&mut image.as_slice()).map_err(|e| match e {
+        ReadHeaderError::Parse(P::NonAscii) => {
+            format!("non-ASCII bytes in a version {version} header, which must be ASCII")
+        }
+        ReadHeaderError::Parse(P::Utf8Parse(_)) => "the header text is not UTF-8".into(),
+        ReadHeaderError::Parse(P::DictParse(_) | P::MetaNotDict(_)) => {
+            "not a Python dict literal".into()
+        }
+        ReadHeaderError::Parse(P::UnknownKey(k)) => {
+            format!("unexpected key {}", shown(k.to_string().as_bytes()))
+        }
+        // ndarray-npy 0.10 spells the missing 'shape' key "shaper".
+        ReadHeaderError::Parse(P::MissingKey(k)) if k.starts_with("shape") => "no 'shape'".into(),
+        ReadHeaderError::Parse(P::MissingKey(k)) => format!("no '{k}'"),
+        ReadHeaderError::Parse(P::IllegalValue { key, .. }) if key == "shape" => {
+            "the shape is not a tuple of non-negative integers that fit this machine".into()
+        }
+        ReadHeaderError::Parse(P::IllegalValue { key, .. }) => format!("bad value for '{key}'"),
+        other => other.to_string(),
+    })?;
+    let (big_endian, dtype) = descr_dtype(h.type_descriptor.as_string())?;
+    Ok(Header {
+        dtype,
+        big_endian,
+        fortran: h.layout.is_fortran(),
+        shape: h.shape,
+        data_offset: 0,
+    })
+}
+
+/// Python 2's numpy wrote shapes as `(256L, 10L)`; numpy reads them by dropping an `L` that
+/// follows a digit outside a string (`numpy.lib.format._filter_header`), and so does this.
+fn drop_long_suffixes(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut quoted = false;
+    for &b in text {
+        quoted ^= b == b'\'';
+        if !(b == b'L' && !quoted && out.last().is_some_and(u8::is_ascii_digit)) {
+            out.push(b);
+        }
+    }
+    out
+}
+
+/// The byte order and dtype of a plain `descr` such as `'<f4'` (`None`: not a string, so a
+/// structured dtype's list of fields).
+fn descr_dtype(descr: Option<&String>) -> std::result::Result<(bool, Dtype), HeaderError> {
+    let Some(descr) = descr else {
         return Err(HeaderError::Unsupported(
             "structured dtypes are not supported: store one plain float array per tensor".into(),
         ));
-    }
-    let descr = descr[1..].split('\'').next().ok_or("unterminated descr")?;
-    let (order, code) = descr.split_at(1.min(descr.len()));
-    let big_endian = match order {
-        ">" => true,
-        "<" | "|" | "=" => false,
-        _ => return Err(format!("unknown byte order in descr '{descr}'").into()),
     };
-    let dtype = match code {
+    let mut chars = descr.chars();
+    let big_endian = match chars.next() {
+        Some('>') => true,
+        Some('<' | '|' | '=') => false,
+        _ => {
+            return Err(format!("unknown byte order in descr '{}'", shown(descr.as_bytes())).into())
+        }
+    };
+    let dtype = match chars.as_str() {
         "f2" | "e" => Dtype::F16,
         "f4" | "f" => Dtype::F32,
         "f8" | "d" => Dtype::F64,
@@ -293,30 +393,12 @@ fn parse_header_dict(text: &str) -> std::result::Result<Header, HeaderError> {
                 _ => "an unsupported",
             };
             return Err(HeaderError::Unsupported(format!(
-                "holds {kind} dtype '{descr}': gradients must be float16, float32 or float64 (convert with .astype(np.float32))"
+                "holds {kind} dtype '{}': gradients must be float16, float32 or float64 (convert with .astype(np.float32))",
+                shown(descr.as_bytes())
             )));
         }
     };
-    let fortran = field("fortran_order")?.starts_with("True");
-    let shape_txt = field("shape")?;
-    let close = shape_txt.find(')').ok_or("unterminated shape")?;
-    let shape = shape_txt[1..close]
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.trim_end_matches('L')
-                .parse::<usize>()
-                .map_err(|_| format!("bad shape entry '{s}'"))
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    Ok(Header {
-        dtype,
-        big_endian,
-        fortran,
-        shape,
-        data_offset: 0,
-    })
+    Ok((big_endian, dtype))
 }
 
 /// Writes a C-order `.npy` header for `shape` of little-endian `descr`; returns the bytes
@@ -344,45 +426,97 @@ pub fn header_bytes(descr: &str, shape: &[usize]) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    fn parse(text: &str) -> std::result::Result<Header, HeaderError> {
+        parse_header_text(3, format!("{text}\n").as_bytes())
+    }
+
     #[test]
     fn parses_numpy_headers() {
-        let h =
-            parse_header_dict("{'descr': '<f4', 'fortran_order': False, 'shape': (256, 4810), }")
-                .unwrap();
+        let h = parse("{'descr': '<f4', 'fortran_order': False, 'shape': (256, 4810), }").unwrap();
         assert_eq!(
             (h.dtype, h.big_endian, h.fortran, h.shape),
             (Dtype::F32, false, false, vec![256, 4810])
         );
-        let h =
-            parse_header_dict("{'descr': '>f8', 'fortran_order': True, 'shape': (7,), }").unwrap();
+        let h = parse("{'descr': '>f8', 'fortran_order': True, 'shape': (7,), }").unwrap();
         assert_eq!(
             (h.dtype, h.big_endian, h.fortran, h.shape),
             (Dtype::F64, true, true, vec![7])
         );
+        // numpy writes the newline but its reader does not need it.
+        let h = parse_header_text(
+            1,
+            b"{'descr': '<f2', 'fortran_order': False, 'shape': (3, 2)}",
+        )
+        .unwrap();
+        assert_eq!((h.dtype, h.shape), (Dtype::F16, vec![3, 2]));
+        // Python 2's numpy wrote long integers with an L.
+        let h = parse_header_text(
+            1,
+            b"{'descr': '<f8', 'fortran_order': False, 'shape': (256L, 10L), }\n",
+        )
+        .unwrap();
+        assert_eq!(h.shape, vec![256, 10]);
     }
 
     #[test]
-    fn rejects_integer_and_complex() {
-        let e = parse_header_dict("{'descr': '<i4', 'fortran_order': False, 'shape': (4, 2), }")
+    fn rejects_integer_complex_and_structured() {
+        for (descr, word) in [
+            ("'<i4'", "integer"),
+            ("'<c8'", "complex"),
+            ("[('a', '<f4')]", "structured"),
+        ] {
+            let e = parse(&format!(
+                "{{'descr': {descr}, 'fortran_order': False, 'shape': (4, 2), }}"
+            ))
             .unwrap_err();
+            assert!(
+                matches!(&e, HeaderError::Unsupported(m) if m.contains(word)),
+                "{e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn damaged_headers_are_errors_not_panics() {
+        let cases: [(&[u8], &str); 6] = [
+            // A multi-byte character where the byte-order mark should be: the substring
+            // parser this replaced sliced inside it and panicked.
+            ("{'descr': 'é4', 'fortran_order': False, 'shape': (2, 2), }".as_bytes(), "byte order"),
+            ("{'descr': '<f4', 'fortran_order': False, 'shape': (2, -2), }".as_bytes(), "shape"),
+            ("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 99999999999999999999999), }".as_bytes(), "shape"),
+            ("{'descr': '<f4', 'fortran_order': False, }".as_bytes(), "no 'shape'"),
+            ("{'descr': '<f4', 'fortran_order': False, 'shape': ((((((((((2,),),),),),),),),),), }".as_bytes(), "nested"),
+            (b"{'descr': '<f4', 'fortran_order': False, 'shape': (2, \xff), }", "UTF-8"),
+        ];
+        for (text, want) in cases {
+            let e = parse_header_text(3, text).unwrap_err();
+            assert!(
+                matches!(&e, HeaderError::Malformed(m) if m.contains(want)),
+                "{e:?}"
+            );
+        }
+        let e = parse_header_text(
+            1,
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), 'é': 1}".as_bytes(),
+        )
+        .unwrap_err();
         assert!(
-            matches!(&e, HeaderError::Unsupported(m) if m.contains("integer")),
+            matches!(&e, HeaderError::Malformed(m) if m.contains("ASCII")),
             "{e:?}"
         );
-        let e = parse_header_dict("{'descr': '<c8', 'fortran_order': False, 'shape': (4, 2), }")
-            .unwrap_err();
-        assert!(
-            matches!(&e, HeaderError::Unsupported(m) if m.contains("complex")),
-            "{e:?}"
-        );
+    }
+
+    #[test]
+    fn error_text_is_one_bounded_line() {
+        let s = shown("{'a\n': 'é'}".repeat(100).as_bytes());
+        assert!(!s.contains('\n') && s.chars().count() <= 161, "{s}");
     }
 
     #[test]
     fn header_round_trips() {
         let bytes = header_bytes("<f4", &[3, 5]);
         assert_eq!(bytes.len() % 64, 0);
-        let text = String::from_utf8_lossy(&bytes[10..]);
-        let h = parse_header_dict(&text).unwrap();
+        let h = parse_header_text(1, &bytes[10..]).unwrap();
         assert_eq!(h.shape, vec![3, 5]);
     }
 }

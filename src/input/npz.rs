@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 
 pub fn open(path: &Path, select: &Select) -> Result<Vec<Box<dyn TensorSource>>> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let archive_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
     let mut zip = zip::ZipArchive::new(file)
         .map_err(|e| Error::bad(path, format!("not a readable .npz (zip) archive: {e}")))?;
     let mut out: Vec<Box<dyn TensorSource>> = Vec::new();
@@ -34,8 +35,23 @@ pub fn open(path: &Path, select: &Select) -> Result<Vec<Box<dyn TensorSource>>> 
         }
         let (start, size) = (member.data_start(), member.size());
         drop(member);
+        if start.checked_add(size).is_none_or(|end| end > archive_len) {
+            return Err(Error::bad(
+                path,
+                format!("member '{name}' claims {size} bytes at offset {start} but the archive is {archive_len} bytes long; it is truncated or damaged"),
+            ));
+        }
         let f = File::open(path).map_err(|e| Error::io(path, e))?;
-        out.push(Box::new(NpyTensor::open_at(path, f, start, size, name)?));
+        let t = NpyTensor::open_at(path, f, start, size, name.clone()).map_err(|e| match e {
+            Error::BadInput { path, msg } => Error::bad(path, format!("member '{name}': {msg}")),
+            Error::Unusable {
+                path,
+                tensor: None,
+                msg,
+            } => Error::unusable(path, Some(&name), msg),
+            other => other,
+        })?;
+        out.push(Box::new(t));
     }
     if out.is_empty() {
         return Err(Error::unusable(

@@ -8,14 +8,15 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use safetensors::SafeTensors;
 
 use super::npy::{Header, NpyTensor};
-use super::{Block, BlockData, Dtype, Select, Skipped, TensorMeta, TensorSource};
+use super::{
+    pread, tensor_bytes, Block, BlockData, Dtype, Select, Skipped, TensorMeta, TensorSource,
+};
 use crate::error::{Error, Result};
 
 /// One tensor entry of a safetensors header.
@@ -83,6 +84,21 @@ pub fn parse(path: &Path) -> Result<StFile> {
             )
         })
         .collect();
+    // The crate checks each shape's product left to right, but once K = 0 has made it 0 the
+    // rest is never checked, and P (the product without K) is computed later.
+    if let Some((name, e)) = entries
+        .iter()
+        .find(|(_, e)| tensor_bytes(&e.shape, 1).is_none())
+    {
+        return Err(Error::unusable(
+            path,
+            Some(name),
+            format!(
+                "shape {:?} has more elements than this machine can count; the file is damaged",
+                e.shape
+            ),
+        ));
+    }
     entries.sort_by_key(|(_, e)| e.offset);
     Ok(StFile {
         path: path.to_path_buf(),
@@ -194,15 +210,37 @@ impl TensorSource for StepTensor {
             let path = &self.files[r];
             let file = File::open(path).map_err(|e| Error::io(path, e))?;
             let dst = &mut raw[i * nc * esize..(i + 1) * nc * esize];
-            file.read_exact_at(dst, self.offsets[r] + (cols.start * esize) as u64)
+            pread::read_exact_at(&file, dst, self.offsets[r] + (cols.start * esize) as u64)
                 .map_err(|e| Error::io(path, e))?;
         }
         Ok(Block::new(rows, cols, data))
     }
 }
 
-/// Opens per-step files as one sample each. Every file must hold every selected tensor with
-/// the same dtype and shape; with `skip_bad`, files that fail that are left out and listed.
+/// The readable step file whose layout (tensor names, dtypes and shapes) the most files
+/// share, ties going to the earliest: the contract every step is checked against, so that
+/// one damaged file is the one reported or skipped, wherever it sorts.
+fn contract(parsed: &[StFile]) -> Option<&StFile> {
+    type Layout<'a> = Vec<(&'a str, safetensors::Dtype, &'a [usize])>;
+    let mut seen: std::collections::BTreeMap<Layout, (usize, usize)> = Default::default();
+    for (i, st) in parsed.iter().enumerate() {
+        let mut layout: Layout = st
+            .entries
+            .iter()
+            .map(|(n, e)| (n.as_str(), e.dtype, e.shape.as_slice()))
+            .collect();
+        layout.sort();
+        seen.entry(layout).or_insert((0, i)).0 += 1;
+    }
+    let (_, first) = seen
+        .into_values()
+        .max_by_key(|&(count, first)| (count, std::cmp::Reverse(first)))?;
+    parsed.get(first)
+}
+
+/// Opens per-step files as one sample each. Every file must hold every selected tensor of
+/// the [`contract`] with the same dtype and shape; with `skip_bad`, files that fail that are
+/// left out and listed.
 pub fn open_steps(
     paths: &[PathBuf],
     select: &Select,
@@ -220,10 +258,18 @@ pub fn open_steps(
             Err(e) => return Err(e),
         }
     }
-    let Some(first) = parsed.first() else {
-        return Err(Error::Config("no readable step files".into()));
+    let Some(first) = contract(&parsed) else {
+        let dir = paths[0].parent().unwrap_or(Path::new("."));
+        let why = bad_files
+            .first()
+            .map(|b| format!("; the first: {}", b.reason))
+            .unwrap_or_default();
+        return Err(Error::unusable(
+            dir,
+            None,
+            format!("no readable step files{why}"),
+        ));
     };
-    // The tensor set and layout of the first readable file is the contract for every step.
     let mut wanted: Vec<(String, Entry, Dtype)> = Vec::new();
     for (name, e) in &first.entries {
         if !select.keep(name) {
