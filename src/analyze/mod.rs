@@ -1,6 +1,11 @@
-//! The pipeline: validate inputs → pass 1 (means) → pass 2 (moments, tails, flat blocks) →
-//! finish statistics. Two passes because the noise is centred by the per-coordinate mean
-//! before any log or block sum is taken (spec §0.4: uncentred data bias α towards 1).
+//! The pipeline: validate inputs → pass 1 (means) → whole columns (medians, fits; `columns`)
+//! → pass 2 (moments, tails, flat blocks) → finish statistics. Two passes because the noise is
+//! centred by the per-coordinate mean (or median) before any log or block sum is taken
+//! (uncentred data bias α towards 1). The whole-column step needs every sample of a
+//! coordinate at once: blocks of whole columns give it for free where the CPU engine reads
+//! them anyway; otherwise it is one more read of the tensor, in whole columns.
+
+pub(crate) mod columns;
 
 use std::path::{Path, PathBuf};
 
@@ -11,7 +16,9 @@ use crate::engine::accum::{BlockSums, CoordAcc, FlatAcc, FlatSpec, MeanAcc};
 use crate::engine::{Backend, StatsJob, TensorAcc};
 use crate::error::{Error, Result};
 use crate::input::{self, plan, TensorMeta, TensorSource};
-use crate::stats::{self, tail, CoordTable, TensorSummary};
+use crate::stats::fits::Fits;
+use crate::stats::{self, tail, CoordTable, Stat, TensorSummary};
+use columns::ColumnJob;
 
 /// Fewest samples gradtail accepts: block sums need K1 ≥ 2 with at least two blocks.
 pub const MIN_SAMPLES: usize = 4;
@@ -22,6 +29,8 @@ pub const MIN_SAMPLES: usize = 4;
 pub enum Center {
     /// The per-coordinate sample mean.
     Mean,
+    /// The per-coordinate sample median (numpy's), over the finite samples.
+    Median,
     /// The data are already noise.
     None,
     /// Per-coordinate values from an .npy file (e.g. the full-batch gradient).
@@ -39,15 +48,20 @@ pub struct Options {
     /// buffers. Tensors are processed in groups that fit.
     pub mem_budget: u64,
     pub progress: bool,
+    /// Compute the per-coordinate distribution fits (`stats::fits`; `--no-fits` turns off).
+    pub fits: bool,
+    /// Host threads for the whole-column step (0: every core).
+    pub threads: usize,
 }
 
 /// Host bytes per coordinate while its tensor is in flight: pass-1 and pass-2 accumulators,
-/// shift and centre, and the finished table.
+/// shift and centre, the fits, and the finished table.
 pub const STATE_BYTES_PER_COORD: u64 = (std::mem::size_of::<MeanAcc>()
     + std::mem::size_of::<CoordAcc>()
     + 2 * 8
     + 1
-    + crate::stats::COORD_STATS.len() * 8) as u64;
+    + std::mem::size_of::<Fits>()
+    + Stat::ALL.len() * 8) as u64;
 
 /// Blocks alive at once: the one in use, those read ahead, and one being read.
 const BLOCKS_IN_FLIGHT: u64 = 4;
@@ -113,6 +127,8 @@ impl Default for Options {
             block_bytes: 64 << 20,
             mem_budget: default_mem_budget(),
             progress: false,
+            fits: true,
+            threads: 0,
         }
     }
 }
@@ -345,31 +361,46 @@ pub fn analyze_with(
         .iter()
         .map(|&c| c && backend.single_read())
         .collect();
-    // Bytes to read: once per tensor read in whole columns, once per pass otherwise.
+    // The whole-column step (medians for `--center median`, the fits): inside the one read
+    // of a tensor read in whole columns; one more read, in whole columns, otherwise.
+    let median = opts.center == Center::Median;
+    let column_step = median || opts.fits;
+    // Bytes to read: once per tensor read in whole columns, once per pass otherwise, plus
+    // the extra whole-column read.
     let bytes: u64 = sources
         .iter()
         .zip(&whole)
         .map(|(s, &w)| {
             (s.meta().samples * s.meta().coords() * s.meta().dtype.size()) as u64
-                * if w { 1 } else { 2 }
+                * match (w, column_step) {
+                    (true, _) => 1,
+                    (false, false) => 2,
+                    (false, true) => 3,
+                }
         })
         .sum();
     let pb = progress_bar(bytes, opts.progress);
+    let plan_of = |s: &dyn TensorSource, whole_columns: bool| {
+        let m = s.meta();
+        plan::blocks(
+            samples,
+            m.coords(),
+            k1,
+            m.dtype.size().max(4),
+            opts.block_bytes,
+            whole_columns,
+        )
+    };
     let plans: Vec<_> = sources
         .iter()
         .zip(&columns)
-        .map(|(s, &w)| {
-            let m = s.meta();
-            plan::blocks(
-                samples,
-                m.coords(),
-                k1,
-                m.dtype.size().max(4),
-                opts.block_bytes,
-                w,
-            )
-        })
+        .map(|(s, &w)| plan_of(s.as_ref(), w))
         .collect();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.threads)
+        .thread_name(|i| format!("gradtail-columns-{i}"))
+        .build()
+        .map_err(|e| Error::Config(format!("cannot start {} threads: {e}", opts.threads)))?;
     let bases: Vec<usize> = coords
         .iter()
         .scan(0, |acc, &p| {
@@ -439,18 +470,50 @@ pub fn analyze_with(
                 _ => vec![0.0; p],
             };
             let centre_is_mean = opts.center == Center::Mean;
+            let mut fits = opts.fits.then(|| vec![Fits::NAN; p]);
             let (mean, shift) = match mean {
-                // Pass 2: moments about the mean, tails about the centre, flat blocks.
+                // The whole-column step, then pass 2: moments about the mean, tails about the
+                // centre, flat blocks.
                 Some(mean) => {
                     check_magnitudes(backend, meta, &mean)?;
                     let shift: Vec<f64> = mean.iter().map(shift_of).collect();
-                    let pool: Vec<bool> = mean.iter().map(pooled).collect();
+                    let pool_mask: Vec<bool> = mean.iter().map(pooled).collect();
                     if centre_is_mean {
                         centre.copy_from_slice(&shift);
                     }
+                    if column_step {
+                        pb.set_message(format!(
+                            "{}{} read",
+                            group_label(g, groups.len()),
+                            step_name(median, opts.fits)
+                        ));
+                        let plan = if columns[i] {
+                            plans[i].clone()
+                        } else {
+                            plan_of(s.as_ref(), true)
+                        };
+                        stream(s.as_ref(), &plan, &pb, |blocks| {
+                            for block in blocks {
+                                let block = block?;
+                                let cols = block.cols.clone();
+                                let step = ColumnJob {
+                                    usable: &pool_mask[cols.clone()],
+                                    median,
+                                    fits: opts.fits,
+                                };
+                                let out = match fits.as_mut() {
+                                    Some(f) => &mut f[cols.clone()],
+                                    None => &mut [],
+                                };
+                                columns::run(&block, &step, &mut centre[cols], out, &pool);
+                            }
+                            Ok(())
+                        })?;
+                        pb.set_message(format!("{}{pass2}", group_label(g, groups.len())));
+                    }
                     stream(s.as_ref(), &plans[i], &pb, |blocks| {
                         backend.coord_stats(
-                            &job.with(&shift, &centre, &pool),
+                            &job.with(&shift, &centre, &pool_mask),
                             blocks,
                             &mut acc,
                             &mut model,
@@ -458,11 +521,12 @@ pub fn analyze_with(
                     })?;
                     (mean, shift)
                 }
-                // One read: each block of whole columns gets pass 1, then pass 2.
+                // One read: each block of whole columns gets pass 1, the whole-column step,
+                // then pass 2.
                 None => {
                     let mut mean = vec![MeanAcc::default(); p];
                     let mut shift = vec![0.0; p];
-                    let mut pool = vec![false; p];
+                    let mut pool_mask = vec![false; p];
                     stream(s.as_ref(), &plans[i], &pb, |blocks| {
                         for block in blocks {
                             let block = block?;
@@ -470,15 +534,27 @@ pub fn analyze_with(
                             backend
                                 .coord_mean(&mut std::iter::once(Ok(block.share())), &mut mean)?;
                             check_magnitudes(backend, meta, &mean[cols.clone()])?;
-                            for j in cols {
+                            for j in cols.clone() {
                                 shift[j] = shift_of(&mean[j]);
-                                pool[j] = pooled(&mean[j]);
+                                pool_mask[j] = pooled(&mean[j]);
                                 if centre_is_mean {
                                     centre[j] = shift[j];
                                 }
                             }
+                            if column_step {
+                                let step = ColumnJob {
+                                    usable: &pool_mask[cols.clone()],
+                                    median,
+                                    fits: opts.fits,
+                                };
+                                let out = match fits.as_mut() {
+                                    Some(f) => &mut f[cols.clone()],
+                                    None => &mut [],
+                                };
+                                columns::run(&block, &step, &mut centre[cols], out, &pool);
+                            }
                             backend.coord_stats(
-                                &job.with(&shift, &centre, &pool),
+                                &job.with(&shift, &centre, &pool_mask),
                                 &mut std::iter::once(Ok(block)),
                                 &mut acc,
                                 &mut model,
@@ -495,6 +571,7 @@ pub fn analyze_with(
                 &mean,
                 &shift,
                 &acc,
+                fits,
                 k1,
                 block_rows,
                 m_tensor,
@@ -570,6 +647,15 @@ fn check_magnitudes(backend: &dyn Backend, meta: &TensorMeta, mean: &[MeanAcc]) 
                 "a coordinate's largest |x| is {big:.3e}, outside the {lo:.1e} to {hi:.1e} the GPU engine's f32 arithmetic handles faithfully; multiply the data by a power of two (every statistic but the mean, variance and log-moment scale is scale-free) or use --backend cpu"
             ),
         )),
+    }
+}
+
+/// The progress bar's name for the extra whole-column read.
+fn step_name(median: bool, fits: bool) -> &'static str {
+    match (median, fits) {
+        (true, true) => "median+fits",
+        (true, false) => "median",
+        _ => "fits",
     }
 }
 
