@@ -10,7 +10,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::analyze::columns::{self, ColumnJob};
+use crate::analyze::columns;
 use crate::analyze::{self, Analysis, Options};
 use crate::engine::{AdapterInfo, Backend, PhaseTimes};
 use crate::error::Result;
@@ -237,16 +237,11 @@ pub fn time_fits(coords: usize, threads: usize, repeat: usize, seed: u64) -> Res
         .build()
         .map_err(|e| crate::Error::Config(format!("cannot start {threads} threads: {e}")))?;
     let usable = vec![true; coords];
-    let job = ColumnJob {
-        usable: &usable,
-        median: false,
-        fits: true,
-    };
     let mut out = vec![Fits::NAN; coords];
     let mut times = Vec::new();
     for i in 0..=repeat.max(1) {
         let t = Instant::now();
-        columns::run(&block, &job, &mut centre, &mut out, &pool);
+        columns::run(&block, &usable, false, &mut centre, Some(&mut out), &pool);
         std::hint::black_box(&out);
         if i > 0 {
             times.push(t.elapsed().as_secs_f64());

@@ -16,16 +16,6 @@ const TILE_BYTES: usize = 256 << 10;
 /// Most columns per task, so a strip of a few thousand columns still spreads over threads.
 const MAX_TILE: usize = 64;
 
-/// What to compute over a block's columns.
-pub struct ColumnJob<'a> {
-    /// Per column of the block: whether it gets fits (pass 1 found it usable: not constant,
-    /// enough finite samples). The others get [`Fits::NAN`].
-    pub usable: &'a [bool],
-    /// Set the centre to each column's median before fitting.
-    pub median: bool,
-    pub fits: bool,
-}
-
 /// One task's buffers, reused across its tiles.
 #[derive(Default)]
 struct Scratch {
@@ -38,46 +28,60 @@ struct Scratch {
     sort: Vec<f64>,
 }
 
-/// Runs `job` over `block`, which must hold every sample of its columns. `centre` and `out`
-/// have one entry per column of the block (`out` may be empty without `job.fits`). With
-/// `job.median`, `centre[j]` becomes column j's numpy median over its finite samples (0 when
-/// it has none); with `job.fits`, `out[j]` is [`fits::fit_column`] of u = x − centre[j] over
-/// the finite samples of column j, in sampling order.
+/// Runs the step on `block`, which must hold every sample of its coordinates `block.cols`.
+/// `usable`, `centre` and `fits` have one entry per coordinate of the whole tensor; only the
+/// block's are read and written. With `median`, `centre[j]` becomes coordinate j's numpy
+/// median over its finite samples (0 when it has none). With `fits`, `fits[j]` becomes
+/// [`fits::fit_column`] of u = x − centre[j] over the finite samples of coordinate j, in
+/// sampling order, where `usable[j]` (pass 1 found it neither constant nor short of finite
+/// samples), and [`Fits::NAN`] elsewhere.
 pub fn run(
     block: &Block,
-    job: &ColumnJob,
+    usable: &[bool],
+    median: bool,
     centre: &mut [f64],
-    out: &mut [Fits],
+    mut fits: Option<&mut [Fits]>,
     pool: &rayon::ThreadPool,
 ) {
     let (k, width) = (block.rows.len(), block.width());
-    debug_assert_eq!(centre.len(), width);
+    let cols = block.cols.clone();
+    let job = Job {
+        usable: &usable[cols.clone()],
+        median,
+        fits: fits.is_some(),
+    };
     let tile = (TILE_BYTES / (8 * k.max(1))).clamp(1, MAX_TILE);
+    let centre = &mut centre[cols.clone()];
     let centre_in: &[f64] = centre;
     let tiles: Vec<(Vec<f64>, Vec<Fits>)> = pool.install(|| {
         (0..width.div_ceil(tile))
             .into_par_iter()
             .map_init(Scratch::default, |s, t| {
-                let cols = t * tile..((t + 1) * tile).min(width);
-                run_tile(block, job, cols.clone(), &centre_in[cols], s)
+                let at = t * tile..((t + 1) * tile).min(width);
+                run_tile(block, &job, at.clone(), &centre_in[at], s)
             })
             .collect()
     });
     for (t, (medians, fitted)) in tiles.into_iter().enumerate() {
         let at = t * tile;
-        if job.median {
-            centre[at..at + medians.len()].copy_from_slice(&medians);
-        }
-        if job.fits {
-            out[at..at + fitted.len()].copy_from_slice(&fitted);
+        centre[at..at + medians.len()].copy_from_slice(&medians);
+        if let Some(out) = fits.as_deref_mut() {
+            out[cols.start + at..cols.start + at + fitted.len()].copy_from_slice(&fitted);
         }
     }
+}
+
+/// What a tile computes: the block's slice of `usable`, and which of the two results.
+struct Job<'a> {
+    usable: &'a [bool],
+    median: bool,
+    fits: bool,
 }
 
 /// One tile of columns `cols` of the block: their medians (with `job.median`) and fits.
 fn run_tile(
     block: &Block,
-    job: &ColumnJob,
+    job: &Job,
     cols: std::ops::Range<usize>,
     centre: &[f64],
     s: &mut Scratch,
@@ -152,17 +156,23 @@ mod tests {
             .num_threads(2)
             .build()
             .unwrap();
-        let usable = [true, false, true];
-        let job = ColumnJob {
-            usable: &usable,
-            median: true,
-            fits: true,
-        };
-        let mut centre = [9.0; 3];
-        let mut out = [Fits::NAN; 3];
-        run(&block, &job, &mut centre, &mut out, &pool);
+        // The block holds coordinates 10..13 of a tensor of 14.
+        let usable = [[true; 10].as_slice(), &[true, false, true, true]].concat();
+        let mut centre = [9.0; 14];
+        let mut out = [Fits::NAN; 14];
+        run(
+            &block,
+            &usable,
+            true,
+            &mut centre,
+            Some(&mut out[..]),
+            &pool,
+        );
         // column 0: finite {3, 1, -2} → 1; column 1: 7; column 2: {1, 4, 2, 8} → (2 + 4) / 2
-        assert_eq!(centre, [1.0, 7.0, 3.0]);
+        assert_eq!(centre[10..13], [1.0, 7.0, 3.0]);
+        assert!(centre[..10].iter().chain(&centre[13..]).all(|&c| c == 9.0));
+        assert!(out[..10].iter().chain(&out[13..]).all(|f| f.ad.is_nan()));
+        let out = &out[10..13];
         let mut s = Vec::new();
         assert!(same(&out[0], &fits::fit_column(&[2.0, 0.0, -3.0], &mut s)));
         assert!(out[1].ad.is_nan(), "an unusable column is not fitted");
@@ -171,19 +181,25 @@ mod tests {
             &fits::fit_column(&[-2.0, 1.0, -1.0, 5.0], &mut s)
         ));
 
-        // Without the median the given centre is used, and nothing else is touched.
-        let job = ColumnJob {
-            usable: &usable,
-            median: false,
-            fits: true,
-        };
-        let mut centre = [0.5, 0.0, -1.0];
-        run(&block, &job, &mut centre, &mut out, &pool);
-        assert_eq!(centre, [0.5, 0.0, -1.0]);
-        assert!(same(
-            &out[2],
-            &fits::fit_column(&[2.0, 5.0, 3.0, 9.0], &mut s)
-        ));
+        // Without the median the given centre is used and kept.
+        let mut centre = [[0.0; 10].as_slice(), &[0.5, 0.0, -1.0, 0.0]].concat();
+        let mut out = [Fits::NAN; 14];
+        run(
+            &block,
+            &usable,
+            false,
+            &mut centre,
+            Some(&mut out[..]),
+            &pool,
+        );
+        assert_eq!(centre[10..13], [0.5, 0.0, -1.0]);
+        let want = fits::fit_column(&[2.0, 5.0, 3.0, 9.0], &mut s);
+        assert!(same(&out[12], &want));
+
+        // The median alone.
+        let mut centre = [0.0; 14];
+        run(&block, &usable, true, &mut centre, None, &pool);
+        assert_eq!(centre[10..13], [1.0, 7.0, 3.0]);
     }
 
     /// Tiles of one column each (K large) and many tiles per block give the same fits as
@@ -199,15 +215,16 @@ mod tests {
             .num_threads(3)
             .build()
             .unwrap();
-        let usable = [true; 5];
-        let job = ColumnJob {
-            usable: &usable,
-            median: false,
-            fits: true,
-        };
         let mut centre = [0.0; 5];
         let mut out = [Fits::NAN; 5];
-        run(&block, &job, &mut centre, &mut out, &pool);
+        run(
+            &block,
+            &[true; 5],
+            false,
+            &mut centre,
+            Some(&mut out[..]),
+            &pool,
+        );
         let mut s = Vec::new();
         for (j, got) in out.iter().enumerate() {
             let col: Vec<f64> = (0..k).map(|r| data[r * w + j]).collect();

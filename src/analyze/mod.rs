@@ -5,20 +5,23 @@
 //! coordinate at once: blocks of whole columns give it for free where the CPU engine reads
 //! them anyway; otherwise it is one more read of the tensor, in whole columns.
 
+mod checks;
 pub(crate) mod columns;
+mod progress;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::engine::accum::{BlockSums, CoordAcc, FlatAcc, FlatSpec, MeanAcc};
 use crate::engine::{Backend, StatsJob, TensorAcc};
 use crate::error::{Error, Result};
-use crate::input::{self, plan, TensorMeta, TensorSource};
+use crate::input::{plan, TensorMeta, TensorSource};
 use crate::stats::fits::Fits;
 use crate::stats::{self, tail, CoordTable, Stat, TensorSummary};
-use columns::ColumnJob;
+pub use checks::{block_size, validate};
+use checks::{check_magnitudes, read_centre};
+use progress::{group_label, progress_bar, step_name, stream};
 
 /// Fewest samples gradtail accepts: block sums need K1 ≥ 2 with at least two blocks.
 pub const MIN_SAMPLES: usize = 4;
@@ -163,115 +166,6 @@ pub struct Analysis {
     pub coords_sampled: bool,
     pub tensors: Vec<TensorResult>,
     pub model: ModelSummary,
-}
-
-/// Checks that the inputs can be analysed together; returns K.
-pub fn validate(sources: &[Box<dyn TensorSource>]) -> Result<usize> {
-    let first = sources
-        .first()
-        .ok_or_else(|| Error::Config("no input given".into()))?
-        .meta();
-    let mut names = std::collections::HashSet::new();
-    for s in sources {
-        let m = s.meta();
-        if m.samples < MIN_SAMPLES {
-            return Err(Error::unusable(
-                &m.path,
-                Some(&m.name),
-                format!("only K = {} samples on axis 0; at least {MIN_SAMPLES} are needed: stack more minibatch gradients", m.samples),
-            ));
-        }
-        if m.coords() == 0 {
-            return Err(Error::unusable(
-                &m.path,
-                Some(&m.name),
-                format!("shape {:?} per sample has no coordinates (P = 0)", m.shape),
-            ));
-        }
-        if m.samples != first.samples {
-            return Err(Error::unusable(
-                &m.path,
-                Some(&m.name),
-                format!(
-                    "has K = {} samples but {} has K = {}; every input must hold the same number of samples on axis 0",
-                    m.samples,
-                    first.path.display(),
-                    first.samples
-                ),
-            ));
-        }
-        if !names.insert(m.name.clone()) {
-            return Err(Error::unusable(
-                &m.path,
-                Some(&m.name),
-                "two inputs have the same tensor name; rename one file",
-            ));
-        }
-    }
-    Ok(first.samples)
-}
-
-/// Resolves K1 from the option or the default rule.
-pub fn block_size(samples: usize, block: Option<usize>) -> Result<usize> {
-    match block {
-        None => Ok(tail::default_k1(samples)),
-        Some(k1) if k1 >= 2 && 2 * k1 <= samples => Ok(k1),
-        Some(k1) => Err(Error::Config(format!("--block {k1}: the block length must be at least 2 and leave at least two blocks in K = {samples} samples"))),
-    }
-}
-
-fn read_centre(path: &Path, total: usize) -> Result<Vec<f64>> {
-    let t = input::npy::NpyTensor::open(path)?;
-    let n = t.meta().samples * t.meta().coords().max(1);
-    let n = if t.meta().shape.is_empty() {
-        t.meta().samples
-    } else {
-        n
-    };
-    if n != total {
-        return Err(Error::unusable(
-            path,
-            None,
-            format!("--center file holds {n} values but the inputs have P = {total} coordinates; it must hold one value per coordinate, in input order"),
-        ));
-    }
-    let block = if t.meta().shape.is_empty() {
-        t.read_block(0..n, 0..1)?
-    } else {
-        t.read_block(0..t.meta().samples, 0..t.meta().coords())?
-    };
-    let mut out = vec![0.0; n];
-    block.data.widen_into(0..n, &mut out);
-    if let Some(i) = out.iter().position(|v| !v.is_finite()) {
-        return Err(Error::unusable(
-            path,
-            None,
-            format!(
-                "--center value {i} is {}: the centre must be finite",
-                out[i]
-            ),
-        ));
-    }
-    Ok(out)
-}
-
-fn progress_bar(total: u64, show: bool) -> ProgressBar {
-    let pb = ProgressBar::with_draw_target(
-        Some(total),
-        if show {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        },
-    );
-    pb.set_style(
-        ProgressStyle::with_template(
-            "{msg:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        )
-        .expect("static template")
-        .progress_chars("=> "),
-    );
-    pb
 }
 
 /// Runs `run` on `backend`; when the device fails mid-run (`Error::GpuFault`: lost, or out of
@@ -494,18 +388,8 @@ pub fn analyze_with(
                         };
                         stream(s.as_ref(), &plan, &pb, |blocks| {
                             for block in blocks {
-                                let block = block?;
-                                let cols = block.cols.clone();
-                                let step = ColumnJob {
-                                    usable: &pool_mask[cols.clone()],
-                                    median,
-                                    fits: opts.fits,
-                                };
-                                let out = match fits.as_mut() {
-                                    Some(f) => &mut f[cols.clone()],
-                                    None => &mut [],
-                                };
-                                columns::run(&block, &step, &mut centre[cols], out, &pool);
+                                let (fits, block) = (fits.as_deref_mut(), &block?);
+                                columns::run(block, &pool_mask, median, &mut centre, fits, &pool);
                             }
                             Ok(())
                         })?;
@@ -542,16 +426,8 @@ pub fn analyze_with(
                                 }
                             }
                             if column_step {
-                                let step = ColumnJob {
-                                    usable: &pool_mask[cols.clone()],
-                                    median,
-                                    fits: opts.fits,
-                                };
-                                let out = match fits.as_mut() {
-                                    Some(f) => &mut f[cols.clone()],
-                                    None => &mut [],
-                                };
-                                columns::run(&block, &step, &mut centre[cols], out, &pool);
+                                let fits = fits.as_deref_mut();
+                                columns::run(&block, &pool_mask, median, &mut centre, fits, &pool);
                             }
                             backend.coord_stats(
                                 &job.with(&shift, &centre, &pool_mask),
@@ -625,63 +501,6 @@ pub fn analyze_with(
         coords_sampled,
         tensors: results,
         model,
-    })
-}
-
-/// Refuses a tensor whose usable coordinates lie outside the magnitudes the engine computes
-/// faithfully (the GPU engine's f32 arithmetic), before pass 2 would return wrong numbers.
-fn check_magnitudes(backend: &dyn Backend, meta: &TensorMeta, mean: &[MeanAcc]) -> Result<()> {
-    let Some((lo, hi)) = backend.magnitude_range() else {
-        return Ok(());
-    };
-    let bad = mean.iter().filter(|m| pooled(m)).find_map(|m| {
-        let big = m.min.abs().max(m.max.abs());
-        (big < lo || big > hi).then_some(big)
-    });
-    match bad {
-        None => Ok(()),
-        Some(big) => Err(Error::unusable(
-            &meta.path,
-            Some(&meta.name),
-            format!(
-                "a coordinate's largest |x| is {big:.3e}, outside the {lo:.1e} to {hi:.1e} the GPU engine's f32 arithmetic handles faithfully; multiply the data by a power of two (every statistic but the mean, variance and log-moment scale is scale-free) or use --backend cpu"
-            ),
-        )),
-    }
-}
-
-/// The progress bar's name for the extra whole-column read.
-fn step_name(median: bool, fits: bool) -> &'static str {
-    match (median, fits) {
-        (true, true) => "median+fits",
-        (true, false) => "median",
-        _ => "fits",
-    }
-}
-
-fn group_label(g: usize, n: usize) -> String {
-    if n > 1 {
-        format!("group {}/{n} ", g + 1)
-    } else {
-        String::new()
-    }
-}
-
-/// Feeds a tensor's planned blocks, read ahead on another thread, to `f`.
-fn stream(
-    src: &dyn TensorSource,
-    plan: &[(std::ops::Range<usize>, std::ops::Range<usize>)],
-    pb: &ProgressBar,
-    f: impl FnOnce(crate::engine::Blocks<'_>) -> Result<()>,
-) -> Result<()> {
-    let elem = src.meta().dtype.size() as u64;
-    std::thread::scope(|scope| {
-        let mut blocks = input::prefetch(src, plan, 2, scope).inspect(|b| {
-            if let Ok(b) = b {
-                pb.inc(b.rows.len() as u64 * b.width() as u64 * elem);
-            }
-        });
-        f(&mut blocks)
     })
 }
 
