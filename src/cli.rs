@@ -377,6 +377,7 @@ fn analyze_cmd(a: AnalyzeArgs, progress: bool) -> Result<analyze::Analysis> {
         center: &center,
         block: a.block,
         backend: info.engine,
+        fits: opts.fits,
         elapsed_s: start.elapsed().as_secs_f64(),
         skipped: &inputs.skipped,
         bad_files: &inputs.bad_files,

@@ -202,6 +202,7 @@ fn digits_fits_match_scipy_in_every_input_form() {
             analyze(&common::data(&format!("digits/{form}")), &out, engine, &[]);
             check_form(&out, form, &format!("{engine} {form}"));
             let s = summary(&out);
+            assert_eq!(s["options"]["fits"], true);
             for t in s["tensors"].as_array().unwrap() {
                 for field in [
                     "alpha_mcculloch_below_1_9_frac",
@@ -266,6 +267,7 @@ fn no_fits_leaves_them_out() {
         }
     }
     let s = summary(&out);
+    assert_eq!(s["options"]["fits"], false);
     for t in s["tensors"].as_array().unwrap() {
         for field in [
             "alpha_mcculloch_below_1_9_frac",

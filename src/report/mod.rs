@@ -28,6 +28,8 @@ struct Options<'a> {
     center: &'a Center,
     block: Option<usize>,
     backend: &'a str,
+    /// Whether the per-coordinate fits were computed (`--no-fits` turns them off).
+    fits: bool,
 }
 
 #[derive(Serialize)]
@@ -55,6 +57,7 @@ pub struct RunReport<'a> {
     pub center: &'a Center,
     pub block: Option<usize>,
     pub backend: &'a str,
+    pub fits: bool,
     pub elapsed_s: f64,
     pub skipped: &'a [Skipped],
     pub bad_files: &'a [Skipped],
@@ -75,6 +78,7 @@ impl RunReport<'_> {
                 center: self.center,
                 block: self.block,
                 backend: self.backend,
+                fits: self.fits,
             },
             engine: self.engine,
             elapsed_s: self.elapsed_s,

@@ -75,6 +75,11 @@ pub fn header(r: &RunReport) -> Markup {
                         },
                     }))
                     (kv("backend", html! { (r.backend) }))
+                    (kv("fits", if r.fits {
+                        html! { "per coordinate, on the host CPU (McCulloch, Anderson–Darling, KS)" }
+                    } else {
+                        html! { "off (" code { "--no-fits" } ")" }
+                    }))
                     (kv("samples K", html! { (fmt_int(a.samples as u64)) }))
                 }
             }

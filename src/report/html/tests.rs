@@ -103,6 +103,7 @@ fn page(tensors: Vec<TensorResult>, center: Center) -> Page {
         center: &center,
         block: None,
         backend: "cpu",
+        fits: true,
         elapsed_s: 0.5,
         skipped: &[],
         bad_files: &[],
