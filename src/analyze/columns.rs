@@ -98,7 +98,7 @@ fn run_tile(
     }
     let mut medians = Vec::with_capacity(if job.median { w } else { 0 });
     let mut fitted = Vec::with_capacity(if job.fits { w } else { 0 });
-    for j in 0..w {
+    for (j, &given) in centre.iter().enumerate() {
         s.finite.clear();
         let column = &s.cols[j * k..(j + 1) * k];
         s.finite
@@ -110,7 +110,7 @@ fn run_tile(
             medians.push(m);
             m
         } else {
-            centre[j]
+            given
         };
         if job.fits {
             fitted.push(if job.usable[cols.start + j] {
