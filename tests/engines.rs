@@ -136,7 +136,7 @@ fn digits_matches_reference(mut e: Engine) {
     let paths = digits_tensors(dir.path());
     let a = common::analyze_files(&paths, &Options::default(), e.backend.as_mut());
     let reference = common::digits_reference_json();
-    let mut tables: Vec<Vec<f64>> = vec![Vec::new(); COORD_STATS.len()];
+    let mut tables: Vec<Vec<f64>> = vec![Vec::new(); gradtail::stats::Stat::ALL.len()];
     for (t, r) in a
         .tensors
         .iter()
