@@ -40,7 +40,7 @@ struct FlatPartial {
 }
 
 const FLAT_WG: u32 = 128u;
-// eps of the original `alpha_estimator` (np.spacing(1)), `engine::cpu::FLAT_EPS`. In f32,
+// eps of the original `alpha_estimator` (np.spacing(1)), `stats::tail::FLAT_EPS`. In f32,
 // ln(|u| + eps) equals ln|u| wherever the CPU's `flat_log` skips eps (|u| > 1e-6).
 const FLAT_EPS: f32 = 2.220446049250313e-16;
 

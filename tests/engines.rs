@@ -713,6 +713,12 @@ macro_rules! engine_suite {
                 }
             }
             #[test]
+            fn input_shrinks_between_passes() {
+                if let Some(e) = engine() {
+                    super::input_shrinks_between_passes(e)
+                }
+            }
+            #[test]
             fn scale_extremes() {
                 if let Some(e) = engine() {
                     super::scale_extremes(e)
@@ -1004,4 +1010,101 @@ fn gpu_lost_mid_run_falls_back_to_cpu() {
             .all(|(x, y)| x == y || (x.is_nan() && y.is_nan()));
         assert!(same, "{stat} differs from a CPU run");
     }
+}
+
+/// A source that truncates its file, for real, when read call `at` begins: the file shrinking
+/// between the passes, as when another process rewrites it mid-run.
+struct Shrinking {
+    inner: Box<dyn gradtail::input::TensorSource>,
+    path: PathBuf,
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    at: usize,
+}
+
+impl gradtail::input::TensorSource for Shrinking {
+    fn meta(&self) -> &gradtail::input::TensorMeta {
+        self.inner.meta()
+    }
+
+    fn read_block_into(
+        &self,
+        rows: std::ops::Range<usize>,
+        cols: std::ops::Range<usize>,
+        reuse: Option<gradtail::input::BlockData>,
+    ) -> gradtail::Result<gradtail::input::Block> {
+        let call = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if call == self.at {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&self.path)
+                .unwrap();
+            f.set_len(1000).unwrap();
+        }
+        self.inner.read_block_into(rows, cols, reuse)
+    }
+}
+
+/// An input that shrinks between the passes ends in an error naming the file, never a panic
+/// or a result, on every engine (64 KiB blocks: row chunks, read once per pass).
+fn input_shrinks_between_passes(mut e: Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shrinks.npy");
+    std::fs::copy(common::data("digits/stack.npy"), &path).unwrap();
+    let opts = Options {
+        block_bytes: 64 << 10,
+        ..Options::default()
+    };
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let source = |at: usize| -> Vec<Box<dyn gradtail::input::TensorSource>> {
+        calls.store(0, std::sync::atomic::Ordering::SeqCst);
+        vec![Box::new(Shrinking {
+            inner: gradtail::input::open(&path).unwrap().remove(0),
+            path: path.clone(),
+            calls: calls.clone(),
+            at,
+        })]
+    };
+    gradtail::analyze::analyze(&source(usize::MAX), &opts, e.backend.as_mut()).unwrap();
+    let reads = calls.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        reads >= 4 && reads.is_multiple_of(2),
+        "{reads} reads: not two passes of row chunks"
+    );
+    let err = gradtail::analyze::analyze(&source(reads / 2), &opts, e.backend.as_mut())
+        .err()
+        .expect("a file that shrank mid-run must fail the run");
+    assert!(err.to_string().contains("shrinks.npy"), "{err}");
+}
+
+/// The GPU engine is deterministic on one device: no atomics, partial states written per
+/// (row chunk, column group) and folded on the host in a fixed order, workgroup reductions in
+/// a fixed tree. Two runs on the same adapter give bit-identical per-coordinate results and
+/// pooled numbers (across adapters and drivers they agree within the GPU tolerances only).
+#[test]
+fn gpu_runs_are_deterministic() {
+    let Some(mut g) = gpu() else { return };
+    let sources = gradtail::input::open(&common::data("digits/stack.npy")).unwrap();
+    let mut run =
+        || gradtail::analyze::analyze(&sources, &Options::default(), g.backend.as_mut()).unwrap();
+    let (a, b) = (run(), run());
+    for (stat, col) in a.tensors[0].coords.iter() {
+        let same = col
+            .iter()
+            .zip(b.tensors[0].coords.get(stat))
+            .all(|(x, y)| x.to_bits() == y.to_bits());
+        assert!(same, "{stat} differs between two runs");
+    }
+    let (s, t) = (&a.tensors[0].summary, &b.tensors[0].summary);
+    assert_eq!(
+        s.alpha_time_blocked.to_bits(),
+        t.alpha_time_blocked.to_bits()
+    );
+    assert_eq!(
+        s.alpha_time_blocked_se.to_bits(),
+        t.alpha_time_blocked_se.to_bits()
+    );
+    assert_eq!(
+        s.alpha_simsekli_flat.to_bits(),
+        t.alpha_simsekli_flat.to_bits()
+    );
 }

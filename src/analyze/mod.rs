@@ -164,6 +164,10 @@ pub struct Analysis {
     /// True when `TensorResult::coords` holds a strided sample of at most [`PLOT_SAMPLE`]
     /// coordinates per tensor (the full maps are in `coords.safetensors`).
     pub coords_sampled: bool,
+    /// Input bytes read from the sources: once per tensor read in whole columns (both passes
+    /// from one read), otherwise once per pass and, when the fits or the median need it, once
+    /// more in whole columns.
+    pub bytes_read: u64,
     pub tensors: Vec<TensorResult>,
     pub model: ModelSummary,
 }
@@ -499,6 +503,7 @@ pub fn analyze_with(
         block_size: k1,
         groups: groups.len(),
         coords_sampled,
+        bytes_read: bytes,
         tensors: results,
         model,
     })

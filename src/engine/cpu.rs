@@ -9,8 +9,7 @@ use super::{Backend, Blocks, EngineInfo, StatsJob, TensorAcc};
 use crate::error::Result;
 use crate::input::Block;
 
-/// eps of the original `alpha_estimator` (`np.spacing(1)`), added to |x| before the log.
-pub const FLAT_EPS: f64 = 2.220446049250313e-16;
+use crate::stats::tail::FLAT_EPS;
 
 /// Columns per rayon task: enough work to amortise scheduling, small enough to stay in L2.
 const STRIP: usize = 2048;

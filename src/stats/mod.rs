@@ -6,6 +6,7 @@ pub mod fits;
 pub mod gauss;
 pub mod sas;
 pub mod stat;
+pub mod structure;
 pub mod tail;
 #[cfg(test)]
 pub(crate) mod testdata;

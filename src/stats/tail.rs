@@ -6,6 +6,9 @@ use std::f64::consts::PI;
 
 use crate::engine::accum::{BlockSums, TailAcc};
 
+/// eps of the original `alpha_estimator` (`np.spacing(1)`), added to |x| before the log.
+pub const FLAT_EPS: f64 = 2.220446049250313e-16;
+
 /// Euler–Mascheroni constant.
 pub const EULER: f64 = 0.5772156649015329;
 
@@ -124,7 +127,7 @@ pub fn simsekli_flat(m: u64, blocks: &[f64], lx: f64, n: u64) -> f64 {
     if m < 2 || n == 0 {
         return f64::NAN;
     }
-    let eps = crate::engine::cpu::FLAT_EPS;
+    let eps = FLAT_EPS;
     let ly = blocks.iter().map(|y| (y.abs() + eps).ln()).sum::<f64>() / blocks.len() as f64;
     let diff = (ly - lx / n as f64) / (m as f64).ln();
     1.0 / diff
@@ -177,7 +180,7 @@ mod tests {
     use crate::stats::testdata::X20;
 
     fn alpha_estimator(m: usize, x: &[f64]) -> f64 {
-        let eps = crate::engine::cpu::FLAT_EPS;
+        let eps = FLAT_EPS;
         let ys: Vec<f64> = x.chunks(m).map(|c| c.iter().sum()).collect();
         let lx: f64 = x.iter().map(|v| (v.abs() + eps).ln()).sum();
         simsekli_flat(m as u64, &ys, lx, x.len() as u64)

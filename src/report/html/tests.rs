@@ -80,6 +80,7 @@ fn page(tensors: Vec<TensorResult>, center: Center) -> Page {
         block_size: 8,
         groups: 1,
         coords_sampled: false,
+        bytes_read: 0,
         model: ModelSummary {
             alpha_simsekli_flat: 0.8,
             simsekli_m: 64,
