@@ -1,7 +1,8 @@
 //! `gradtail bench`: each engine on the same seeded in-memory stack — warm-up, then timed
-//! repeats of the whole analysis — with throughput, the ceiling measured in the same run
-//! (host memory streaming for the CPU; device copy and upload for a GPU), and the largest
-//! disagreement between engines per statistic.
+//! repeats of the whole analysis without the fits — with throughput, the ceiling measured in
+//! the same run (host memory streaming for the CPU; device copy and upload for a GPU), and the
+//! largest disagreement between engines per statistic; then the per-coordinate fits, which run
+//! on the host for every engine, timed on their own at K = 512.
 
 use std::ops::Range;
 use std::time::Instant;
@@ -9,10 +10,12 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::analyze::columns;
 use crate::analyze::{self, Analysis, Options};
 use crate::engine::{AdapterInfo, Backend, PhaseTimes};
 use crate::error::Result;
 use crate::input::{Block, BlockData, Dtype, TensorMeta, TensorSource};
+use crate::stats::fits::Fits;
 use crate::stats::{compare, COORD_STATS};
 
 /// A (K, P) tensor held in memory: the input of `bench`, so timings exclude the disk.
@@ -194,6 +197,69 @@ pub struct BenchReport {
     pub engines: Vec<EngineRun>,
     /// Per statistic, the largest disagreement of each engine after the first with the first.
     pub agreement: Vec<(String, Vec<Agreement>)>,
+    /// The host fits, timed on their own ([`time_fits`]); the engine runs leave them out.
+    pub fits: Option<FitsRun>,
+}
+
+/// The per-coordinate fits (`stats::fits`, as `analyze` runs them over whole columns) on the
+/// host CPU: the same for both engines, since neither has a device kernel for them.
+#[derive(Clone, Debug, Serialize)]
+pub struct FitsRun {
+    pub samples: usize,
+    pub coords: usize,
+    pub threads: usize,
+    /// Wall time of fitting every coordinate once (median [min, max] of the repeats).
+    pub seconds: Timing,
+    /// Median wall time per coordinate, µs, with every thread.
+    pub us_per_coord: f64,
+    /// The same times the threads: one coordinate's cost on one thread.
+    pub us_per_coord_thread: f64,
+}
+
+/// Samples per coordinate of the fits timing (the yardstick, and a common K).
+pub const FITS_SAMPLES: usize = 512;
+
+/// Times the fits of `coords` coordinates of K = [`FITS_SAMPLES`] seeded samples (SαS 1.7,
+/// mean-centred) on `threads` host threads (0: every core): one warm-up, then `repeat` runs.
+pub fn time_fits(coords: usize, threads: usize, repeat: usize, seed: u64) -> Result<FitsRun> {
+    let k = FITS_SAMPLES;
+    let coords = coords.max(1);
+    let src = MemTensor::synthetic(k, coords, Dtype::F32, seed);
+    let block = src.read_block(0..k, 0..coords)?;
+    let mut values = vec![0.0; k * coords];
+    block.data.widen_into(0..k * coords, &mut values);
+    let mut centre = vec![0.0; coords];
+    for row in values.chunks_exact(coords) {
+        centre.iter_mut().zip(row).for_each(|(c, x)| *c += x);
+    }
+    centre.iter_mut().for_each(|c| *c /= k as f64);
+    drop(values);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| crate::Error::Config(format!("cannot start {threads} threads: {e}")))?;
+    let usable = vec![true; coords];
+    let mut out = vec![Fits::NAN; coords];
+    let mut times = Vec::new();
+    for i in 0..=repeat.max(1) {
+        let t = Instant::now();
+        columns::run(&block, &usable, false, &mut centre, Some(&mut out), &pool);
+        std::hint::black_box(&out);
+        if i > 0 {
+            times.push(t.elapsed().as_secs_f64());
+        }
+    }
+    let seconds = Timing::of(times);
+    let us_per_coord = seconds.median / coords as f64 * 1e6;
+    let threads = pool.current_num_threads();
+    Ok(FitsRun {
+        samples: k,
+        coords,
+        threads,
+        seconds,
+        us_per_coord,
+        us_per_coord_thread: us_per_coord * threads as f64,
+    })
 }
 
 /// Host-memory streaming read bandwidth with every thread: the CPU engine's ceiling. Sums a
@@ -224,7 +290,11 @@ pub fn run(src: MemTensor, candidates: Vec<Candidate>, repeat: usize) -> Result<
     let sources: Vec<Box<dyn TensorSource>> = vec![Box::new(src)];
     let m = sources[0].meta().clone();
     let input_bytes = (m.samples * m.coords() * m.dtype.size()) as u64;
-    let opts = Options::default();
+    // The fits run on the host whatever the engine; they are timed on their own.
+    let opts = Options {
+        fits: false,
+        ..Options::default()
+    };
     let mut runs = Vec::new();
     let mut results: Vec<Analysis> = Vec::new();
     for mut c in candidates {
@@ -320,6 +390,7 @@ pub fn run(src: MemTensor, candidates: Vec<Candidate>, repeat: usize) -> Result<
         input_bytes,
         engines: runs,
         agreement,
+        fits: None,
     })
 }
 
@@ -373,6 +444,20 @@ pub fn print(r: &BenchReport, out: &mut impl std::io::Write) -> std::io::Result<
         )?;
     }
     print_phases(r, out)?;
+    if let Some(f) = &r.fits {
+        writeln!(
+            out,
+            "fits on the host (both engines; K = {}, {} coordinates, {} threads): {:.3} s [{:.3}, {:.3}], {:.2} µs per coordinate ({:.1} µs per coordinate on one thread)",
+            f.samples,
+            f.coords,
+            f.threads,
+            f.seconds.median,
+            f.seconds.min,
+            f.seconds.max,
+            f.us_per_coord,
+            f.us_per_coord_thread
+        )?;
+    }
     for (pair, rows) in &r.agreement {
         writeln!(
             out,

@@ -12,6 +12,7 @@ use gradtail::engine::cpu::CpuEngine;
 use gradtail::engine::gpu::{GpuEngine, GpuOptions};
 use gradtail::engine::{Backend, BackendChoice};
 use gradtail::report::{print_table, CoordsDtype, CoordsWriter, RunReport, Staging};
+use gradtail::stats::Stat;
 use gradtail::synth::{self, SynthDtype, SynthSpec, Traps};
 
 #[derive(Parser, Debug)]
@@ -98,10 +99,16 @@ struct AnalyzeArgs {
     out: PathBuf,
     #[command(flatten)]
     engine: EngineArgs,
-    /// Centre: `mean` (per-coordinate sample mean), `none` (data are already noise), or an
-    /// .npy file with one value per coordinate (e.g. the full-batch gradient).
+    /// Centre: `mean` (per-coordinate sample mean), `median` (per-coordinate sample median),
+    /// `none` (data are already noise), or an .npy file with one value per coordinate (e.g.
+    /// the full-batch gradient).
     #[arg(long, default_value = "mean")]
     center: String,
+    /// Skip the per-coordinate distribution fits (McCulloch, Anderson–Darling, KS to normal
+    /// and stable, top-1 % share, variance ratio). They need all K samples of each coordinate:
+    /// unless the CPU engine reads a tensor in whole columns anyway, they cost one more read.
+    #[arg(long)]
+    no_fits: bool,
     /// Block-sum length K1 (default: largest divisor of K not above √K).
     #[arg(long)]
     block: Option<usize>,
@@ -213,6 +220,10 @@ fn make_backend(args: &EngineArgs) -> Result<Box<dyn Backend>> {
     }
 }
 
+/// Coordinates of `bench`'s fits timing, at most: enough for a steady rate, about a second
+/// on one core.
+const BENCH_FIT_COORDS: usize = 20_000;
+
 fn bench_cmd(b: BenchArgs) -> Result<()> {
     use gradtail::bench::{self, Candidate};
     use gradtail::input::Dtype;
@@ -248,7 +259,13 @@ fn bench_cmd(b: BenchArgs) -> Result<()> {
             }
         }
     }
-    let report = bench::run(src, candidates, b.repeat)?;
+    let mut report = bench::run(src, candidates, b.repeat)?;
+    let fit_coords = b.params.min(BENCH_FIT_COORDS);
+    eprintln!(
+        "timing the fits: {} × {fit_coords} on the host ...",
+        bench::FITS_SAMPLES
+    );
+    report.fits = Some(bench::time_fits(fit_coords, b.threads, b.repeat, b.seed)?);
     bench::print(&report, &mut std::io::stdout().lock())?;
     if let Some(path) = &b.json {
         let text = serde_json::to_string_pretty(&report)?;
@@ -285,6 +302,7 @@ fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
 fn parse_center(s: &str) -> Center {
     match s {
         "mean" => Center::Mean,
+        "median" => Center::Median,
         "none" => Center::None,
         path => Center::File(PathBuf::from(path)),
     }
@@ -296,7 +314,7 @@ fn analyze_cmd(a: AnalyzeArgs, progress: bool) -> Result<analyze::Analysis> {
     if let Center::File(p) = &center {
         if p.extension().and_then(|e| e.to_str()) != Some("npy") {
             bail!(
-                "--center {}: expected `mean`, `none` or an .npy file",
+                "--center {}: expected `mean`, `median`, `none` or an .npy file",
                 p.display()
             );
         }
@@ -323,8 +341,11 @@ fn analyze_cmd(a: AnalyzeArgs, progress: bool) -> Result<analyze::Analysis> {
         block: a.block,
         progress,
         mem_budget: a.mem_budget.unwrap_or_else(analyze::default_mem_budget),
+        fits: !a.no_fits,
+        threads: a.engine.threads,
         ..Options::default()
     };
+    let maps: &'static [Stat] = if opts.fits { &Stat::ALL } else { &Stat::CORE };
     let staging = Staging::new(&a.out)?;
     let layout: Vec<(String, Vec<usize>)> = sources
         .iter()
@@ -335,6 +356,7 @@ fn analyze_cmd(a: AnalyzeArgs, progress: bool) -> Result<analyze::Analysis> {
         let mut coords = CoordsWriter::create(
             &staging.path().join("coords.safetensors"),
             &layout,
+            maps,
             a.coords_dtype,
         )?;
         let analysis = analyze::analyze_with(sources, &opts, backend, &mut |t| {
@@ -355,6 +377,7 @@ fn analyze_cmd(a: AnalyzeArgs, progress: bool) -> Result<analyze::Analysis> {
         center: &center,
         block: a.block,
         backend: info.engine,
+        fits: opts.fits,
         elapsed_s: start.elapsed().as_secs_f64(),
         skipped: &inputs.skipped,
         bad_files: &inputs.bad_files,
@@ -491,6 +514,7 @@ fn demo_cmd(d: DemoArgs, progress: bool) -> Result<()> {
         mem_budget: None,
         block: None,
         coords_dtype: CoordsDtype::F32,
+        no_fits: false,
     };
     let analysis = analyze_cmd(args, progress)?;
     // The checks behind every claim printed below. 20,000 independent coordinates give the

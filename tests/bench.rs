@@ -119,3 +119,33 @@ fn gpu_run_reports_its_phases() {
         assert_eq!(text.contains("[CPU device"), cpu_device, "{text}");
     }
 }
+
+/// The fits row: the given number of coordinates at K = 512 on the requested threads, a
+/// per-coordinate time that is the run time over the coordinates, and a printed line.
+#[test]
+fn fits_row_times_every_coordinate() {
+    let f = bench::time_fits(300, 2, 2, 7).unwrap();
+    assert_eq!((f.samples, f.coords, f.threads), (512, 300, 2));
+    assert!(f.seconds.min > 0.0 && f.seconds.min <= f.seconds.median);
+    assert!((f.us_per_coord - f.seconds.median / 300.0 * 1e6).abs() <= 1e-9 * f.us_per_coord);
+    assert!((f.us_per_coord_thread - 2.0 * f.us_per_coord).abs() <= 1e-9 * f.us_per_coord);
+    let r = bench::run(
+        MemTensor::synthetic(16, 64, Dtype::F32, 1),
+        vec![Candidate {
+            backend: Box::new(CpuEngine::new(1).unwrap()),
+            ceiling_gb_s: 1.0,
+            ceiling: "host read".into(),
+            upload_gb_s: None,
+            cpu_device: false,
+        }],
+        1,
+    )
+    .unwrap();
+    let mut text = Vec::new();
+    bench::print(&bench::BenchReport { fits: Some(f), ..r }, &mut text).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.contains("fits on the host") && text.contains("µs per coordinate"),
+        "{text}"
+    );
+}

@@ -70,6 +70,13 @@ fn analyze_writes_all_outputs() {
         "alpha_logm_q95",
         "few_finite_coords",
         "dropped_blocks",
+        "alpha_mcculloch_q05",
+        "alpha_mcculloch_q95",
+        "alpha_mcculloch_below_1_9_frac",
+        "mcculloch_degenerate",
+        "stable_beats_gauss_frac",
+        "ad_reject_frac",
+        "top1_share_median",
     ] {
         at(c);
     }
@@ -81,7 +88,9 @@ fn analyze_writes_all_outputs() {
         (v.dtype(), v.shape()),
         (safetensors::Dtype::F32, &[4810][..])
     );
-    assert_eq!(st.names().len(), gradtail::stats::COORD_STATS.len());
+    // Every statistic, the fits included (they are on by default).
+    assert_eq!(st.names().len(), gradtail::stats::Stat::ALL.len());
+    assert!(st.tensor("stack/ks_stable").is_ok());
 }
 
 #[test]

@@ -202,6 +202,9 @@ fn report_shows_every_tensor_and_the_summary_numbers() {
             "alpha_logm_quantiles.q50",
             "jb_reject_frac",
             "k2_reject_frac",
+            "alpha_mcculloch_quantiles.q50",
+            "stable_beats_gauss_frac",
+            "ad_reject_frac",
             "constant_coords",
             "zero_entries",
         ] {
@@ -258,8 +261,8 @@ fn report_shows_every_tensor_and_the_summary_numbers() {
             );
         }
 
-        // Three histograms on the page and beside it; their counts add up to the tensor's
-        // coordinates and the α medians are the summary's.
+        // Four histograms and the KS plot on the page and beside it; the histograms' counts
+        // add up to the tensor's coordinates and the α medians are the summary's.
         let block_at = html
             .find(&format!(
                 "<div class=\"hist-tensor\" data-tensor=\"{name}\">"
@@ -276,9 +279,11 @@ fn report_shows_every_tensor_and_the_summary_numbers() {
             .into_iter()
             .filter_map(|(s, _)| attr(s, "id"))
             .collect();
-        assert_eq!(ids.len(), 3, "{name}: {ids:?}");
+        assert_eq!(ids.len(), 5, "{name}: {ids:?}");
         let coords = t["coords"].as_u64().unwrap();
-        for (id, stat) in ids.iter().zip(["alpha_block", "alpha_logm", "kurt"]) {
+        check_ks_scatter(&out, block, ids[4], t);
+        let hists = ["alpha_block", "alpha_logm", "alpha_mcculloch", "kurt"];
+        for (id, stat) in ids.iter().zip(hists) {
             let slug = id
                 .strip_prefix("hist-")
                 .and_then(|s| s.strip_suffix(&format!("-{stat}")))
@@ -340,6 +345,46 @@ fn report_shows_every_tensor_and_the_summary_numbers() {
             "{file}"
         );
     }
+}
+
+/// The tensor's KS plot: its file is the plot on the page, its pairs and NaN add up to the
+/// tensor's coordinates, it draws a dot per pair (at most 2,000), and the share below the
+/// diagonal it states is the summary's `stable_beats_gauss_frac`.
+fn check_ks_scatter(out: &Path, block: &str, id: &str, t: &Value) {
+    let slug = id
+        .strip_prefix("scatter-")
+        .and_then(|s| s.strip_suffix("-ks"))
+        .unwrap_or_else(|| panic!("{id} is not the KS plot"));
+    let inline = svg_by_id(block, id);
+    let file = read(&out.join(format!("scatter_{slug}_ks.svg")));
+    assert!(
+        file.starts_with("<?xml") && file.contains(inline),
+        "{id}: the .svg file is not the plot on the page"
+    );
+    let texts: Vec<String> = tags(inline, "text").into_iter().map(|t| t.1).collect();
+    let note = texts
+        .iter()
+        .find(|s| s.contains("with a NaN skipped"))
+        .expect("a count note");
+    let count = |s: &str| s.replace(',', "").parse::<u64>().unwrap();
+    let pairs = count(note.split(' ').next().unwrap());
+    let nan = count(note.split("; ").nth(1).unwrap().split(' ').next().unwrap());
+    assert_eq!(pairs + nan, t["coords"].as_u64().unwrap(), "{id}: {note}");
+    let dots = tags(inline, "circle").len() as u64;
+    assert!(
+        dots > 0 && dots <= pairs.min(2000) && (pairs <= 2000) == (dots == pairs),
+        "{id}: {dots} dots for {pairs} pairs"
+    );
+    let below = texts
+        .iter()
+        .find_map(|s| s.strip_prefix("below the dashed diagonal: stable law closer, "))
+        .expect("the share below the diagonal");
+    let (shown, slack) = parse_shown(below.trim_end_matches(" of coordinates")).unwrap();
+    let want = t["stable_beats_gauss_frac"].as_f64().unwrap();
+    assert!(
+        (shown - want).abs() <= slack + 1e-12,
+        "{id}: says {below}, summary.json {want}"
+    );
 }
 
 /// Values of every `src=` / `href=` attribute (quoted or not) in `html`.
@@ -468,7 +513,7 @@ fn report_is_self_contained_and_renders() {
         .into_iter()
         .filter_map(|(s, _)| attr(s, "id"))
         .collect();
-    assert_eq!(ids.len(), 2 + 4 * 3, "plots in the page: {ids:?}");
+    assert_eq!(ids.len(), 2 + 4 * 5, "plots in the page: {ids:?}");
     for id in ids {
         assert!(
             dom.contains(&format!("<svg id=\"{id}\"")),

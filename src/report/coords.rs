@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::stats::Stat;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum CoordsDtype {
@@ -20,14 +21,17 @@ pub struct CoordsWriter {
     out: std::io::BufWriter<std::fs::File>,
     dtype: CoordsDtype,
     order: Vec<String>,
+    stats: &'static [Stat],
     next: usize,
 }
 
 impl CoordsWriter {
-    /// `tensors`: (name, shape without the sample axis) in the order they will be written.
+    /// `tensors`: (name, shape without the sample axis) in the order they will be written;
+    /// `stats`: the maps of each ([`Stat::CORE`], or [`Stat::ALL`] with the fits).
     pub fn create(
         path: &Path,
         tensors: &[(String, Vec<usize>)],
+        stats: &'static [Stat],
         dtype: CoordsDtype,
     ) -> Result<Self> {
         use std::io::Write;
@@ -48,9 +52,9 @@ impl CoordsWriter {
                 shape.clone()
             };
             let bytes = shape.iter().product::<usize>() * esize;
-            for stat in crate::stats::COORD_STATS {
+            for stat in stats {
                 header.insert(
-                    format!("{name}/{stat}"),
+                    format!("{name}/{}", stat.name()),
                     serde_json::json!({"dtype": tag, "shape": shape, "data_offsets": [offset, offset + bytes]}),
                 );
                 offset += bytes;
@@ -71,6 +75,7 @@ impl CoordsWriter {
             out,
             dtype,
             order: tensors.iter().map(|t| t.0.clone()).collect(),
+            stats,
             next: 0,
         })
     }
@@ -84,6 +89,11 @@ impl CoordsWriter {
             "coords written out of order"
         );
         self.next += 1;
+        assert_eq!(
+            table.stats(),
+            self.stats,
+            "coords of {name} hold other maps"
+        );
         for (_, values) in table.iter() {
             let bytes: Vec<u8> = match self.dtype {
                 CoordsDtype::F32 => values

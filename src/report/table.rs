@@ -40,15 +40,25 @@ pub fn print_table(a: &Analysis, out: &mut impl std::io::Write) -> std::io::Resu
     )?;
     writeln!(
         out,
-        "{:<24} {:>10} {:>7} {:>17} {:>7} {:>8} {:>8} {:>7} {:>7}",
-        "tensor", "shape", "α_tb", "95% CI", "α_flat", "α_blk50", "α_logm50", "JB rej", "const"
+        "{:<24} {:>10} {:>7} {:>17} {:>7} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7}",
+        "tensor",
+        "shape",
+        "α_tb",
+        "95% CI",
+        "α_flat",
+        "α_blk50",
+        "α_logm50",
+        "α_mc50",
+        "JB rej",
+        "stable",
+        "const"
     )?;
     for t in &a.tensors {
         let s = &t.summary;
         let shape = super::shape_label(&s.shape);
         writeln!(
             out,
-            "{:<24} {:>10} {:>7} {:>17} {:>7} {:>8} {:>8} {:>7} {:>7}",
+            "{:<24} {:>10} {:>7} {:>17} {:>7} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7}",
             s.name,
             if shape.is_empty() {
                 "scalar".into()
@@ -60,8 +70,19 @@ pub fn print_table(a: &Analysis, out: &mut impl std::io::Write) -> std::io::Resu
             f(s.alpha_simsekli_flat),
             f(s.alpha_block_quantiles.q50),
             f(s.alpha_logm_quantiles.q50),
+            f(s.fits.alpha_mcculloch_quantiles.q50),
             pct(s.jb_reject_frac),
+            pct(s.fits.stable_beats_gauss_frac),
             s.constant_coords
+        )?;
+    }
+    if a.tensors
+        .iter()
+        .any(|t| !t.summary.fits.ad_reject_frac.is_nan())
+    {
+        writeln!(
+            out,
+            "α_mc50: median McCulloch α; stable: coordinates whose fitted stable law is closer (KS) than the normal."
         )?;
     }
     writeln!(

@@ -2,8 +2,10 @@
 //! suite and `gradtail bench`'s agreement column:
 //! - α estimates as 1/α (the estimators average in 1/α space; α explodes near 1/α = 0);
 //! - p-values as -log10 p, absolute (orders of magnitude; both may underflow to 0);
-//! - the mean relative to the coordinate's standard deviation (centred means are ~0);
-//! - skew, kurtosis and test statistics relative to max(|value|, 1) (they cross 0);
+//! - the mean and McCulloch's location relative to the coordinate's standard deviation
+//!   (centred locations are ~0);
+//! - skew, kurtosis, McCulloch's β and test statistics relative to max(|value|, 1) (they
+//!   cross 0);
 //! - everything else relative.
 
 /// Error of `got` against `want` for statistic `stat`; `sd` is the coordinate's standard
@@ -21,9 +23,9 @@ pub fn error(stat: &str, got: f64, want: f64, sd: f64) -> f64 {
         } else {
             (a - b).abs()
         }
-    } else if stat == "mean" {
+    } else if matches!(stat, "mean" | "loc_mcculloch") {
         (got - want).abs() / sd
-    } else if matches!(stat, "skew" | "kurt" | "jb" | "k2") {
+    } else if matches!(stat, "skew" | "kurt" | "jb" | "k2" | "beta_mcculloch") {
         (got - want).abs() / want.abs().max(1.0)
     } else {
         (got - want).abs() / want.abs()

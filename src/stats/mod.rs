@@ -17,17 +17,31 @@ pub use stat::{Stat, StatKey, COORD_STATS};
 
 use crate::engine::accum::{BlockSums, MeanAcc, TailAcc};
 use crate::engine::TensorAcc;
+use fits::{Fits, FitsSummary};
 
-/// One column per statistic, one row per coordinate (C order over the tensor's shape).
+/// One column per statistic, one row per coordinate (C order over the tensor's shape): the
+/// columns of [`Stat::CORE`], then those of [`Stat::FITS`] when the fits were computed.
 #[derive(Clone, Debug)]
 pub struct CoordTable {
     pub columns: Vec<Vec<f64>>,
 }
 
 impl CoordTable {
-    /// One statistic's column, by [`Stat`] or by name.
+    /// One statistic's column, by [`Stat`] or by name. Panics for a fit of a table without
+    /// fits; see [`CoordTable::try_get`].
     pub fn get(&self, stat: impl StatKey) -> &[f64] {
         &self.columns[stat.stat().index()]
+    }
+
+    /// One statistic's column, `None` when the table does not hold it (a fit of a run with
+    /// `--no-fits`).
+    pub fn try_get(&self, stat: impl StatKey) -> Option<&[f64]> {
+        self.columns.get(stat.stat().index()).map(Vec::as_slice)
+    }
+
+    /// The statistics the table holds, in column order.
+    pub fn stats(&self) -> &'static [Stat] {
+        &Stat::ALL[..self.columns.len()]
     }
 
     /// Every `ceil(len / max)`-th coordinate, for plots of very large tensors.
@@ -44,15 +58,15 @@ impl CoordTable {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &[f64])> {
-        Stat::ALL
+        self.stats()
             .iter()
             .map(|s| s.name())
             .zip(self.columns.iter().map(Vec::as_slice))
     }
 }
 
-/// Finished per-coordinate record, one value per [`Stat`], in [`Stat::ALL`] order.
-struct Coord([f64; Stat::ALL.len()]);
+/// Finished per-coordinate record, one value per [`Stat::CORE`] statistic, in order.
+struct Coord([f64; Stat::CORE.len()]);
 
 /// Fewest finite samples a coordinate needs for any shape statistic (block sums need two
 /// blocks of at least two).
@@ -98,7 +112,7 @@ fn finish_coord(
         CoordKind::Usable if m2 <= (f64::EPSILON * mean_x).powi(2) => CoordKind::Constant,
         k => k,
     };
-    let mut out = [nan; Stat::ALL.len()];
+    let mut out = [nan; Stat::CORE.len()];
     let mut set = |s: Stat, v: f64| out[s.index()] = v;
     set(Stat::N, n);
     set(Stat::Nonfinite, mean.nonfinite as f64);
@@ -139,7 +153,7 @@ fn finish_coord(
 }
 
 /// Quantiles 5/25/50/75/95 %.
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct Quantiles {
     pub q05: f64,
     pub q25: f64,
@@ -192,6 +206,9 @@ pub struct TensorSummary {
     pub alpha_logm_quantiles: Quantiles,
     pub jb_reject_frac: f64,
     pub k2_reject_frac: f64,
+    /// The per-tensor summary of the distribution fits (null without them).
+    #[serde(flatten)]
+    pub fits: FitsSummary,
     pub constant_coords: u64,
     pub few_finite_coords: u64,
     pub logm_clamped_coords: u64,
@@ -208,7 +225,9 @@ pub fn z95() -> f64 {
     Normal::standard().inverse_cdf(0.975)
 }
 
-/// Finishes one tensor: the per-coordinate table and the pooled summary.
+/// Finishes one tensor: the per-coordinate table and the pooled summary. `fits`, when the
+/// fits were computed, holds one entry per coordinate; those of coordinates that are not
+/// [`CoordKind::Usable`] are set to NaN here.
 #[allow(clippy::too_many_arguments)] // one call site; the arguments are the tensor's parts
 pub fn finish_tensor(
     name: &str,
@@ -216,12 +235,17 @@ pub fn finish_tensor(
     means: &[MeanAcc],
     shift: &[f64],
     acc: &TensorAcc,
+    mut fits: Option<Vec<Fits>>,
     k1: usize,
     block_rows: usize,
     simsekli_m: u64,
 ) -> (TensorSummary, CoordTable) {
     let p = means.len();
-    let mut columns = vec![Vec::with_capacity(p); Stat::ALL.len()];
+    let width = match fits {
+        Some(_) => Stat::ALL.len(),
+        None => Stat::CORE.len(),
+    };
+    let mut columns = vec![Vec::with_capacity(p); width];
     let (mut constant_coords, mut few_finite) = (0, 0);
     let mut clamped = 0;
     let mut pooled = BlockSums::default();
@@ -244,6 +268,15 @@ pub fn finish_tensor(
         nonfinite += means[j].nonfinite;
         for (col, v) in columns.iter_mut().zip(c.0) {
             col.push(v);
+        }
+        if let Some(fits) = fits.as_mut() {
+            if kind != CoordKind::Usable {
+                fits[j] = Fits::NAN;
+            }
+            let fit_columns = &mut columns[Stat::CORE.len()..];
+            for (col, v) in fit_columns.iter_mut().zip(fits[j].to_array()) {
+                col.push(v);
+            }
         }
     }
     let table = CoordTable { columns };
@@ -298,6 +331,7 @@ pub fn finish_tensor(
         alpha_logm_quantiles: Quantiles::of_alpha(table.get(Stat::AlphaLogm)),
         jb_reject_frac: reject(Stat::JbP),
         k2_reject_frac: reject(Stat::K2P),
+        fits: fits.map_or(FitsSummary::NONE, |f| fits::summarize(&f)),
         constant_coords,
         few_finite_coords: few_finite,
         logm_clamped_coords: clamped,

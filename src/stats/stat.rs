@@ -1,7 +1,11 @@
 //! The per-coordinate statistics, one typed list. Each `Stat` carries its output name (the
 //! `<tensor>/<stat>` key of `coords.safetensors`, the column of the per-coordinate table), its
-//! unit and a one-line meaning (report labels). Adding a statistic means adding a variant here and its value in
-//! `finish_coord`; every list of names is derived from [`Stat::ALL`].
+//! unit and a one-line meaning (report labels). Adding a statistic means adding a variant here
+//! and its value in `finish_coord` (or, for a distribution fit, a field of
+//! [`crate::stats::fits::Fits`]); every list of names is derived from [`Stat::ALL`].
+//!
+//! [`Stat::CORE`] are the streamed statistics every run writes; [`Stat::FITS`] need all K
+//! samples of a coordinate at once and are left out with `--no-fits`.
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Stat {
@@ -18,11 +22,21 @@ pub enum Stat {
     AlphaLogm,
     ScaleLogm,
     AlphaBlock,
+    AlphaMcculloch,
+    BetaMcculloch,
+    ScaleMcculloch,
+    LocMcculloch,
+    Ad,
+    AdP,
+    KsGauss,
+    KsStable,
+    Top1Share,
+    VarRatio,
 }
 
 impl Stat {
-    /// Every per-coordinate statistic, in output order.
-    pub const ALL: [Stat; 13] = [
+    /// Every per-coordinate statistic, in output order: [`Stat::CORE`], then [`Stat::FITS`].
+    pub const ALL: [Stat; 23] = [
         Stat::N,
         Stat::Nonfinite,
         Stat::Mean,
@@ -36,7 +50,24 @@ impl Stat {
         Stat::AlphaLogm,
         Stat::ScaleLogm,
         Stat::AlphaBlock,
+        Stat::AlphaMcculloch,
+        Stat::BetaMcculloch,
+        Stat::ScaleMcculloch,
+        Stat::LocMcculloch,
+        Stat::Ad,
+        Stat::AdP,
+        Stat::KsGauss,
+        Stat::KsStable,
+        Stat::Top1Share,
+        Stat::VarRatio,
     ];
+
+    /// The streamed statistics (two passes over the data), written by every run.
+    pub const CORE: [Stat; 13] = head(Stat::ALL);
+
+    /// The distribution fits over each coordinate's K samples, in the field order of
+    /// [`crate::stats::fits::Fits`]; `--no-fits` leaves them out.
+    pub const FITS: [Stat; 10] = tail(Stat::ALL);
 
     /// The output name.
     pub const fn name(self) -> &'static str {
@@ -54,17 +85,32 @@ impl Stat {
             Stat::AlphaLogm => "alpha_logm",
             Stat::ScaleLogm => "scale_logm",
             Stat::AlphaBlock => "alpha_block",
+            Stat::AlphaMcculloch => "alpha_mcculloch",
+            Stat::BetaMcculloch => "beta_mcculloch",
+            Stat::ScaleMcculloch => "scale_mcculloch",
+            Stat::LocMcculloch => "loc_mcculloch",
+            Stat::Ad => "ad",
+            Stat::AdP => "ad_p",
+            Stat::KsGauss => "ks_gauss",
+            Stat::KsStable => "ks_stable",
+            Stat::Top1Share => "top1_share",
+            Stat::VarRatio => "var_ratio",
         }
     }
 
     pub const fn unit(self) -> &'static str {
         match self {
             Stat::N | Stat::Nonfinite => "samples",
-            Stat::Mean | Stat::ScaleLogm => "data units",
+            Stat::Mean | Stat::ScaleLogm | Stat::ScaleMcculloch | Stat::LocMcculloch => {
+                "data units"
+            }
             Stat::Var => "data units²",
-            Stat::JbP | Stat::K2P => "p-value",
-            Stat::AlphaLogm | Stat::AlphaBlock => "tail index α",
-            Stat::Skew | Stat::Kurt | Stat::Jb | Stat::K2 => "",
+            Stat::JbP | Stat::K2P | Stat::AdP => "p-value",
+            Stat::AlphaLogm | Stat::AlphaBlock | Stat::AlphaMcculloch => "tail index α",
+            Stat::KsGauss | Stat::KsStable => "KS distance",
+            Stat::Top1Share => "share of Σu²",
+            Stat::VarRatio => "ratio",
+            Stat::Skew | Stat::Kurt | Stat::Jb | Stat::K2 | Stat::BetaMcculloch | Stat::Ad => "",
         }
     }
 
@@ -84,6 +130,16 @@ impl Stat {
             Stat::AlphaLogm => "log-moment tail index (Ma & Nikias 1995)",
             Stat::ScaleLogm => "log-moment SαS scale",
             Stat::AlphaBlock => "block-sum tail index (Mohammadi et al. 2015)",
+            Stat::AlphaMcculloch => "quantile tail index (McCulloch 1986, scipy's _fitstart_S1)",
+            Stat::BetaMcculloch => "McCulloch skewness β",
+            Stat::ScaleMcculloch => "McCulloch scale c",
+            Stat::LocMcculloch => "McCulloch location δ (S1)",
+            Stat::Ad => "Anderson–Darling A² for normality (scipy.stats.anderson)",
+            Stat::AdP => "Anderson–Darling p-value (D'Agostino & Stephens 1986)",
+            Stat::KsGauss => "KS distance to the fitted normal",
+            Stat::KsStable => "KS distance to the fitted stable law",
+            Stat::Top1Share => "share of Σu² in the largest 1 % of u² (Wu et al. 2021)",
+            Stat::VarRatio => "variance of all K over the first K/2 samples",
         }
     }
 
@@ -95,18 +151,48 @@ impl Stat {
     pub const fn index(self) -> usize {
         self as usize
     }
+
+    /// Whether it is one of [`Stat::FITS`].
+    pub const fn is_fit(self) -> bool {
+        self.index() >= Stat::CORE.len()
+    }
 }
 
-/// The names of [`Stat::ALL`], in order.
-pub const COORD_STATS: [&str; Stat::ALL.len()] = {
-    let mut names = [""; Stat::ALL.len()];
+/// The first N statistics of `all`.
+const fn head<const N: usize>(all: [Stat; 23]) -> [Stat; N] {
+    let mut out = [Stat::N; N];
     let mut i = 0;
-    while i < names.len() {
-        names[i] = Stat::ALL[i].name();
+    while i < N {
+        out[i] = all[i];
         i += 1;
     }
-    names
-};
+    out
+}
+
+/// The last N statistics of `all`.
+const fn tail<const N: usize>(all: [Stat; 23]) -> [Stat; N] {
+    let mut out = [Stat::N; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = all[all.len() - N + i];
+        i += 1;
+    }
+    out
+}
+
+/// The output names of `stats`, in order.
+pub const fn names<const N: usize>(stats: [Stat; N]) -> [&'static str; N] {
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = stats[i].name();
+        i += 1;
+    }
+    out
+}
+
+/// The names of [`Stat::CORE`], in order: the maps every run writes.
+pub const COORD_STATS: [&str; Stat::CORE.len()] = names(Stat::CORE);
 
 /// Something that names a statistic: a [`Stat`], or its output name.
 pub trait StatKey {
@@ -134,8 +220,16 @@ mod tests {
         for (i, s) in Stat::ALL.iter().enumerate() {
             assert_eq!(s.index(), i);
             assert_eq!(Stat::from_name(s.name()), Some(*s));
-            assert_eq!(COORD_STATS[i], s.name());
+            if i < COORD_STATS.len() {
+                assert_eq!(COORD_STATS[i], s.name());
+            }
             assert!(!s.meaning().is_empty());
+            assert_eq!(s.is_fit(), i >= COORD_STATS.len());
         }
+        assert_eq!(Stat::CORE.len() + Stat::FITS.len(), Stat::ALL.len());
+        assert_eq!(Stat::CORE[12], Stat::AlphaBlock);
+        assert_eq!(Stat::FITS[0], Stat::AlphaMcculloch);
+        // The fits' field order is theirs; the names must agree position by position.
+        assert_eq!(names(Stat::FITS), crate::stats::fits::FIT_STATS);
     }
 }

@@ -4,6 +4,7 @@
 use super::plots::axis::{labelled, symlog, symlog_ticks};
 use super::plots::{
     self, BarSeries, BarSpec, Edges, Estimate, HistSpec, IntervalSeries, IntervalSpec, Plot, Scale,
+    ScatterSpec,
 };
 use crate::analyze::TensorResult;
 use crate::error::Result;
@@ -115,7 +116,9 @@ pub fn kurt_top(tensors: &[TensorResult], shown: &[usize]) -> f64 {
         .fold(KURT_TOP_MIN, f64::max)
 }
 
-/// One tensor's histograms: α_block, α_logm and excess kurtosis, files named by `slug`.
+/// One tensor's per-coordinate plots, files named by `slug`: histograms of α_block, α_logm
+/// and (with the fits) α_mcculloch side by side on one axis, of excess kurtosis, and (with
+/// the fits) the KS distances to the fitted normal and stable laws against each other.
 pub fn tensor_hists(
     t: &TensorResult,
     slug: &str,
@@ -164,7 +167,7 @@ pub fn tensor_hists(
         sampled,
         spike: None,
     };
-    Ok(vec![
+    let mut out = vec![
         alpha_hist(
             "alpha_block",
             &alpha_title,
@@ -178,6 +181,41 @@ pub fn tensor_hists(
             // The log-moment α is clamped to 2 when var ln|u| ≤ π²/8 (its Gaussian value).
             Some((2.0, "clamped to exactly 2 (var ln|u| ≤ π²/8)")),
         )?,
-        plots::histogram(t.coords.get("kurt"), &kurt)?,
-    ])
+    ];
+    let fitted = t.coords.try_get("ks_gauss").is_some();
+    if fitted {
+        out.push(alpha_hist(
+            "alpha_mcculloch",
+            "α_mcculloch (quantiles, McCulloch 1986)",
+            s.fits.alpha_mcculloch_quantiles.q50,
+            // McCulloch's table ends at the Gaussian's quantile spread (ν_α = 2.439).
+            Some((
+                2.0,
+                "exactly 2 (quantile spread at or below the Gaussian's)",
+            )),
+        )?);
+    }
+    out.push(plots::histogram(t.coords.get("kurt"), &kurt)?);
+    if fitted {
+        out.push(ks_scatter(t, slug, sampled)?);
+    }
+    Ok(out)
+}
+
+/// KS distance to the fitted stable law against that to the fitted normal, per coordinate.
+fn ks_scatter(t: &TensorResult, slug: &str, sampled: bool) -> Result<Plot> {
+    plots::scatter(
+        t.coords.get("ks_gauss"),
+        t.coords.get("ks_stable"),
+        &ScatterSpec {
+            id: format!("scatter-{slug}-ks"),
+            file: format!("scatter_{slug}_ks.svg"),
+            title: "KS distance: normal vs stable fit",
+            subtitle: &t.meta.name,
+            xlabel: "KS to fitted normal (ks_gauss)",
+            ylabel: "KS to stable (ks_stable)",
+            below: ("stable law closer", t.summary.fits.stable_beats_gauss_frac),
+            sampled,
+        },
+    )
 }

@@ -1,6 +1,7 @@
 //! `report.html`: one self-contained page (inline SVG and CSS; no script, no network, no web
 //! fonts) that shows a run at a glance, and each of its plots as a standalone `.svg` file next
-//! to it (`alpha.svg`, `reject.svg`, `hist_<tensor>_<stat>.svg`).
+//! to it (`alpha.svg`, `reject.svg`, `hist_<tensor>_<stat>.svg`, and with the fits
+//! `scatter_<tensor>_ks.svg`).
 //!
 //! The page is a `maud` template of typed sections ([`sections`]); the figures are chosen in
 //! [`figures`] and drawn by [`plots`]. Everything is a pure function of the run; [`write`] only
@@ -66,6 +67,9 @@ pub fn render(r: &RunReport) -> Result<Page> {
         })
         .collect::<Result<Vec<_>>>()?;
 
+    let fitted = hists
+        .iter()
+        .any(|h| h.plots.iter().any(|p| p.file.starts_with("scatter_")));
     let title = match a.tensors.as_slice() {
         [one] => format!("gradtail report: {}", one.meta.name),
         [first, rest @ ..] => format!(
@@ -96,6 +100,7 @@ pub fn render(r: &RunReport) -> Result<Page> {
                     "gradtail " (env!("CARGO_PKG_VERSION")) " · files next to this page: \
                     summary.json, tensors.csv, coords.safetensors, alpha.svg, reject.svg"
                     @if !hists.is_empty() { ", hist_<tensor>_<stat>.svg" }
+                    @if fitted { ", scatter_<tensor>_ks.svg" }
                     ". Definitions: README “Statistics”."
                 }
             } }

@@ -7,7 +7,8 @@ use crate::analyze::{Analysis, Center, ModelSummary, TensorResult};
 use crate::engine::EngineInfo;
 use crate::input::{Dtype, TensorMeta};
 use crate::report::RunReport;
-use crate::stats::{CoordTable, Quantiles, TensorSummary, COORD_STATS};
+use crate::stats::fits::FitsSummary;
+use crate::stats::{CoordTable, Quantiles, Stat, TensorSummary};
 
 fn tensor(name: &str, p: usize, alpha: f64, ci: [f64; 2]) -> TensorResult {
     let q = Quantiles {
@@ -51,6 +52,14 @@ fn tensor(name: &str, p: usize, alpha: f64, ci: [f64; 2]) -> TensorResult {
             alpha_logm_quantiles: q,
             jb_reject_frac: 0.4,
             k2_reject_frac: f64::NAN,
+            fits: FitsSummary {
+                alpha_mcculloch_quantiles: q,
+                alpha_mcculloch_below_1_9_frac: 0.8,
+                mcculloch_degenerate: Some(0),
+                stable_beats_gauss_frac: 0.75,
+                ad_reject_frac: 0.6,
+                top1_share_median: 0.05,
+            },
             constant_coords: 1,
             few_finite_coords: 0,
             logm_clamped_coords: 2,
@@ -60,7 +69,7 @@ fn tensor(name: &str, p: usize, alpha: f64, ci: [f64; 2]) -> TensorResult {
             notes: Vec::new(),
         },
         coords: CoordTable {
-            columns: (0..COORD_STATS.len()).map(col).collect(),
+            columns: (0..Stat::ALL.len()).map(col).collect(),
         },
     }
 }
@@ -95,6 +104,7 @@ fn page(tensors: Vec<TensorResult>, center: Center) -> Page {
         center: &center,
         block: None,
         backend: "cpu",
+        fits: true,
         elapsed_s: 0.5,
         skipped: &[],
         bad_files: &[],
@@ -119,7 +129,10 @@ fn every_tensor_has_its_plots_and_user_text_is_escaped() {
         .into_iter()
         .map(str::to_owned)
         .chain(["fc0.weight", "_b___x__", "dead"].iter().flat_map(|slug| {
-            ["alpha_block", "alpha_logm", "kurt"].map(|stat| format!("hist-{slug}-{stat}"))
+            ["alpha_block", "alpha_logm", "alpha_mcculloch", "kurt"]
+                .map(|stat| format!("hist-{slug}-{stat}"))
+                .into_iter()
+                .chain([format!("scatter-{slug}-ks")])
         }))
     {
         assert!(
@@ -129,7 +142,11 @@ fn every_tensor_has_its_plots_and_user_text_is_escaped() {
         let plot = p.plots.iter().find(|pl| pl.id == id).expect("plot listed");
         assert!(plot.svg.contains("<title>"), "{id} has no title");
     }
-    assert_eq!(p.plots.len(), 2 + 3 * 3);
+    assert_eq!(p.plots.len(), 2 + 3 * 5);
+    assert!(p
+        .plots
+        .iter()
+        .any(|pl| pl.file == "scatter_fc0.weight_ks.svg"));
     assert!(p
         .plots
         .iter()
@@ -154,6 +171,19 @@ fn every_tensor_has_its_plots_and_user_text_is_escaped() {
     assert!(h.contains("--center mean") && h.contains("1.46"));
 }
 
+/// Without the fits (`--no-fits`: no fit columns) a tensor gets its three other histograms
+/// and no KS plot, and the page does not describe them.
+#[test]
+fn without_fits_the_fit_plots_are_left_out() {
+    let mut t = tensor("w", 20, 1.5, [1.4, 1.6]);
+    t.coords.columns.truncate(Stat::CORE.len());
+    t.summary.fits = FitsSummary::NONE;
+    let p = page(vec![t], Center::Mean);
+    assert_eq!(p.plots.len(), 2 + 3);
+    assert!(!p.html.contains("alpha_mcculloch\"") && !p.html.contains("scatter-"));
+    assert!(!p.html.contains("In the KS plot"));
+}
+
 #[test]
 fn each_centring_says_its_bias() {
     let t = || vec![tensor("w", 20, 1.5, [1.4, 1.6])];
@@ -161,6 +191,8 @@ fn each_centring_says_its_bias() {
     assert!(none.contains("--center none") && none.contains("toward 1"));
     let file = page(t(), Center::File("/g/full.npy".into())).html;
     assert!(file.contains("/g/full.npy") && file.contains("full-batch gradient"));
+    let median = page(t(), Center::Median).html;
+    assert!(median.contains("--center median") && median.contains("reads 1.50"));
 }
 
 #[test]
@@ -169,7 +201,7 @@ fn histograms_are_capped_to_the_largest_tensors() {
         .map(|i| tensor(&format!("t{i}"), 10 + i, 1.5, [1.4, 1.6]))
         .collect();
     let p = page(ts, Center::Mean);
-    assert_eq!(p.plots.len(), 2 + 3 * MAX_HIST_TENSORS);
+    assert_eq!(p.plots.len(), 2 + 5 * MAX_HIST_TENSORS);
     // The six smallest (t0..t5) are left out.
     assert!(!p.html.contains("id=\"hist-t5-kurt\"") && p.html.contains("id=\"hist-t6-kurt\""));
     assert!(p.html.contains("64 largest of the 70 tensors"));

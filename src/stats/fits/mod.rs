@@ -15,6 +15,8 @@ use serde::Serialize;
 
 use normality::{AndersonDarling, KsDistance, NormalAt};
 
+use crate::stats::Quantiles;
+
 /// Per-coordinate fit fields, in output order (the names are the output keys).
 pub const FIT_STATS: [&str; 10] = [
     "alpha_mcculloch",
@@ -177,29 +179,22 @@ pub fn fit_column(values: &[f64], scratch: &mut Vec<f64>) -> Fits {
     }
 }
 
-/// Quantiles 5/25/50/75/95 % of a per-coordinate α, taken in 1/α space: the q-quantile of α is
-/// 1 / (the (1-q)-quantile of 1/α), +∞ where that quantile of 1/α is not positive.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-pub struct AlphaQuantiles {
-    pub q05: f64,
-    pub q25: f64,
-    pub q50: f64,
-    pub q75: f64,
-    pub q95: f64,
-}
-
-/// Per-tensor summary of the fits.
+/// Per-tensor summary of the fits (the fields are flattened into the tensor's record of
+/// `summary.json`). [`FitsSummary::NONE`] when the fits were not computed.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct FitsSummary {
-    /// Quantiles of `alpha_mcculloch` over coordinates with a proper McCulloch fit.
-    pub alpha_mcculloch_quantiles: AlphaQuantiles,
+    /// Quantiles of `alpha_mcculloch` over coordinates with a proper McCulloch fit, taken in
+    /// 1/α space: the q-quantile of α is 1 / (the (1-q)-quantile of 1/α), +∞ where that
+    /// quantile of 1/α is not positive.
+    pub alpha_mcculloch_quantiles: Quantiles,
     /// Fraction of those coordinates with α < 1.9.
     pub alpha_mcculloch_below_1_9_frac: f64,
     /// Coordinates whose quantiles are too tied for McCulloch's fit: non-constant, but with
-    /// q95 = q05 (α reads 2 with no scale) or q75 = q25 (scale 0).
-    pub mcculloch_degenerate: u64,
-    /// Fraction of coordinates with both KS distances where the stable law is closer.
-    pub stable_closer_frac: f64,
+    /// q95 = q05 (α reads 2 with no scale) or q75 = q25 (scale 0). `None` without fits.
+    pub mcculloch_degenerate: Option<u64>,
+    /// Fraction of coordinates with both KS distances where the stable law is closer
+    /// (`ks_stable < ks_gauss`).
+    pub stable_beats_gauss_frac: f64,
     /// Fraction of non-constant coordinates that reject normality by Anderson–Darling at 5 %;
     /// an A² beyond the p-value table (ad_p NaN) rejects.
     pub ad_reject_frac: f64,
@@ -207,8 +202,26 @@ pub struct FitsSummary {
     pub top1_share_median: f64,
 }
 
+impl FitsSummary {
+    /// The summary of a run without fits: every field null.
+    pub const NONE: FitsSummary = FitsSummary {
+        alpha_mcculloch_quantiles: Quantiles {
+            q05: f64::NAN,
+            q25: f64::NAN,
+            q50: f64::NAN,
+            q75: f64::NAN,
+            q95: f64::NAN,
+        },
+        alpha_mcculloch_below_1_9_frac: f64::NAN,
+        mcculloch_degenerate: None,
+        stable_beats_gauss_frac: f64::NAN,
+        ad_reject_frac: f64::NAN,
+        top1_share_median: f64::NAN,
+    };
+}
+
 /// The quantiles of `alphas` in 1/α space; NaN entries are left out.
-pub fn alpha_quantiles(alphas: &[f64]) -> AlphaQuantiles {
+pub fn alpha_quantiles(alphas: &[f64]) -> Quantiles {
     let mut inv: Vec<f64> = alphas
         .iter()
         .filter(|a| !a.is_nan())
@@ -225,7 +238,7 @@ pub fn alpha_quantiles(alphas: &[f64]) -> AlphaQuantiles {
             f64::INFINITY
         }
     };
-    AlphaQuantiles {
+    Quantiles {
         q05: q(0.05),
         q25: q(0.25),
         q50: q(0.5),
@@ -272,8 +285,8 @@ pub fn summarize(fits: &[Fits]) -> FitsSummary {
     FitsSummary {
         alpha_mcculloch_quantiles: alpha_quantiles(&alphas),
         alpha_mcculloch_below_1_9_frac: frac(below, alphas.len()),
-        mcculloch_degenerate: (fitted - alphas.len()) as u64,
-        stable_closer_frac: frac(ks_hits, ks_n),
+        mcculloch_degenerate: Some((fitted - alphas.len()) as u64),
+        stable_beats_gauss_frac: frac(ks_hits, ks_n),
         ad_reject_frac: frac(rejects, fitted),
         top1_share_median: median(&top1, &mut Vec::new()),
     }

@@ -577,8 +577,8 @@ fn summary_by_hand() {
     assert!((s.alpha_mcculloch_quantiles.q05 - 1.0 / 0.98).abs() < 1e-12);
     assert!((s.alpha_mcculloch_quantiles.q95 - 1.0 / 0.53).abs() < 1e-12);
     assert!((s.alpha_mcculloch_below_1_9_frac - 2.0 / 3.0).abs() < 1e-15);
-    assert_eq!(s.mcculloch_degenerate, 1);
-    assert!((s.stable_closer_frac - 2.0 / 3.0).abs() < 1e-15);
+    assert_eq!(s.mcculloch_degenerate, Some(1));
+    assert!((s.stable_beats_gauss_frac - 2.0 / 3.0).abs() < 1e-15);
     assert!((s.ad_reject_frac - 0.75).abs() < 1e-15);
     assert!((s.top1_share_median - 0.25).abs() < 1e-15);
     // a 1/α quantile at or below 0 reads as α = +∞

@@ -13,10 +13,12 @@ mod bars;
 mod histogram;
 mod interval;
 mod rows;
+mod scatter;
 
 pub use bars::{bar_plot, BarSeries, BarSpec};
 pub use histogram::{histogram, Edges, Hist, HistSpec, Scale};
 pub use interval::{interval_plot, Estimate, IntervalSeries, IntervalSpec};
+pub use scatter::{scatter, ScatterSpec};
 
 use std::path::Path;
 

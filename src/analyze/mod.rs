@@ -1,17 +1,27 @@
-//! The pipeline: validate inputs → pass 1 (means) → pass 2 (moments, tails, flat blocks) →
-//! finish statistics. Two passes because the noise is centred by the per-coordinate mean
-//! before any log or block sum is taken (spec §0.4: uncentred data bias α towards 1).
+//! The pipeline: validate inputs → pass 1 (means) → whole columns (medians, fits; `columns`)
+//! → pass 2 (moments, tails, flat blocks) → finish statistics. Two passes because the noise is
+//! centred by the per-coordinate mean (or median) before any log or block sum is taken
+//! (uncentred data bias α towards 1). The whole-column step needs every sample of a
+//! coordinate at once: blocks of whole columns give it for free where the CPU engine reads
+//! them anyway; otherwise it is one more read of the tensor, in whole columns.
 
-use std::path::{Path, PathBuf};
+mod checks;
+pub(crate) mod columns;
+mod progress;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::path::PathBuf;
+
 use serde::Serialize;
 
 use crate::engine::accum::{BlockSums, CoordAcc, FlatAcc, FlatSpec, MeanAcc};
 use crate::engine::{Backend, StatsJob, TensorAcc};
 use crate::error::{Error, Result};
-use crate::input::{self, plan, TensorMeta, TensorSource};
-use crate::stats::{self, tail, CoordTable, TensorSummary};
+use crate::input::{plan, TensorMeta, TensorSource};
+use crate::stats::fits::Fits;
+use crate::stats::{self, tail, CoordTable, Stat, TensorSummary};
+pub use checks::{block_size, validate};
+use checks::{check_magnitudes, read_centre};
+use progress::{group_label, progress_bar, step_name, stream};
 
 /// Fewest samples gradtail accepts: block sums need K1 ≥ 2 with at least two blocks.
 pub const MIN_SAMPLES: usize = 4;
@@ -22,6 +32,8 @@ pub const MIN_SAMPLES: usize = 4;
 pub enum Center {
     /// The per-coordinate sample mean.
     Mean,
+    /// The per-coordinate sample median (numpy's), over the finite samples.
+    Median,
     /// The data are already noise.
     None,
     /// Per-coordinate values from an .npy file (e.g. the full-batch gradient).
@@ -39,15 +51,20 @@ pub struct Options {
     /// buffers. Tensors are processed in groups that fit.
     pub mem_budget: u64,
     pub progress: bool,
+    /// Compute the per-coordinate distribution fits (`stats::fits`; `--no-fits` turns off).
+    pub fits: bool,
+    /// Host threads for the whole-column step (0: every core).
+    pub threads: usize,
 }
 
 /// Host bytes per coordinate while its tensor is in flight: pass-1 and pass-2 accumulators,
-/// shift and centre, and the finished table.
+/// shift and centre, the fits, and the finished table.
 pub const STATE_BYTES_PER_COORD: u64 = (std::mem::size_of::<MeanAcc>()
     + std::mem::size_of::<CoordAcc>()
     + 2 * 8
     + 1
-    + crate::stats::COORD_STATS.len() * 8) as u64;
+    + std::mem::size_of::<Fits>()
+    + Stat::ALL.len() * 8) as u64;
 
 /// Blocks alive at once: the one in use, those read ahead, and one being read.
 const BLOCKS_IN_FLIGHT: u64 = 4;
@@ -113,6 +130,8 @@ impl Default for Options {
             block_bytes: 64 << 20,
             mem_budget: default_mem_budget(),
             progress: false,
+            fits: true,
+            threads: 0,
         }
     }
 }
@@ -146,119 +165,11 @@ pub struct Analysis {
     /// coordinates per tensor (the full maps are in `coords.safetensors`).
     pub coords_sampled: bool,
     /// Input bytes read from the sources: once per tensor read in whole columns (both passes
-    /// from one read), once per pass otherwise.
+    /// from one read), otherwise once per pass and, when the fits or the median need it, once
+    /// more in whole columns.
     pub bytes_read: u64,
     pub tensors: Vec<TensorResult>,
     pub model: ModelSummary,
-}
-
-/// Checks that the inputs can be analysed together; returns K.
-pub fn validate(sources: &[Box<dyn TensorSource>]) -> Result<usize> {
-    let first = sources
-        .first()
-        .ok_or_else(|| Error::Config("no input given".into()))?
-        .meta();
-    let mut names = std::collections::HashSet::new();
-    for s in sources {
-        let m = s.meta();
-        if m.samples < MIN_SAMPLES {
-            return Err(Error::unusable(
-                &m.path,
-                Some(&m.name),
-                format!("only K = {} samples on axis 0; at least {MIN_SAMPLES} are needed: stack more minibatch gradients", m.samples),
-            ));
-        }
-        if m.coords() == 0 {
-            return Err(Error::unusable(
-                &m.path,
-                Some(&m.name),
-                format!("shape {:?} per sample has no coordinates (P = 0)", m.shape),
-            ));
-        }
-        if m.samples != first.samples {
-            return Err(Error::unusable(
-                &m.path,
-                Some(&m.name),
-                format!(
-                    "has K = {} samples but {} has K = {}; every input must hold the same number of samples on axis 0",
-                    m.samples,
-                    first.path.display(),
-                    first.samples
-                ),
-            ));
-        }
-        if !names.insert(m.name.clone()) {
-            return Err(Error::unusable(
-                &m.path,
-                Some(&m.name),
-                "two inputs have the same tensor name; rename one file",
-            ));
-        }
-    }
-    Ok(first.samples)
-}
-
-/// Resolves K1 from the option or the default rule.
-pub fn block_size(samples: usize, block: Option<usize>) -> Result<usize> {
-    match block {
-        None => Ok(tail::default_k1(samples)),
-        Some(k1) if k1 >= 2 && 2 * k1 <= samples => Ok(k1),
-        Some(k1) => Err(Error::Config(format!("--block {k1}: the block length must be at least 2 and leave at least two blocks in K = {samples} samples"))),
-    }
-}
-
-fn read_centre(path: &Path, total: usize) -> Result<Vec<f64>> {
-    let t = input::npy::NpyTensor::open(path)?;
-    let n = t.meta().samples * t.meta().coords().max(1);
-    let n = if t.meta().shape.is_empty() {
-        t.meta().samples
-    } else {
-        n
-    };
-    if n != total {
-        return Err(Error::unusable(
-            path,
-            None,
-            format!("--center file holds {n} values but the inputs have P = {total} coordinates; it must hold one value per coordinate, in input order"),
-        ));
-    }
-    let block = if t.meta().shape.is_empty() {
-        t.read_block(0..n, 0..1)?
-    } else {
-        t.read_block(0..t.meta().samples, 0..t.meta().coords())?
-    };
-    let mut out = vec![0.0; n];
-    block.data.widen_into(0..n, &mut out);
-    if let Some(i) = out.iter().position(|v| !v.is_finite()) {
-        return Err(Error::unusable(
-            path,
-            None,
-            format!(
-                "--center value {i} is {}: the centre must be finite",
-                out[i]
-            ),
-        ));
-    }
-    Ok(out)
-}
-
-fn progress_bar(total: u64, show: bool) -> ProgressBar {
-    let pb = ProgressBar::with_draw_target(
-        Some(total),
-        if show {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        },
-    );
-    pb.set_style(
-        ProgressStyle::with_template(
-            "{msg:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        )
-        .expect("static template")
-        .progress_chars("=> "),
-    );
-    pb
 }
 
 /// Runs `run` on `backend`; when the device fails mid-run (`Error::GpuFault`: lost, or out of
@@ -348,31 +259,46 @@ pub fn analyze_with(
         .iter()
         .map(|&c| c && backend.single_read())
         .collect();
-    // Bytes to read: once per tensor read in whole columns, once per pass otherwise.
+    // The whole-column step (medians for `--center median`, the fits): inside the one read
+    // of a tensor read in whole columns; one more read, in whole columns, otherwise.
+    let median = opts.center == Center::Median;
+    let column_step = median || opts.fits;
+    // Bytes to read: once per tensor read in whole columns, once per pass otherwise, plus
+    // the extra whole-column read.
     let bytes: u64 = sources
         .iter()
         .zip(&whole)
         .map(|(s, &w)| {
             (s.meta().samples * s.meta().coords() * s.meta().dtype.size()) as u64
-                * if w { 1 } else { 2 }
+                * match (w, column_step) {
+                    (true, _) => 1,
+                    (false, false) => 2,
+                    (false, true) => 3,
+                }
         })
         .sum();
     let pb = progress_bar(bytes, opts.progress);
+    let plan_of = |s: &dyn TensorSource, whole_columns: bool| {
+        let m = s.meta();
+        plan::blocks(
+            samples,
+            m.coords(),
+            k1,
+            m.dtype.size().max(4),
+            opts.block_bytes,
+            whole_columns,
+        )
+    };
     let plans: Vec<_> = sources
         .iter()
         .zip(&columns)
-        .map(|(s, &w)| {
-            let m = s.meta();
-            plan::blocks(
-                samples,
-                m.coords(),
-                k1,
-                m.dtype.size().max(4),
-                opts.block_bytes,
-                w,
-            )
-        })
+        .map(|(s, &w)| plan_of(s.as_ref(), w))
         .collect();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.threads)
+        .thread_name(|i| format!("gradtail-columns-{i}"))
+        .build()
+        .map_err(|e| Error::Config(format!("cannot start {} threads: {e}", opts.threads)))?;
     let bases: Vec<usize> = coords
         .iter()
         .scan(0, |acc, &p| {
@@ -442,18 +368,40 @@ pub fn analyze_with(
                 _ => vec![0.0; p],
             };
             let centre_is_mean = opts.center == Center::Mean;
+            let mut fits = opts.fits.then(|| vec![Fits::NAN; p]);
             let (mean, shift) = match mean {
-                // Pass 2: moments about the mean, tails about the centre, flat blocks.
+                // The whole-column step, then pass 2: moments about the mean, tails about the
+                // centre, flat blocks.
                 Some(mean) => {
                     check_magnitudes(backend, meta, &mean)?;
                     let shift: Vec<f64> = mean.iter().map(shift_of).collect();
-                    let pool: Vec<bool> = mean.iter().map(pooled).collect();
+                    let pool_mask: Vec<bool> = mean.iter().map(pooled).collect();
                     if centre_is_mean {
                         centre.copy_from_slice(&shift);
                     }
+                    if column_step {
+                        pb.set_message(format!(
+                            "{}{} read",
+                            group_label(g, groups.len()),
+                            step_name(median, opts.fits)
+                        ));
+                        let plan = if columns[i] {
+                            plans[i].clone()
+                        } else {
+                            plan_of(s.as_ref(), true)
+                        };
+                        stream(s.as_ref(), &plan, &pb, |blocks| {
+                            for block in blocks {
+                                let (fits, block) = (fits.as_deref_mut(), &block?);
+                                columns::run(block, &pool_mask, median, &mut centre, fits, &pool);
+                            }
+                            Ok(())
+                        })?;
+                        pb.set_message(format!("{}{pass2}", group_label(g, groups.len())));
+                    }
                     stream(s.as_ref(), &plans[i], &pb, |blocks| {
                         backend.coord_stats(
-                            &job.with(&shift, &centre, &pool),
+                            &job.with(&shift, &centre, &pool_mask),
                             blocks,
                             &mut acc,
                             &mut model,
@@ -461,11 +409,12 @@ pub fn analyze_with(
                     })?;
                     (mean, shift)
                 }
-                // One read: each block of whole columns gets pass 1, then pass 2.
+                // One read: each block of whole columns gets pass 1, the whole-column step,
+                // then pass 2.
                 None => {
                     let mut mean = vec![MeanAcc::default(); p];
                     let mut shift = vec![0.0; p];
-                    let mut pool = vec![false; p];
+                    let mut pool_mask = vec![false; p];
                     stream(s.as_ref(), &plans[i], &pb, |blocks| {
                         for block in blocks {
                             let block = block?;
@@ -473,15 +422,19 @@ pub fn analyze_with(
                             backend
                                 .coord_mean(&mut std::iter::once(Ok(block.share())), &mut mean)?;
                             check_magnitudes(backend, meta, &mean[cols.clone()])?;
-                            for j in cols {
+                            for j in cols.clone() {
                                 shift[j] = shift_of(&mean[j]);
-                                pool[j] = pooled(&mean[j]);
+                                pool_mask[j] = pooled(&mean[j]);
                                 if centre_is_mean {
                                     centre[j] = shift[j];
                                 }
                             }
+                            if column_step {
+                                let fits = fits.as_deref_mut();
+                                columns::run(&block, &pool_mask, median, &mut centre, fits, &pool);
+                            }
                             backend.coord_stats(
-                                &job.with(&shift, &centre, &pool),
+                                &job.with(&shift, &centre, &pool_mask),
                                 &mut std::iter::once(Ok(block)),
                                 &mut acc,
                                 &mut model,
@@ -498,6 +451,7 @@ pub fn analyze_with(
                 &mean,
                 &shift,
                 &acc,
+                fits,
                 k1,
                 block_rows,
                 m_tensor,
@@ -552,54 +506,6 @@ pub fn analyze_with(
         bytes_read: bytes,
         tensors: results,
         model,
-    })
-}
-
-/// Refuses a tensor whose usable coordinates lie outside the magnitudes the engine computes
-/// faithfully (the GPU engine's f32 arithmetic), before pass 2 would return wrong numbers.
-fn check_magnitudes(backend: &dyn Backend, meta: &TensorMeta, mean: &[MeanAcc]) -> Result<()> {
-    let Some((lo, hi)) = backend.magnitude_range() else {
-        return Ok(());
-    };
-    let bad = mean.iter().filter(|m| pooled(m)).find_map(|m| {
-        let big = m.min.abs().max(m.max.abs());
-        (big < lo || big > hi).then_some(big)
-    });
-    match bad {
-        None => Ok(()),
-        Some(big) => Err(Error::unusable(
-            &meta.path,
-            Some(&meta.name),
-            format!(
-                "a coordinate's largest |x| is {big:.3e}, outside the {lo:.1e} to {hi:.1e} the GPU engine's f32 arithmetic handles faithfully; multiply the data by a power of two (every statistic but the mean, variance and log-moment scale is scale-free) or use --backend cpu"
-            ),
-        )),
-    }
-}
-
-fn group_label(g: usize, n: usize) -> String {
-    if n > 1 {
-        format!("group {}/{n} ", g + 1)
-    } else {
-        String::new()
-    }
-}
-
-/// Feeds a tensor's planned blocks, read ahead on another thread, to `f`.
-fn stream(
-    src: &dyn TensorSource,
-    plan: &[(std::ops::Range<usize>, std::ops::Range<usize>)],
-    pb: &ProgressBar,
-    f: impl FnOnce(crate::engine::Blocks<'_>) -> Result<()>,
-) -> Result<()> {
-    let elem = src.meta().dtype.size() as u64;
-    std::thread::scope(|scope| {
-        let mut blocks = input::prefetch(src, plan, 2, scope).inspect(|b| {
-            if let Ok(b) = b {
-                pb.inc(b.rows.len() as u64 * b.width() as u64 * elem);
-            }
-        });
-        f(&mut blocks)
     })
 }
 
