@@ -8,15 +8,30 @@ use std::sync::OnceLock;
 
 use gradtail::input::{self, plan, Select};
 
-/// A folder for this process's inputs, under `fuzz/target` (libFuzzer exits without running
-/// destructors, so a temporary folder would be left behind on every run).
+/// A folder for this process's inputs, in memory (`/dev/shm`) where the system has it: the
+/// steps target writes eight files per run. libFuzzer leaves by `exit`, which skips Rust
+/// destructors but runs C `atexit` handlers, so the folder is removed by one of those.
 pub fn work() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
+    extern "C" {
+        fn atexit(f: extern "C" fn()) -> i32;
+    }
+    extern "C" fn remove() {
+        if let Some(dir) = DIR.get() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
     DIR.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("target/inputs")
-            .join(std::process::id().to_string());
+        let shm = Path::new("/dev/shm");
+        let root = if shm.is_dir() {
+            shm.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
+        let dir = root.join(format!("gradtail-fuzz-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
+        // SAFETY: registers a plain function with the C runtime; it only removes the folder.
+        unsafe { atexit(remove) };
         dir
     })
 }
