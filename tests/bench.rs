@@ -3,29 +3,17 @@
 //! CPU engine reports no phases. Runs on whatever adapter exists (lavapipe in CI); with none
 //! it prints "skipped: no GPU adapter", and fails instead when GRADTAIL_REQUIRE_GPU=1.
 
+mod common;
+
 use gradtail::bench::{self, Candidate, MemTensor};
 use gradtail::engine::cpu::CpuEngine;
-use gradtail::engine::gpu::{GpuEngine, GpuOptions};
+use gradtail::engine::gpu::GpuOptions;
 use gradtail::input::Dtype;
-
-fn gpu() -> Option<GpuEngine> {
-    match GpuEngine::new(GpuOptions::default()) {
-        Ok(e) => Some(e),
-        Err(gradtail::Error::NoAdapter(why)) => {
-            if std::env::var("GRADTAIL_REQUIRE_GPU").as_deref() == Ok("1") {
-                panic!("no GPU adapter, and GRADTAIL_REQUIRE_GPU=1: {why}");
-            }
-            eprintln!("skipped: no GPU adapter ({why})");
-            None
-        }
-        Err(e) => panic!("GPU engine failed to start: {e}"),
-    }
-}
 
 #[test]
 fn gpu_run_reports_its_phases() {
     for dtype in [Dtype::F32, Dtype::BF16] {
-        let Some(g) = gpu() else {
+        let Some(g) = common::gpu_or_skip(GpuOptions::default()) else {
             return;
         };
         let cpu_device = g.is_cpu_device();

@@ -23,22 +23,11 @@ struct Engine {
 /// there is no adapter at all — a failure instead when GRADTAIL_REQUIRE_GPU=1. Any other
 /// start-up error fails the test.
 fn gpu_with(opts: gradtail::engine::gpu::GpuOptions) -> Option<Engine> {
-    match gradtail::engine::gpu::GpuEngine::new(opts) {
-        Ok(engine) => Some(Engine {
-            backend: Box::new(engine),
-            tol: tolerance::GPU,
-            tol_p: tolerance::GPU_LOG10_P,
-        }),
-        Err(gradtail::Error::NoAdapter(why)) => {
-            if std::env::var("GRADTAIL_REQUIRE_GPU").is_ok_and(|v| v == "1") {
-                panic!("GRADTAIL_REQUIRE_GPU=1 but there is no GPU adapter: {why}");
-            }
-            println!("skipped: no GPU adapter ({why})");
-            None
-        }
-        // An adapter exists but the engine cannot start: that is a failure, not a skip.
-        Err(e) => panic!("the GPU engine failed to start: {e}"),
-    }
+    common::gpu_or_skip(opts).map(|engine| Engine {
+        backend: Box::new(engine),
+        tol: tolerance::GPU,
+        tol_p: tolerance::GPU_LOG10_P,
+    })
 }
 
 fn gpu() -> Option<Engine> {

@@ -22,16 +22,9 @@ fn gradtail() -> Command {
 
 /// The engines to run: the CPU, and the GPU when an adapter exists.
 fn engines() -> Vec<&'static str> {
-    match gradtail::engine::gpu::GpuEngine::new(Default::default()) {
-        Ok(_) => vec!["cpu", "gpu"],
-        Err(gradtail::Error::NoAdapter(why)) => {
-            if std::env::var("GRADTAIL_REQUIRE_GPU").as_deref() == Ok("1") {
-                panic!("no GPU adapter, and GRADTAIL_REQUIRE_GPU=1: {why}");
-            }
-            println!("skipped: no GPU adapter ({why})");
-            vec!["cpu"]
-        }
-        Err(e) => panic!("the GPU engine failed to start: {e}"),
+    match common::gpu_or_skip(Default::default()) {
+        Some(_) => vec!["cpu", "gpu"],
+        None => vec!["cpu"],
     }
 }
 
@@ -70,25 +63,6 @@ fn summary(out: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap()
 }
 
-/// (name, offset, size) of the digits tensors inside a row of `stack.npy`.
-fn layout() -> Vec<(String, usize, usize)> {
-    let v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(common::data("digits/layout.json")).unwrap())
-            .unwrap();
-    v["tensors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            (
-                t["name"].as_str().unwrap().to_owned(),
-                t["offset"].as_u64().unwrap() as usize,
-                t["size"].as_u64().unwrap() as usize,
-            )
-        })
-        .collect()
-}
-
 /// Checks one run's fit maps against the references. `column(tensor, stat)` is the run's map
 /// of a digits tensor (for `stack.npy`, the slice of the one tensor). The tolerances are those
 /// of `stats::fits`' tests against the same references, each for the reason given there.
@@ -100,7 +74,7 @@ fn check_fits(column: impl Fn(&str, &str) -> Vec<f64>, what: &str) {
     let ks: serde_json::Value = serde_json::from_str(&text.replace("NaN", "null")).unwrap();
     let mut worst: HashMap<&str, f64> = HashMap::new();
     let mut ks_checked = 0;
-    for (name, _, size) in layout() {
+    for (name, _, size) in common::layout(&common::data("digits/layout.json")) {
         let scale = column(&name, "scale_mcculloch");
         for stat in Stat::FITS.map(Stat::name) {
             let got = column(&name, stat);
@@ -171,10 +145,11 @@ fn check_fits(column: impl Fn(&str, &str) -> Vec<f64>, what: &str) {
 /// The fits of a run on one digits input form, checked against the references.
 fn check_form(out: &Path, form: &str, what: &str) {
     let maps = read_coords(out);
-    let spans: HashMap<String, (usize, usize)> = layout()
-        .into_iter()
-        .map(|(n, off, size)| (n, (off, size)))
-        .collect();
+    let spans: HashMap<String, (usize, usize)> =
+        common::layout(&common::data("digits/layout.json"))
+            .into_iter()
+            .map(|(n, off, size)| (n, (off, size)))
+            .collect();
     check_fits(
         |tensor, stat| {
             if form == "stack.npy" {
@@ -232,10 +207,11 @@ fn extra_whole_column_read_matches_scipy() {
         ..Options::default()
     };
     let a = common::analyze_files(&[common::data("digits/stack.npy")], &opts, &mut cpu);
-    let spans: HashMap<String, (usize, usize)> = layout()
-        .into_iter()
-        .map(|(n, off, size)| (n, (off, size)))
-        .collect();
+    let spans: HashMap<String, (usize, usize)> =
+        common::layout(&common::data("digits/layout.json"))
+            .into_iter()
+            .map(|(n, off, size)| (n, (off, size)))
+            .collect();
     let table = &a.tensors[0].coords;
     check_fits(
         |tensor, stat| {
@@ -258,7 +234,7 @@ fn no_fits_leaves_them_out() {
     );
     let maps = read_coords(&out);
     assert_eq!(maps.len(), 4 * COORD_STATS.len());
-    for (name, ..) in layout() {
+    for (name, ..) in common::layout(&common::data("digits/layout.json")) {
         for stat in COORD_STATS {
             assert!(
                 maps.contains_key(&format!("{name}/{stat}")),

@@ -22,20 +22,6 @@ use gradtail::input::npy::NpyTensor;
 use gradtail::input::{Block, BlockData, TensorSource};
 use gradtail::stats::COORD_STATS;
 
-fn gpu(opts: GpuOptions) -> Option<GpuEngine> {
-    match GpuEngine::new(opts) {
-        Ok(e) => Some(e),
-        Err(gradtail::Error::NoAdapter(why)) => {
-            if std::env::var("GRADTAIL_REQUIRE_GPU").as_deref() == Ok("1") {
-                panic!("no GPU adapter, and GRADTAIL_REQUIRE_GPU=1: {why}");
-            }
-            eprintln!("skipped: no GPU adapter ({why})");
-            None
-        }
-        Err(e) => panic!("GPU engine failed to start: {e}"),
-    }
-}
-
 /// Largest error seen per statistic, in the comparison forms of `common::tolerance`.
 #[derive(Default)]
 struct Worst(BTreeMap<String, f64>);
@@ -194,7 +180,7 @@ fn digits_tensors(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn digits_matches_cpu() {
-    let Some(mut g) = gpu(GpuOptions::default()) else {
+    let Some(mut g) = common::gpu_or_skip(GpuOptions::default()) else {
         return;
     };
     let mut worst = Worst::default();
@@ -237,7 +223,7 @@ fn digits_matches_cpu() {
 
 #[test]
 fn digits_matches_cpu_with_tiny_bindings() {
-    let Some(mut g) = gpu(GpuOptions {
+    let Some(mut g) = common::gpu_or_skip(GpuOptions {
         max_binding_bytes: Some(4096),
         ..Default::default()
     }) else {
@@ -332,17 +318,17 @@ fn values(k: usize, p: usize, gen: Gen, seed: u64) -> Vec<f64> {
 
 #[test]
 fn adversarial_inputs_match_cpu() {
-    let Some(mut g) = gpu(GpuOptions::default()) else {
+    let Some(mut g) = common::gpu_or_skip(GpuOptions::default()) else {
         return;
     };
-    let Some(mut tiny) = gpu(GpuOptions {
+    let Some(mut tiny) = common::gpu_or_skip(GpuOptions {
         max_binding_bytes: Some(4096),
         ..Default::default()
     }) else {
         return;
     };
     // K1 = 250 rows of one f64 column group (4 × 8 bytes) need 8000 bytes.
-    let Some(mut small) = gpu(GpuOptions {
+    let Some(mut small) = common::gpu_or_skip(GpuOptions {
         max_binding_bytes: Some(8192),
         ..Default::default()
     }) else {
@@ -412,7 +398,7 @@ fn adversarial_inputs_match_cpu() {
 /// the CPU engine's accumulator states.
 #[test]
 fn half_precision_blocks_match_cpu() {
-    let Some(mut g) = gpu(GpuOptions::default()) else {
+    let Some(mut g) = common::gpu_or_skip(GpuOptions::default()) else {
         return;
     };
     let (k, p, k1) = (64, 37, 8);
@@ -580,7 +566,7 @@ fn data_rows(
 /// A binding too small for even one group of columns is an error, never zeros.
 #[test]
 fn impossible_binding_is_an_error() {
-    let Some(mut g) = gpu(GpuOptions {
+    let Some(mut g) = common::gpu_or_skip(GpuOptions {
         max_binding_bytes: Some(64),
         ..Default::default()
     }) else {
@@ -600,7 +586,7 @@ fn impossible_binding_is_an_error() {
 
 #[test]
 fn probe_report_lists_the_adapter() {
-    let Some(g) = gpu(GpuOptions::default()) else {
+    let Some(g) = common::gpu_or_skip(GpuOptions::default()) else {
         return;
     };
     let report = gradtail::engine::gpu::probe_report();

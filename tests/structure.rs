@@ -75,23 +75,6 @@ fn read_npy(path: &Path) -> (Vec<usize>, Vec<f64>) {
     (shape, values)
 }
 
-/// (name, offset, size) of each tensor in a row.
-fn layout(path: &Path) -> Vec<(String, usize, usize)> {
-    let v: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-    v["tensors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            (
-                t["name"].as_str().unwrap().to_owned(),
-                t["offset"].as_u64().unwrap() as usize,
-                t["size"].as_u64().unwrap() as usize,
-            )
-        })
-        .collect()
-}
-
 /// The digits stack centred by its sample mean (numpy's `x - x.mean(0)`: the axis-0 sum
 /// runs row by row), and the mean itself.
 struct Digits {
@@ -120,7 +103,7 @@ fn digits() -> Digits {
         p,
         u,
         mean,
-        tensors: layout(&common::data("digits/layout.json")),
+        tensors: common::layout(&common::data("digits/layout.json")),
         reference: serde_json::from_slice(
             &std::fs::read(common::data("digits/reference_structure.json")).unwrap(),
         )
@@ -351,7 +334,7 @@ fn sweep_slopes_match_numpy() {
         let batch = lay["batch"].as_u64().unwrap();
         let (k, p) = (shape[0], shape[1]);
         for (i, (name, off, size)) in
-            layout(&common::data(&format!("digits-sweep/{b}/layout.json")))
+            common::layout(&common::data(&format!("digits-sweep/{b}/layout.json")))
                 .into_iter()
                 .enumerate()
         {

@@ -64,3 +64,39 @@ pub fn digits_reference(stat: &str) -> Vec<f64> {
 pub fn digits_reference_json() -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(data("digits/reference.json")).unwrap()).unwrap()
 }
+
+/// The GPU engine on any adapter, or `None` after printing "skipped: no GPU adapter" when
+/// there is no adapter at all — a failure instead when GRADTAIL_REQUIRE_GPU=1 (set by
+/// `.ci/run`). Any other start-up error fails the test.
+pub fn gpu_or_skip(
+    opts: gradtail::engine::gpu::GpuOptions,
+) -> Option<gradtail::engine::gpu::GpuEngine> {
+    match gradtail::engine::gpu::GpuEngine::new(opts) {
+        Ok(e) => Some(e),
+        Err(gradtail::Error::NoAdapter(why)) => {
+            if std::env::var("GRADTAIL_REQUIRE_GPU").as_deref() == Ok("1") {
+                panic!("no GPU adapter, and GRADTAIL_REQUIRE_GPU=1: {why}");
+            }
+            println!("skipped: no GPU adapter ({why})");
+            None
+        }
+        Err(e) => panic!("the GPU engine failed to start: {e}"),
+    }
+}
+
+/// (name, offset, size) of each tensor in a row, from a `layout.json`.
+pub fn layout(path: &Path) -> Vec<(String, usize, usize)> {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    v["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap().to_owned(),
+                t["offset"].as_u64().unwrap() as usize,
+                t["size"].as_u64().unwrap() as usize,
+            )
+        })
+        .collect()
+}
