@@ -6,7 +6,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::HPos;
 
 use super::axis::{count_axis, symlog, Tick, Ticked};
-use super::{clean, dashed, font, notes, plain, svg_plot, text, truncate, Plot};
+use super::{clean, dashed, font, heading, notes, plain, svg_plot, Plot};
 use super::{BAR, EDGE, GRID, INK, MUTED, SPIKE};
 use crate::error::Result;
 use crate::report::html::format::{fmt_f, fmt_int};
@@ -147,19 +147,7 @@ pub fn histogram(values: &[f64], spec: &HistSpec) -> Result<Plot> {
     let title = format!("{}: {}", spec.title, spec.subtitle);
 
     svg_plot(&spec.id, &spec.file, &title, (WIDTH, height), |root| {
-        text(
-            root,
-            &clean(spec.title),
-            (10, 13),
-            &font(13.0, INK, FontStyle::Bold, HPos::Left),
-        )?;
-        let sub = truncate(&clean(spec.subtitle), 50);
-        text(
-            root,
-            &sub,
-            (10, 29),
-            &plain(11.0, RGBColor(0x55, 0x55, 0x55), HPos::Left),
-        )?;
+        heading(root, spec.title, spec.subtitle)?;
         let mut chart = ChartBuilder::on(root)
             .margin_top(PLOT_TOP)
             .margin_left(4)

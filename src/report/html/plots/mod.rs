@@ -76,6 +76,14 @@ fn text(root: &Root, s: &str, (x, y): (i32, i32), style: &TextStyle) -> Drawn {
     Ok(())
 }
 
+/// A small plot's heading: its title in bold and, below it, a subtitle cut to 50 characters.
+fn heading(root: &Root, title: &str, subtitle: &str) -> Drawn {
+    let bold = font(13.0, INK, FontStyle::Bold, HPos::Left);
+    text(root, &clean(title), (10, 13), &bold)?;
+    let grey = plain(11.0, RGBColor(0x55, 0x55, 0x55), HPos::Left);
+    text(root, &truncate(&clean(subtitle), 50), (10, 29), &grey)
+}
+
 /// Rough rendered width of `s` in a sans font of `px` pixels (for layout, not exact).
 fn text_width(s: &str, px: f64) -> f64 {
     s.chars().count() as f64 * px * 0.6

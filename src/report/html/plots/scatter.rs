@@ -7,7 +7,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::HPos;
 
 use super::axis::{labelled, nice_step, Ticked};
-use super::{clean, dashed, font, notes, plain, svg_plot, text, truncate, Plot};
+use super::{clean, dashed, font, heading, notes, plain, svg_plot, Plot};
 use super::{BAR, GRID, INK, MUTED};
 use crate::error::Result;
 use crate::report::html::format::{fmt_int, fmt_pct};
@@ -74,19 +74,7 @@ pub fn scatter(x: &[f64], y: &[f64], spec: &ScatterSpec) -> Result<Plot> {
     let title = format!("{}: {}", spec.title, spec.subtitle);
 
     svg_plot(&spec.id, &spec.file, &title, (WIDTH, height), |root| {
-        text(
-            root,
-            &clean(spec.title),
-            (10, 13),
-            &font(13.0, INK, FontStyle::Bold, HPos::Left),
-        )?;
-        let sub = truncate(&clean(spec.subtitle), 50);
-        text(
-            root,
-            &sub,
-            (10, 29),
-            &plain(11.0, RGBColor(0x55, 0x55, 0x55), HPos::Left),
-        )?;
+        heading(root, spec.title, spec.subtitle)?;
         let ylab_w = ticks
             .iter()
             .map(|t| super::text_width(&t.1, 11.0))
