@@ -721,26 +721,6 @@ engine_suite!(cpu);
 engine_suite!(gpu);
 engine_suite!(gpu_split);
 
-/// A seeded xorshift64* stream of uniforms in [0, 1), and SαS(α) draws by Chambers, Mallows &
-/// Stuck (1976) written out here, independent of the crate's sampler.
-struct Draws(u64);
-
-impl Draws {
-    fn uniform(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn sas(&mut self, alpha: f64) -> f64 {
-        let v = (self.uniform() - 0.5) * std::f64::consts::PI;
-        let w = -(1.0 - self.uniform()).ln();
-        (alpha * v).sin() / v.cos().powf(1.0 / alpha)
-            * (((1.0 - alpha) * v).cos() / w).powf((1.0 - alpha) / alpha)
-    }
-}
-
 /// Coverage of the 95% CI over 200 seeded replicates at K = 512, SαS 1.5, noise around a
 /// known 0 (`--center none`): independent coordinates (P = 200), and coordinates that all
 /// move together (P = 100, each s_j·z(t)). The delete-one-time-block jackknife covers at
@@ -763,7 +743,7 @@ fn jackknife_ci_coverage() {
         ("independent", 200usize, false),
         ("moving together", 100, true),
     ] {
-        let mut draws = Draws(0x5EED_0000 + p as u64);
+        let mut draws = common::Draws(0x5EED_0000 + p as u64);
         let scales: Vec<f64> = (0..p).map(|j| (0.3 * (j % 7) as f64).exp()).collect();
         let (mut covered, mut alphas, mut ses) = (0, Vec::new(), Vec::new());
         for rep in 0..REPS {
@@ -857,7 +837,7 @@ fn cpu_equals_gpu_on_random_inputs() {
     let Some(mut g) = gpu() else { return };
     let mut c = cpu().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut d = Draws(0xC0FF_EE00_D15E_A5E5);
+    let mut d = common::Draws(0xC0FF_EE00_D15E_A5E5);
     const KS: [usize; 12] = [4, 5, 7, 8, 13, 31, 64, 97, 256, 509, 1024, 4096];
     for case in 0..40 {
         let k = KS[(d.uniform() * KS.len() as f64) as usize];

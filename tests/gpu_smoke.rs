@@ -253,26 +253,7 @@ fn digits_matches_cpu_with_tiny_bindings() {
     worst.print("digits (4 KiB bindings)");
 }
 
-/// A deterministic generator (xorshift64*), uniform in [0, 1).
-struct Rng(u64);
-
-impl Rng {
-    fn uniform(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// SαS(α, 1) by Chambers–Mallows–Stuck.
-    fn sas(&mut self, alpha: f64) -> f64 {
-        let v = (self.uniform() - 0.5) * std::f64::consts::PI;
-        let w = -(1.0 - self.uniform()).ln();
-        gradtail::stats::sas::cms(alpha, v, w)
-    }
-}
-
-type Gen = fn(usize, usize, &mut Rng) -> f64;
+type Gen = fn(usize, usize, &mut common::Draws) -> f64;
 
 /// (name, K, P, value at (row, col)).
 fn cases() -> Vec<(&'static str, usize, usize, Gen)> {
@@ -312,7 +293,7 @@ fn cases() -> Vec<(&'static str, usize, usize, Gen)> {
 }
 
 fn values(k: usize, p: usize, gen: Gen, seed: u64) -> Vec<f64> {
-    let mut rng = Rng(seed | 1);
+    let mut rng = common::Draws(seed | 1);
     (0..k * p).map(|i| gen(i / p, i % p, &mut rng)).collect()
 }
 

@@ -100,3 +100,23 @@ pub fn layout(path: &Path) -> Vec<(String, usize, usize)> {
         })
         .collect()
 }
+
+/// A seeded xorshift64* stream of uniforms in [0, 1), and SαS(α) draws by Chambers, Mallows &
+/// Stuck (1976) written out here, independent of the crate's sampler.
+pub struct Draws(pub u64);
+
+impl Draws {
+    pub fn uniform(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    pub fn sas(&mut self, alpha: f64) -> f64 {
+        let v = (self.uniform() - 0.5) * std::f64::consts::PI;
+        let w = -(1.0 - self.uniform()).ln();
+        (alpha * v).sin() / v.cos().powf(1.0 / alpha)
+            * (((1.0 - alpha) * v).cos() / w).powf((1.0 - alpha) / alpha)
+    }
+}
