@@ -1,6 +1,6 @@
 //! Shared test helpers: writing `.npy` files, reading reference maps, and the tolerance rules
 //! every comparison uses.
-#![allow(dead_code)] // each integration-test binary uses a different subset
+#![allow(dead_code)] // helpers for tests that may run only on some machines
 
 pub mod naive;
 pub mod tolerance;

@@ -5,7 +5,7 @@
 //! plain loops (a tiny `.npy` reader, the sample mean); only `gradtail::stats::structure`
 //! is under test.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,6 +1,6 @@
 //! End-to-end tests of the `gradtail` binary: real files in, files, exit codes and messages out.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

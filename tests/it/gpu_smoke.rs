@@ -7,7 +7,7 @@
 //! Runs on whatever adapter exists (lavapipe in CI). With none it prints "skipped: no GPU
 //! adapter", and fails instead when GRADTAIL_REQUIRE_GPU=1.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

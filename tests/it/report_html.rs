@@ -6,7 +6,7 @@
 //! Without a `chromium` (or `chromium-browser`) on PATH the browser part prints
 //! "skipped: no chromium", and fails instead when GRADTAIL_REQUIRE_CHROMIUM=1 (CI).
 
-mod common;
+use crate::common;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

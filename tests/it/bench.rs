@@ -3,7 +3,7 @@
 //! CPU engine reports no phases. Runs on whatever adapter exists (lavapipe in CI); with none
 //! it prints "skipped: no GPU adapter", and fails instead when GRADTAIL_REQUIRE_GPU=1.
 
-mod common;
+use crate::common;
 
 use gradtail::bench::{self, Candidate, MemTensor};
 use gradtail::engine::cpu::CpuEngine;

@@ -3,7 +3,7 @@
 //! with no adapter they print "skipped: no GPU adapter", and fail instead when
 //! GRADTAIL_REQUIRE_GPU=1 (set by `.ci/run`), so the GPU path cannot silently go untested.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

@@ -5,7 +5,7 @@
 //! the extra whole-column read; `--no-fits`; and the median centre. GPU cases print
 //! "skipped: no GPU adapter" without one, and fail instead when GRADTAIL_REQUIRE_GPU=1.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

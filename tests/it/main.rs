@@ -1,0 +1,15 @@
+//! gradtail's integration tests, in one binary so the crate and its GPU stack link once.
+//! `common` holds the shared helpers: tolerances with reasons, the independent naive oracle,
+//! seeded draws and the GPU start-or-skip rule.
+
+mod common;
+
+mod bench;
+mod cli;
+mod engines;
+mod fits;
+mod fuzz_inputs;
+mod gpu_smoke;
+mod report_html;
+mod shaders;
+mod structure;
