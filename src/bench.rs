@@ -33,7 +33,7 @@ impl MemTensor {
             params,
             scale: 1e-3,
             seed,
-            dtype: crate::synth::SynthDtype::F32,
+            dtype: Dtype::F32,
             log_scale_sd: 0.5,
             traps: Default::default(),
         };

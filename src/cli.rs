@@ -5,15 +5,17 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 
 use gradtail::analyze::{self, Center, Options};
 use gradtail::engine::cpu::CpuEngine;
 use gradtail::engine::gpu::{GpuEngine, GpuOptions};
 use gradtail::engine::{Backend, BackendChoice};
-use gradtail::report::{print_table, CoordsDtype, CoordsWriter, RunReport, Staging};
+use gradtail::input::Dtype;
+use gradtail::report::{print_table, CoordsWriter, RunReport, Staging};
 use gradtail::stats::Stat;
-use gradtail::synth::{self, SynthDtype, SynthSpec, Traps};
+use gradtail::synth::{self, SynthSpec, Traps};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -51,10 +53,10 @@ struct BenchArgs {
     /// Coordinates P.
     #[arg(long, default_value_t = 1_000_000)]
     params: usize,
-    #[arg(long, value_enum, default_value = "f32")]
-    dtype: BenchDtype,
+    #[arg(long, default_value = "f32", value_parser = dtype_of(&["f32", "f16", "bf16"]))]
+    dtype: Dtype,
     /// Engines to run, comma-separated; the first is the reference for agreement.
-    #[arg(long, value_delimiter = ',', default_value = "cpu,gpu")]
+    #[arg(long, value_delimiter = ',', default_value = "cpu,gpu", value_parser = backend_of())]
     backends: Vec<BackendChoice>,
     /// Timed repeats per engine (after one warm-up).
     #[arg(long, default_value_t = 5)]
@@ -68,11 +70,14 @@ struct BenchArgs {
     seed: u64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum BenchDtype {
-    F32,
-    F16,
-    Bf16,
+/// Parses one of `names` into the library's dtype (clap lists them in `--help`).
+fn dtype_of(names: &'static [&'static str]) -> impl TypedValueParser<Value = Dtype> {
+    PossibleValuesParser::new(names).map(|s| s.parse::<Dtype>().expect("a listed dtype"))
+}
+
+fn backend_of() -> impl TypedValueParser<Value = BackendChoice> {
+    PossibleValuesParser::new(BackendChoice::NAMES)
+        .map(|s| s.parse::<BackendChoice>().expect("a listed backend"))
 }
 
 #[derive(Args, Debug)]
@@ -113,14 +118,14 @@ struct AnalyzeArgs {
     #[arg(long)]
     block: Option<usize>,
     /// Float type of coords.safetensors.
-    #[arg(long, value_enum, default_value = "f32")]
-    coords_dtype: CoordsDtype,
+    #[arg(long, default_value = "f32", value_parser = dtype_of(&["f32", "f64"]))]
+    coords_dtype: Dtype,
 }
 
 #[derive(Args, Debug)]
 struct EngineArgs {
     /// Reduction engine.
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(long, default_value = "auto", value_parser = backend_of())]
     backend: BackendChoice,
     /// CPU threads (default: all cores).
     #[arg(long, default_value_t = 0)]
@@ -155,8 +160,8 @@ struct SynthArgs {
     shared: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    #[arg(long, value_enum, default_value = "f32")]
-    dtype: SynthDtype,
+    #[arg(long, default_value = "f32", value_parser = dtype_of(&["f16", "bf16", "f32", "f64"]))]
+    dtype: Dtype,
     /// Write a made-up model instead: OUT is a folder of per-step safetensors files (one per
     /// sample) holding this many weight tensors that share --params coordinates.
     #[arg(long, value_name = "TENSORS")]
@@ -226,12 +231,7 @@ const BENCH_FIT_COORDS: usize = 20_000;
 
 fn bench_cmd(b: BenchArgs) -> Result<()> {
     use gradtail::bench::{self, Candidate};
-    use gradtail::input::Dtype;
-    let dtype = match b.dtype {
-        BenchDtype::F32 => Dtype::F32,
-        BenchDtype::F16 => Dtype::F16,
-        BenchDtype::Bf16 => Dtype::BF16,
-    };
+    let dtype = b.dtype;
     eprintln!("generating {} × {} {:?} ...", b.samples, b.params, dtype);
     let src = bench::MemTensor::synthetic(b.samples, b.params, dtype, b.seed);
     let mut candidates = Vec::new();
@@ -490,7 +490,7 @@ fn demo_cmd(d: DemoArgs, progress: bool) -> Result<()> {
             params: 20_000,
             scale: 1e-3,
             seed: 2024,
-            dtype: SynthDtype::F32,
+            dtype: Dtype::F32,
             log_scale_sd: c.log_scale_sd,
             traps: c.traps,
         };
@@ -513,7 +513,7 @@ fn demo_cmd(d: DemoArgs, progress: bool) -> Result<()> {
         skip_bad: false,
         mem_budget: None,
         block: None,
-        coords_dtype: CoordsDtype::F32,
+        coords_dtype: Dtype::F32,
         no_fits: false,
     };
     let analysis = analyze_cmd(args, progress)?;

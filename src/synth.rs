@@ -10,33 +10,24 @@ use rand::SeedableRng;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::input::npy;
+use crate::input::{npy, Dtype};
 use crate::stats::sas;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum SynthDtype {
-    F16,
-    Bf16,
-    F32,
-    F64,
-}
-
-impl SynthDtype {
-    fn encode(self, values: &[f64], out: &mut Vec<u8>) {
-        match self {
-            SynthDtype::F16 => out.extend(
-                values
-                    .iter()
-                    .flat_map(|&v| half::f16::from_f64(v).to_le_bytes()),
-            ),
-            SynthDtype::Bf16 => out.extend(
-                values
-                    .iter()
-                    .flat_map(|&v| half::bf16::from_f64(v).to_le_bytes()),
-            ),
-            SynthDtype::F32 => out.extend(values.iter().flat_map(|&v| (v as f32).to_le_bytes())),
-            SynthDtype::F64 => out.extend(values.iter().flat_map(|&v| v.to_le_bytes())),
-        }
+/// Appends `values` rounded to `dtype`, little-endian, as .npy and safetensors store them.
+fn encode(dtype: Dtype, values: &[f64], out: &mut Vec<u8>) {
+    match dtype {
+        Dtype::F16 => out.extend(
+            values
+                .iter()
+                .flat_map(|&v| half::f16::from_f64(v).to_le_bytes()),
+        ),
+        Dtype::BF16 => out.extend(
+            values
+                .iter()
+                .flat_map(|&v| half::bf16::from_f64(v).to_le_bytes()),
+        ),
+        Dtype::F32 => out.extend(values.iter().flat_map(|&v| (v as f32).to_le_bytes())),
+        Dtype::F64 => out.extend(values.iter().flat_map(|&v| v.to_le_bytes())),
     }
 }
 
@@ -47,7 +38,7 @@ pub struct SynthSpec {
     pub params: usize,
     pub scale: f64,
     pub seed: u64,
-    pub dtype: SynthDtype,
+    pub dtype: Dtype,
     /// Standard deviation of ln c_j across coordinates: each coordinate j gets scale
     /// c·exp(s·z_j), z_j ~ N(0, 1), the heterogeneity that biases flat pooling.
     pub log_scale_sd: f64,
@@ -172,14 +163,14 @@ pub fn write_npy(spec: &SynthSpec, path: &Path) -> Result<()> {
         let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         let mut w = BufWriter::with_capacity(1 << 22, file);
         let descr = match spec.dtype {
-            SynthDtype::Bf16 => {
+            Dtype::BF16 => {
                 return Err(Error::Config(
                     "numpy has no bfloat16: write bf16 with --model (safetensors)".into(),
                 ))
             }
-            SynthDtype::F16 => "<f2",
-            SynthDtype::F32 => "<f4",
-            SynthDtype::F64 => "<f8",
+            Dtype::F16 => "<f2",
+            Dtype::F32 => "<f4",
+            Dtype::F64 => "<f8",
         };
         let io = |e| Error::io(&tmp, e);
         w.write_all(&npy::header_bytes(descr, &[spec.samples, spec.params]))
@@ -198,7 +189,7 @@ pub fn write_npy(spec: &SynthSpec, path: &Path) -> Result<()> {
                         .apply(spec.alpha, spec.scale, &scales, spec.seed, r0 + i, out);
                 });
             let mut bytes = Vec::with_capacity(buf.len() * 8);
-            spec.dtype.encode(buf, &mut bytes);
+            encode(spec.dtype, buf, &mut bytes);
             w.write_all(&bytes).map_err(io)?;
         }
         w.flush().map_err(io)?;
@@ -237,7 +228,7 @@ pub fn model_layout(params: usize, tensors: usize) -> Vec<(String, Vec<usize>)> 
 /// would. Each tensor draws from its own seeded stream; scales differ per tensor.
 pub fn write_model(spec: &SynthSpec, tensors: usize, dir: &Path) -> Result<()> {
     validate(spec)?;
-    if spec.dtype == SynthDtype::F64 {
+    if spec.dtype == Dtype::F64 {
         return Err(Error::Config("--model writes bf16, f16 or f32".into()));
     }
     if spec.traps != Traps::default() {
@@ -248,11 +239,11 @@ pub fn write_model(spec: &SynthSpec, tensors: usize, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let layout = model_layout(spec.params, tensors);
     let tag = match spec.dtype {
-        SynthDtype::Bf16 => "BF16",
-        SynthDtype::F16 => "F16",
+        Dtype::BF16 => "BF16",
+        Dtype::F16 => "F16",
         _ => "F32",
     };
-    let esize = if spec.dtype == SynthDtype::F32 { 4 } else { 2 };
+    let esize = if spec.dtype == Dtype::F32 { 4 } else { 2 };
     let mut header = serde_json::Map::new();
     let mut offset = 0;
     for (name, shape) in &layout {
@@ -302,7 +293,7 @@ pub fn write_model(spec: &SynthSpec, tensors: usize, dir: &Path) -> Result<()> {
                         out,
                     )
                 });
-            spec.dtype.encode(&values, &mut bytes);
+            encode(spec.dtype, &values, &mut bytes);
             w.write_all(&bytes).map_err(io)?;
         }
         w.flush().map_err(io)?;

@@ -157,10 +157,27 @@ pub struct PhaseTimes {
 }
 
 /// The engine a user asked for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendChoice {
     Auto,
     Cpu,
     Gpu,
+}
+
+impl BackendChoice {
+    pub const NAMES: [&'static str; 3] = ["auto", "cpu", "gpu"];
+}
+
+impl std::str::FromStr for BackendChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(BackendChoice::Auto),
+            "cpu" => Ok(BackendChoice::Cpu),
+            "gpu" => Ok(BackendChoice::Gpu),
+            _ => Err(format!("unknown backend {s:?}: expected auto, cpu or gpu")),
+        }
+    }
 }

@@ -26,12 +26,35 @@ pub enum Dtype {
 }
 
 impl Dtype {
+    pub const ALL: [Dtype; 4] = [Dtype::F16, Dtype::BF16, Dtype::F32, Dtype::F64];
+
+    /// The lowercase name used on the command line and in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dtype::F16 => "f16",
+            Dtype::BF16 => "bf16",
+            Dtype::F32 => "f32",
+            Dtype::F64 => "f64",
+        }
+    }
+
     pub fn size(self) -> usize {
         match self {
             Dtype::F16 | Dtype::BF16 => 2,
             Dtype::F32 => 4,
             Dtype::F64 => 8,
         }
+    }
+}
+
+impl std::str::FromStr for Dtype {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Dtype::ALL
+            .into_iter()
+            .find(|d| d.name() == s)
+            .ok_or_else(|| format!("unknown dtype {s:?}: expected f16, bf16, f32 or f64"))
     }
 }
 

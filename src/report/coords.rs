@@ -5,13 +5,8 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::input::Dtype;
 use crate::stats::Stat;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum CoordsDtype {
-    F32,
-    F64,
-}
 
 /// Writes `coords.safetensors` tensor by tensor as the analysis finishes them, so the maps of
 /// a model larger than memory never sit in memory together. The header, with every offset,
@@ -19,7 +14,7 @@ pub enum CoordsDtype {
 pub struct CoordsWriter {
     path: std::path::PathBuf,
     out: std::io::BufWriter<std::fs::File>,
-    dtype: CoordsDtype,
+    dtype: Dtype,
     order: Vec<String>,
     stats: &'static [Stat],
     next: usize,
@@ -32,12 +27,18 @@ impl CoordsWriter {
         path: &Path,
         tensors: &[(String, Vec<usize>)],
         stats: &'static [Stat],
-        dtype: CoordsDtype,
+        dtype: Dtype,
     ) -> Result<Self> {
         use std::io::Write;
         let (esize, tag) = match dtype {
-            CoordsDtype::F32 => (4, "F32"),
-            CoordsDtype::F64 => (8, "F64"),
+            Dtype::F32 => (4, "F32"),
+            Dtype::F64 => (8, "F64"),
+            other => {
+                return Err(Error::Config(format!(
+                    "coords.safetensors is written as f32 or f64, not {}",
+                    other.name()
+                )))
+            }
         };
         let mut header = serde_json::Map::new();
         header.insert(
@@ -96,11 +97,12 @@ impl CoordsWriter {
         );
         for (_, values) in table.iter() {
             let bytes: Vec<u8> = match self.dtype {
-                CoordsDtype::F32 => values
+                Dtype::F32 => values
                     .iter()
                     .flat_map(|&v| (v as f32).to_le_bytes())
                     .collect(),
-                CoordsDtype::F64 => values.iter().flat_map(|&v| v.to_le_bytes()).collect(),
+                // f64: `create` refuses the 16-bit types.
+                _ => values.iter().flat_map(|&v| v.to_le_bytes()).collect(),
             };
             self.out
                 .write_all(&bytes)

@@ -6,7 +6,7 @@ mod coords;
 pub mod html;
 mod table;
 
-pub use coords::{CoordsDtype, CoordsWriter};
+pub use coords::CoordsWriter;
 pub use table::print_table;
 
 use std::fs;

@@ -333,7 +333,7 @@ fn sas_recovery(mut e: Engine) {
             params: 2000,
             scale: 1.0,
             seed: 12345,
-            dtype: gradtail::synth::SynthDtype::F32,
+            dtype: gradtail::input::Dtype::F32,
             log_scale_sd: 0.0,
             traps: Default::default(),
         };
@@ -483,7 +483,7 @@ fn sas_spec(
         params,
         scale: 1.0,
         seed: 777,
-        dtype: gradtail::synth::SynthDtype::F32,
+        dtype: gradtail::input::Dtype::F32,
         log_scale_sd: 0.5,
         traps,
     }
