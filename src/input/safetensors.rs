@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use safetensors::SafeTensors;
 
@@ -184,10 +184,81 @@ pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     ca.len().cmp(&cb.len())
 }
 
+/// The step files of a folder, shared by all its tensors: each is opened on first use and kept
+/// open, so a run opens every step file once however many tensors and blocks read from it.
+/// Where the descriptor limit cannot hold them all, each read opens its file instead.
+struct StepFiles {
+    paths: Vec<PathBuf>,
+    open: Vec<OnceLock<File>>,
+    keep_open: bool,
+}
+
+impl StepFiles {
+    fn new(paths: Vec<PathBuf>) -> Self {
+        let keep_open = descriptors_for(paths.len());
+        StepFiles {
+            open: paths.iter().map(|_| OnceLock::new()).collect(),
+            paths,
+            keep_open,
+        }
+    }
+
+    /// Runs `read` on step file `r`.
+    fn with<T>(&self, r: usize, read: impl FnOnce(&File) -> std::io::Result<T>) -> Result<T> {
+        let path = &self.paths[r];
+        let opened;
+        let file = match self.open[r].get() {
+            Some(f) => f,
+            None => {
+                let f = File::open(path).map_err(|e| Error::io(path, e))?;
+                if self.keep_open {
+                    // A racing reader may have set it first; either handle is the same file.
+                    let _ = self.open[r].set(f);
+                    self.open[r].get().expect("just set")
+                } else {
+                    opened = f;
+                    &opened
+                }
+            }
+        };
+        read(file).map_err(|e| Error::io(path, e))
+    }
+}
+
+/// Whether `files` more descriptors fit under the process's limit, raising the soft limit
+/// towards the hard one when needed (Linux defaults to a soft limit of 1024).
+#[cfg(unix)]
+fn descriptors_for(files: usize) -> bool {
+    // Room for the outputs, the GPU driver and the standard streams.
+    const SPARE: u64 = 256;
+    let need = files as u64 + SPARE;
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return false;
+        }
+        if (lim.rlim_cur as u64) >= need {
+            return true;
+        }
+        if (lim.rlim_max as u64) < need {
+            return false;
+        }
+        lim.rlim_cur = need as libc::rlim_t;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0
+    }
+}
+
+/// Windows has no small per-process handle limit.
+#[cfg(not(unix))]
+fn descriptors_for(_files: usize) -> bool {
+    true
+}
+
 /// One tensor of a folder of step files: row k lives in file k.
 pub struct StepTensor {
     meta: TensorMeta,
-    files: Arc<[PathBuf]>,
+    files: Arc<StepFiles>,
     offsets: Vec<u64>,
 }
 
@@ -207,11 +278,10 @@ impl TensorSource for StepTensor {
         let mut data = BlockData::reuse_or_empty(reuse, self.meta.dtype);
         let raw = data.bytes_mut(rows.len() * nc);
         for (i, r) in rows.clone().enumerate() {
-            let path = &self.files[r];
-            let file = File::open(path).map_err(|e| Error::io(path, e))?;
             let dst = &mut raw[i * nc * esize..(i + 1) * nc * esize];
-            pread::read_exact_at(&file, dst, self.offsets[r] + (cols.start * esize) as u64)
-                .map_err(|e| Error::io(path, e))?;
+            let at = self.offsets[r] + (cols.start * esize) as u64;
+            self.files
+                .with(r, |file| pread::read_exact_at(file, dst, at))?;
         }
         Ok(Block::new(rows, cols, data))
     }
@@ -322,7 +392,9 @@ pub fn open_steps(
             Some((tensor, msg)) => return Err(Error::unusable(&st.path, Some(&tensor), msg)),
         }
     }
-    let files: Arc<[PathBuf]> = good.iter().map(|s| s.path.clone()).collect();
+    let files = Arc::new(StepFiles::new(
+        good.iter().map(|s| s.path.clone()).collect(),
+    ));
     let dir = paths[0].parent().map(Path::to_path_buf).unwrap_or_default();
     Ok(wanted
         .into_iter()
@@ -342,7 +414,7 @@ pub fn open_steps(
                     name,
                     path: dir.clone(),
                     dtype: dt,
-                    samples: files.len(),
+                    samples: files.paths.len(),
                     shape: e.shape,
                 },
                 files: files.clone(),
@@ -354,7 +426,51 @@ pub fn open_steps(
 
 #[cfg(test)]
 mod tests {
-    use super::natural_cmp;
+    use super::*;
+
+    /// Writes `k` step files holding one 1 × 3 f32 tensor "w" with values k·10 + j.
+    fn steps(dir: &Path, k: usize) -> Vec<PathBuf> {
+        (0..k)
+            .map(|r| {
+                let values: Vec<u8> = (0..3)
+                    .flat_map(|j| ((r * 10 + j) as f32).to_le_bytes())
+                    .collect();
+                let view = safetensors::tensor::TensorView::new(
+                    safetensors::Dtype::F32,
+                    vec![1, 3],
+                    &values,
+                )
+                .unwrap();
+                let path = dir.join(format!("step_{r}.safetensors"));
+                safetensors::tensor::serialize_to_file([("w", view)], None, &path).unwrap();
+                path
+            })
+            .collect()
+    }
+
+    /// Every read after the first of a step file uses the handle opened then: with the files
+    /// unlinked, a reader that opened them again per block would fail.
+    #[cfg(unix)]
+    #[test]
+    fn step_files_open_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = steps(dir.path(), 5);
+        let (mut skipped, mut bad) = (Vec::new(), Vec::new());
+        let sources =
+            open_steps(&paths, &Select::default(), false, &mut skipped, &mut bad).unwrap();
+        let w = &sources[0];
+        let first = w.read_block(0..5, 0..1).unwrap();
+        for p in &paths {
+            std::fs::remove_file(p).unwrap();
+        }
+        let again = w.read_block(0..5, 1..3).unwrap();
+        let mut col = vec![0.0; 2];
+        again.data.widen_into(8..10, &mut col);
+        assert_eq!(col, [41.0, 42.0]);
+        let mut x = vec![0.0; 1];
+        first.data.widen_into(4..5, &mut x);
+        assert_eq!(x, [40.0]);
+    }
 
     #[test]
     fn natural_order() {
