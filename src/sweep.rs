@@ -331,7 +331,11 @@ pub fn finish(inputs: &[SweepInput], measured: &[Measured], dataset_size: u64) -
                 .iter()
                 .zip(measured)
                 .filter_map(|(i, r)| {
-                    let at = i.inputs.sources.iter().position(|t| t.meta().name == m.name)?;
+                    let at = i
+                        .inputs
+                        .sources
+                        .iter()
+                        .position(|t| t.meta().name == m.name)?;
                     r.rows.get(at).cloned()
                 })
                 .collect();

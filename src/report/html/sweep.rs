@@ -14,7 +14,7 @@ use crate::sweep::{BatchRow, SweepReport, TensorSweep};
 
 /// The page's own layout on top of the report's stylesheet.
 const SWEEP_CSS: &str = "
-.sweep-row{display:grid;grid-template-columns:repeat(auto-fit,minmax(300px,1fr));gap:6px 18px;align-items:start}
+.sweep-row{display:grid;grid-template-columns:repeat(auto-fill,minmax(270px,1fr));gap:6px 16px;align-items:start}
 .sweep-row svg{width:100%;height:auto;display:block}
 figcaption{color:#444;font-size:13px;margin-top:2px}
 ";
@@ -188,10 +188,15 @@ fn fit_ends(xs: &[f64], ys: &[f64], b: Option<f64>) -> Option<[(f64, f64); 2]> {
     let (lx, ly): (Vec<f64>, Vec<f64>) = xs.iter().zip(ys).map(|(x, y)| (x.ln(), y.ln())).unzip();
     let n = lx.len() as f64;
     let a = ly.iter().sum::<f64>() / n - b * lx.iter().sum::<f64>() / n;
-    let (lo, hi) = (xs.iter().copied().fold(f64::INFINITY, f64::min), xs.iter().copied().fold(0.0, f64::max));
+    let (lo, hi) = (
+        xs.iter().copied().fold(f64::INFINITY, f64::min),
+        xs.iter().copied().fold(0.0, f64::max),
+    );
     let end = |x: f64| (x, (a + b * x.ln()).exp());
     let ends = [end(lo), end(hi)];
-    ends.iter().all(|(x, y)| x.is_finite() && y.is_finite()).then_some(ends)
+    ends.iter()
+        .all(|(x, y)| x.is_finite() && y.is_finite())
+        .then_some(ends)
 }
 
 /// A reference line of slope `b` on log–log axes through the points' centre (geometric means).
@@ -217,7 +222,11 @@ fn tensor_plots(t: &TensorSweep, slug: &str, n: u64) -> Result<Vec<Plot>> {
     let bs = col(|b| b.batch as f64);
     let nf = n as f64;
     let factor: Vec<f64> = bs.iter().map(|b| (nf - b) / (b * (nf - 1.0))).collect();
-    let (trace, iqr, kurt) = (col(|b| b.trace), col(|b| b.iqr_median), col(|b| b.kurtosis_median));
+    let (trace, iqr, kurt) = (
+        col(|b| b.trace),
+        col(|b| b.iqr_median),
+        col(|b| b.kurtosis_median),
+    );
     let pairs = |x: &[f64], y: &[f64]| x.iter().copied().zip(y.iter().copied()).collect();
     let spec = |kind: &str, title, xlabel, ylabel, x_ticks, series, references| LinesSpec {
         id: format!("sweep-{slug}-{kind}"),
@@ -227,7 +236,11 @@ fn tensor_plots(t: &TensorSweep, slug: &str, n: u64) -> Result<Vec<Plot>> {
         xlabel,
         ylabel,
         x: Axis::Log,
-        y: if kind == "alpha" { Axis::Linear } else { Axis::Log },
+        y: if kind == "alpha" {
+            Axis::Linear
+        } else {
+            Axis::Log
+        },
         x_ticks,
         series,
         references,
@@ -251,7 +264,10 @@ fn tensor_plots(t: &TensorSweep, slug: &str, n: u64) -> Result<Vec<Plot>> {
         fit: None,
         missing: "not estimated",
     };
-    let (blo, bhi) = (bs.first().copied().unwrap_or(1.0), bs.last().copied().unwrap_or(1.0));
+    let (blo, bhi) = (
+        bs.first().copied().unwrap_or(1.0),
+        bs.last().copied().unwrap_or(1.0),
+    );
     Ok(vec![
         lines(&spec(
             "trace",
@@ -259,7 +275,12 @@ fn tensor_plots(t: &TensorSweep, slug: &str, n: u64) -> Result<Vec<Plot>> {
             "(N − B) / (B (N − 1))",
             "tr(C_B)",
             None,
-            vec![fitted(slope_label("tr(C_B)", t.trace_slope), &factor, &trace, t.trace_slope)],
+            vec![fitted(
+                slope_label("tr(C_B)", t.trace_slope),
+                &factor,
+                &trace,
+                t.trace_slope,
+            )],
             vec![reference("slope 1 (finite variance)", &factor, &trace, 1.0)],
         ))?,
         lines(&spec(
@@ -286,8 +307,18 @@ fn tensor_plots(t: &TensorSweep, slug: &str, n: u64) -> Result<Vec<Plot>> {
             "batch size B",
             "median excess kurtosis",
             Some(bs.clone()),
-            vec![fitted(slope_label("median g2", t.kurtosis_slope), &bs, &kurt, t.kurtosis_slope)],
-            vec![reference("slope −1 (finite fourth moment)", &bs, &kurt, -1.0)],
+            vec![fitted(
+                slope_label("median g2", t.kurtosis_slope),
+                &bs,
+                &kurt,
+                t.kurtosis_slope,
+            )],
+            vec![reference(
+                "slope −1 (finite fourth moment)",
+                &bs,
+                &kurt,
+                -1.0,
+            )],
         ))?,
         lines(&spec(
             "alpha",
@@ -296,8 +327,12 @@ fn tensor_plots(t: &TensorSweep, slug: &str, n: u64) -> Result<Vec<Plot>> {
             "α",
             Some(bs.clone()),
             vec![
-                alpha_series("α time-blocked (pooled)", plots::BLUE_TB, |b| b.alpha_time_blocked),
-                alpha_series("median α McCulloch", plots::ORANGE_FLAT, |b| b.alpha_mcculloch_median),
+                alpha_series("α time-blocked (pooled)", plots::BLUE_TB, |b| {
+                    b.alpha_time_blocked
+                }),
+                alpha_series("median α McCulloch", plots::ORANGE_FLAT, |b| {
+                    b.alpha_mcculloch_median
+                }),
             ],
             vec![Reference {
                 label: "α = 2 (Gaussian)".into(),

@@ -124,7 +124,11 @@ pub fn lines(spec: &LinesSpec) -> Result<Plot> {
             (Mark::DotInterval(s.colour), label)
         })
         .collect();
-    items.extend(spec.references.iter().map(|r| (Mark::Dashed, r.label.clone())));
+    items.extend(
+        spec.references
+            .iter()
+            .map(|r| (Mark::Dashed, r.label.clone())),
+    );
     let height = PLOT_TOP + PLOT_H + AXIS_H + 8 + items.len() as u32 * LEGEND_STEP as u32;
     let title = format!("{}: {}", spec.title, spec.subtitle);
 
@@ -200,7 +204,7 @@ fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
 fn axis_ticks(axis: Axis, (lo, hi): (f64, f64)) -> Vec<Tick> {
     match axis {
         Axis::Linear => {
-            let step = nice_step(hi - lo, 5);
+            let step = nice_step(hi - lo, 8);
             ticks(lo, hi, step)
                 .into_iter()
                 .map(|v| (v, fmt_g(v)))
@@ -267,7 +271,10 @@ mod tests {
                 .collect()
         };
         assert_eq!(labels(0.004, 0.06), ["0.005", "0.01", "0.02", "0.05"]);
-        assert_eq!(labels(1e-6, 1.0), ["1e−6", "1e−5", "0.0001", "0.001", "0.01", "0.1", "1"]);
+        assert_eq!(
+            labels(1e-6, 1.0),
+            ["1e−6", "1e−5", "0.0001", "0.001", "0.01", "0.1", "1"]
+        );
         assert_eq!(labels(3.5, 9.5), ["4", "5", "6", "7", "8", "9"]);
     }
 
