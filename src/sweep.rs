@@ -211,10 +211,16 @@ pub struct Measured {
 pub fn measure(input: &SweepInput, opts: &Options, backend: &mut dyn Backend) -> Result<Measured> {
     let sources = &input.inputs.sources;
     // First, so that data the ranges cannot take (NaN, ±∞) fail before the longer analysis.
+    let bytes = sources.iter().map(|s| {
+        let m = s.meta();
+        (m.samples * m.coords() * m.dtype.size()) as u64
+    });
+    let pb = progress_bar(bytes.sum(), opts.progress);
     let columns = sources
         .iter()
-        .map(|s| iqr_columns(s.as_ref(), opts))
+        .map(|s| iqr_columns(s.as_ref(), opts, &pb))
         .collect::<Result<Vec<_>>>()?;
+    pb.finish_and_clear();
     // trace and kurtosis from the full per-coordinate table, before `analyze` may reduce it
     // to a plotting sample: the engine's moments, the numbers `analyze` reports.
     let mut moments = Vec::with_capacity(sources.len());
@@ -262,7 +268,11 @@ fn trace_and_kurtosis(coords: &crate::stats::CoordTable) -> (f64, f64) {
 
 /// Reads `src` in blocks of whole columns (every sample of a strip of coordinates) and folds
 /// them, in parallel column ranges, into one [`BatchColumns`].
-fn iqr_columns(src: &dyn TensorSource, opts: &Options) -> Result<BatchColumns> {
+fn iqr_columns(
+    src: &dyn TensorSource,
+    opts: &Options,
+    pb: &indicatif::ProgressBar,
+) -> Result<BatchColumns> {
     let m = src.meta();
     let k = m.samples;
     // Planned at 8 bytes a value: the block is widened to f64 before the ranges are taken.
@@ -276,6 +286,7 @@ fn iqr_columns(src: &dyn TensorSource, opts: &Options) -> Result<BatchColumns> {
         for block in input::prefetch(src, &blocks, 2, scope) {
             let block = block?;
             let width = block.width();
+            pb.inc((block.data.len() * m.dtype.size()) as u64);
             wide.resize(block.data.len(), 0.0);
             block.data.widen_into(0..block.data.len(), &mut wide);
             let parts = (0..width.div_ceil(IQR_TASK_COLS))
@@ -295,6 +306,23 @@ fn iqr_columns(src: &dyn TensorSource, opts: &Options) -> Result<BatchColumns> {
         Ok(())
     })?;
     Ok(total)
+}
+
+/// The bar of the interquartile-range read, in input bytes (hidden without `progress`).
+fn progress_bar(total: u64, show: bool) -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    let target = match show {
+        true => ProgressDrawTarget::stderr(),
+        false => ProgressDrawTarget::hidden(),
+    };
+    let pb = ProgressBar::with_draw_target(Some(total), target);
+    pb.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:30}] {bytes}/{total_bytes} eta {eta}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    pb.set_message("ranges");
+    pb
 }
 
 /// One tensor across the batch sizes (an entry of `sweep.json`'s `tensors`).

@@ -273,7 +273,7 @@ mod tests {
         assert_eq!(labels(0.004, 0.06), ["0.005", "0.01", "0.02", "0.05"]);
         assert_eq!(
             labels(1e-6, 1.0),
-            ["1e−6", "1e−5", "0.0001", "0.001", "0.01", "0.1", "1"]
+            ["1e−6", "1e−5", "1e−4", "0.001", "0.01", "0.1", "1"]
         );
         assert_eq!(labels(3.5, 9.5), ["4", "5", "6", "7", "8", "9"]);
     }
@@ -306,6 +306,10 @@ mod tests {
         // Two drawable points plus the legend's dot.
         assert_eq!(p.svg.matches("<circle").count(), 3, "{}", p.svg);
         assert!(p.svg.contains("r_B (1 not drawable)"));
-        assert!(p.svg.contains("slope −1/2") && p.svg.contains(">16<"));
+        assert!(
+            p.svg.contains("slope −1/2") && p.svg.contains("\n16\n"),
+            "{}",
+            p.svg
+        );
     }
 }
