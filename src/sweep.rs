@@ -107,16 +107,19 @@ impl SweepInput {
     }
 }
 
-/// Opens each input as `analyze` opens one argument, and checks that all hold the same
-/// tensors (names and shapes).
+/// Opens each input as `analyze` opens one argument, checks each as `analyze` would, and
+/// checks that all hold the same tensors (names and shapes).
 pub fn open(labelled: &[Labelled], select: &Select, skip_bad: bool) -> Result<Vec<SweepInput>> {
     let opened = labelled
         .iter()
         .map(|l| {
+            let inputs = input::open_all(std::slice::from_ref(&l.path), select, skip_bad)?;
+            // `analyze`'s own checks (K ≥ 4, P > 0, one K per input), before any is read.
+            analyze::validate(&inputs.sources)?;
             Ok(SweepInput {
                 batch: l.batch,
                 path: l.path.clone(),
-                inputs: input::open_all(std::slice::from_ref(&l.path), select, skip_bad)?,
+                inputs,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -210,7 +213,13 @@ pub struct Measured {
 /// Analyses one input on `backend` and reads its whole columns for the interquartile ranges.
 pub fn measure(input: &SweepInput, opts: &Options, backend: &mut dyn Backend) -> Result<Measured> {
     let sources = &input.inputs.sources;
-    // First, so that data the ranges cannot take (NaN, ±∞) fail before the longer analysis.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.threads)
+        .thread_name(|i| format!("gradtail-ranges-{i}"))
+        .build()
+        .map_err(|e| Error::Config(format!("cannot start {} threads: {e}", opts.threads)))?;
+    // The ranges before the analysis, so that data they cannot take (NaN, ±∞) fail before
+    // the longer step.
     let bytes = sources.iter().map(|s| {
         let m = s.meta();
         (m.samples * m.coords() * m.dtype.size()) as u64
@@ -218,7 +227,7 @@ pub fn measure(input: &SweepInput, opts: &Options, backend: &mut dyn Backend) ->
     let pb = progress_bar(bytes.sum(), opts.progress);
     let columns = sources
         .iter()
-        .map(|s| iqr_columns(s.as_ref(), opts, &pb))
+        .map(|s| iqr_columns(s.as_ref(), opts, &pool, &pb))
         .collect::<Result<Vec<_>>>()?;
     pb.finish_and_clear();
     // trace and kurtosis from the full per-coordinate table, before `analyze` may reduce it
@@ -271,6 +280,7 @@ fn trace_and_kurtosis(coords: &crate::stats::CoordTable) -> (f64, f64) {
 fn iqr_columns(
     src: &dyn TensorSource,
     opts: &Options,
+    pool: &rayon::ThreadPool,
     pb: &indicatif::ProgressBar,
 ) -> Result<BatchColumns> {
     let m = src.meta();
@@ -289,15 +299,18 @@ fn iqr_columns(
             pb.inc((block.data.len() * m.dtype.size()) as u64);
             wide.resize(block.data.len(), 0.0);
             block.data.widen_into(0..block.data.len(), &mut wide);
-            let parts = (0..width.div_ceil(IQR_TASK_COLS))
-                .into_par_iter()
-                .map(|t| {
-                    let c0 = t * IQR_TASK_COLS;
-                    let cols = IQR_TASK_COLS.min(width - c0);
-                    let mut part = BatchColumns::new(k);
-                    part.add_tile(&wide[c0..], cols, width).map(|()| part)
+            let parts = pool
+                .install(|| {
+                    (0..width.div_ceil(IQR_TASK_COLS))
+                        .into_par_iter()
+                        .map(|t| {
+                            let c0 = t * IQR_TASK_COLS;
+                            let cols = IQR_TASK_COLS.min(width - c0);
+                            let mut part = BatchColumns::new(k);
+                            part.add_tile(&wide[c0..], cols, width).map(|()| part)
+                        })
+                        .collect::<std::result::Result<Vec<_>, _>>()
                 })
-                .collect::<std::result::Result<Vec<_>, _>>()
                 .map_err(fail)?;
             for p in &parts {
                 total.combine(p).map_err(fail)?;

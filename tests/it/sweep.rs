@@ -328,6 +328,9 @@ fn bad_sweeps_say_what_to_do_and_write_nothing() {
     let b = put("b32", "w.npy", 6, &noise(6, 2));
     let wide = put("wide", "w.npy", 7, &noise(7, 3));
     let other = put("other", "v.npy", 6, &noise(6, 4));
+    std::fs::create_dir_all(dir.join("tiny")).unwrap();
+    let tiny = dir.join("tiny/w.npy");
+    std::fs::write(&tiny, npy_bytes(&[3, 6], &noise(6, 6)[..18])).unwrap();
     let mut bad = noise(6, 5);
     bad[7] = f32::NAN;
     let nan = put("nan", "w.npy", 6, &bad);
@@ -367,6 +370,11 @@ fn bad_sweeps_say_what_to_do_and_write_nothing() {
         dir,
         &s(&[&format!("8:{a}"), &format!("32:{other}")]),
         &["[tensor w]", "not in sweep input 32:", "--include"],
+    );
+    fails(
+        dir,
+        &s(&[&format!("8:{a}"), &format!("32:{}", tiny.display())]),
+        &["[tensor w]", "only K = 3 samples"],
     );
     // Fails after the output's staging folder exists: it is removed, `out` left as it was.
     fails(
