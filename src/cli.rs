@@ -1,5 +1,7 @@
 //! Command-line parsing and the commands, each a short script over the library.
 
+mod sweep;
+
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -43,6 +45,9 @@ enum Command {
     Bench(BenchArgs),
     /// List GPU adapters, their limits and features, and what `--backend auto` would pick.
     Info,
+    /// Compare snapshots taken at several batch sizes: how the noise's trace, robust scale,
+    /// kurtosis and α change with B.
+    Sweep(sweep::SweepArgs),
 }
 
 #[derive(Args, Debug)]
@@ -188,6 +193,7 @@ pub fn run() -> Result<()> {
         Command::Synth(s) => synth_cmd(s),
         Command::Demo(d) => demo_cmd(d, progress),
         Command::Bench(b) => bench_cmd(b),
+        Command::Sweep(s) => sweep::run(s, progress),
         Command::Info => {
             print!("{}", gradtail::engine::gpu::probe_report());
             Ok(())

@@ -11,6 +11,7 @@ pub mod error;
 pub mod input;
 pub mod report;
 pub mod stats;
+pub mod sweep;
 pub mod synth;
 
 pub use error::{Error, Result};

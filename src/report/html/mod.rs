@@ -11,6 +11,7 @@ mod figures;
 pub mod format;
 pub mod plots;
 mod sections;
+pub mod sweep;
 #[cfg(test)]
 mod tests;
 

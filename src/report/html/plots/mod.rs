@@ -12,6 +12,7 @@ pub mod axis;
 mod bars;
 mod histogram;
 mod interval;
+pub mod lines;
 mod rows;
 mod scatter;
 
