@@ -33,6 +33,10 @@ struct Cli {
 enum Command {
     /// Analyse gradient snapshots: per-coordinate and per-tensor statistics.
     Analyze(AnalyzeArgs),
+    /// Analyse one shard of the input (for job arrays) and write its mergeable state.
+    Shard(ShardArgs),
+    /// Combine the states of every shard into what `analyze` writes.
+    Merge(MergeArgs),
     /// Write symmetric α-stable samples (Chambers–Mallows–Stuck) to an .npy file.
     Synth(SynthArgs),
     /// Run the whole analysis on built-in synthetic data and explain the result.
@@ -77,6 +81,16 @@ enum BenchDtype {
 
 #[derive(Args, Debug)]
 struct AnalyzeArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// Output folder for summary.json, tensors.csv and coords.safetensors.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// The inputs and options of an analysis (`analyze` and `shard`).
+#[derive(Args, Debug)]
+struct RunArgs {
     /// Inputs: .npy files of shape (K, ...) (one tensor each); .npz archives; one stacked
     /// .safetensors file; or a folder, glob or list of per-step .safetensors files.
     #[arg(required = true)]
@@ -94,9 +108,6 @@ struct AnalyzeArgs {
     /// does not fit together are processed in groups, one pass over the files per group.
     #[arg(long, value_parser = parse_bytes)]
     mem_budget: Option<u64>,
-    /// Output folder for summary.json, tensors.csv and coords.safetensors.
-    #[arg(long)]
-    out: PathBuf,
     #[command(flatten)]
     engine: EngineArgs,
     /// Centre: `mean` (per-coordinate sample mean), `median` (per-coordinate sample median),
@@ -115,6 +126,35 @@ struct AnalyzeArgs {
     /// Float type of coords.safetensors.
     #[arg(long, value_enum, default_value = "f32")]
     coords_dtype: CoordsDtype,
+}
+
+#[derive(Args, Debug)]
+struct ShardArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// Which shard this is, from 0 (e.g. $SLURM_ARRAY_TASK_ID or $JOB_COMPLETION_INDEX).
+    #[arg(long)]
+    index: usize,
+    /// Number of shards.
+    #[arg(long)]
+    of: usize,
+    /// The state file to write (a gradtail.state/1 safetensors file), e.g. state-3.safetensors.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct MergeArgs {
+    /// The state files of every shard (any order), as written by gradtail shard.
+    #[arg(required = true)]
+    states: Vec<PathBuf>,
+    /// Output folder for summary.json, tensors.csv, coords.safetensors and report.html.
+    #[arg(long)]
+    out: PathBuf,
+    /// Memory to plan for, e.g. 8G (default: a quarter of RAM): as for analyze, decides
+    /// whether the report keeps every coordinate's row or a sample per tensor.
+    #[arg(long, value_parser = parse_bytes)]
+    mem_budget: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -180,6 +220,8 @@ pub fn run() -> Result<()> {
     let progress = !cli.quiet && std::io::stderr().is_terminal();
     match cli.command {
         Command::Analyze(a) => analyze_cmd(a, progress).map(drop),
+        Command::Shard(s) => shard_cmd(s, progress),
+        Command::Merge(m) => merge_cmd(m),
         Command::Synth(s) => synth_cmd(s),
         Command::Demo(d) => demo_cmd(d, progress),
         Command::Bench(b) => bench_cmd(b),
@@ -308,8 +350,8 @@ fn parse_center(s: &str) -> Center {
     }
 }
 
-fn analyze_cmd(a: AnalyzeArgs, progress: bool) -> Result<analyze::Analysis> {
-    let start = Instant::now();
+/// Opens a run's inputs (reporting what was skipped) and validates its options.
+fn prepare(a: &RunArgs, progress: bool) -> Result<(gradtail::input::Inputs, Options)> {
     let center = parse_center(&a.center);
     if let Center::File(p) = &center {
         if p.extension().and_then(|e| e.to_str()) != Some("npy") {
@@ -334,10 +376,8 @@ fn analyze_cmd(a: AnalyzeArgs, progress: bool) -> Result<analyze::Analysis> {
             inputs.sources.first().map_or(0, |s| s.meta().samples)
         );
     }
-    let sources = &inputs.sources;
-    let mut backend = make_backend(&a.engine)?;
     let opts = Options {
-        center: center.clone(),
+        center,
         block: a.block,
         progress,
         mem_budget: a.mem_budget.unwrap_or_else(analyze::default_mem_budget),
@@ -345,8 +385,25 @@ fn analyze_cmd(a: AnalyzeArgs, progress: bool) -> Result<analyze::Analysis> {
         threads: a.engine.threads,
         ..Options::default()
     };
+    Ok((inputs, opts))
+}
+
+/// `--backend auto`'s fallback to the CPU engine when the GPU fails mid-run.
+fn cpu_fallback(engine: &EngineArgs) -> impl Fn() -> gradtail::Result<Box<dyn Backend>> {
+    let threads = engine.threads;
+    move || Ok(Box::new(CpuEngine::new(threads)?))
+}
+
+fn analyze_cmd(args: AnalyzeArgs, progress: bool) -> Result<analyze::Analysis> {
+    let start = Instant::now();
+    let a = &args.run;
+    let (inputs, opts) = prepare(a, progress)?;
+    let center = opts.center.clone();
+    let sources = &inputs.sources;
+    let mut backend = make_backend(&a.engine)?;
+    let out = &args.out;
     let maps: &'static [Stat] = if opts.fits { &Stat::ALL } else { &Stat::CORE };
-    let staging = Staging::new(&a.out)?;
+    let staging = Staging::new(out)?;
     let layout: Vec<(String, Vec<usize>)> = sources
         .iter()
         .map(|s| (s.meta().name.clone(), s.meta().shape.clone()))
@@ -365,9 +422,7 @@ fn analyze_cmd(a: AnalyzeArgs, progress: bool) -> Result<analyze::Analysis> {
         coords.finish()?;
         Ok(analysis)
     };
-    let threads = a.engine.threads;
-    let cpu =
-        move || -> gradtail::Result<Box<dyn Backend>> { Ok(Box::new(CpuEngine::new(threads)?)) };
+    let cpu = cpu_fallback(&a.engine);
     let fallback = (a.engine.backend == BackendChoice::Auto).then_some(&cpu as &dyn Fn() -> _);
     let analysis = analyze::with_fallback(&mut backend, fallback, attempt)?;
     let info = backend.info();
@@ -385,15 +440,106 @@ fn analyze_cmd(a: AnalyzeArgs, progress: bool) -> Result<analyze::Analysis> {
     report.write(&staging)?;
     staging
         .publish()
-        .with_context(|| format!("writing outputs to {}", a.out.display()))?;
+        .with_context(|| format!("writing outputs to {}", out.display()))?;
     print_table(&analysis, &mut std::io::stdout().lock())?;
     println!("{}", gradtail::report::centre_note(&center));
     println!(
         "wrote {}/{{report.html, summary.json, tensors.csv, coords.safetensors}} in {:.2} s",
-        a.out.display(),
+        out.display(),
         start.elapsed().as_secs_f64()
     );
     Ok(analysis)
+}
+
+fn shard_cmd(args: ShardArgs, progress: bool) -> Result<()> {
+    let start = Instant::now();
+    let a = &args.run;
+    let (inputs, opts) = prepare(a, progress)?;
+    let backend_name = format!("{:?}", a.engine.backend).to_lowercase();
+    let dtype_name = format!("{:?}", a.coords_dtype).to_lowercase();
+    let fingerprint = gradtail::shard::fingerprint(&inputs, &opts, &backend_name, &dtype_name)?;
+    let mut backend = make_backend(&a.engine)?;
+    let cpu = cpu_fallback(&a.engine);
+    let fallback = (a.engine.backend == BackendChoice::Auto).then_some(&cpu as &dyn Fn() -> _);
+    let shard = (args.index, args.of);
+    let done = analyze::with_fallback(&mut backend, fallback, |backend| {
+        gradtail::shard::shard(
+            &inputs,
+            &opts,
+            backend,
+            shard,
+            fingerprint.clone(),
+            &args.out,
+        )
+    })?;
+    println!(
+        "wrote shard {} of {} ({} coordinates in {} pieces, {:.1} MB read) to {} in {:.2} s",
+        args.index,
+        args.of,
+        done.coords,
+        done.pieces,
+        done.bytes_read as f64 / 1e6,
+        args.out.display(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn merge_cmd(m: MergeArgs) -> Result<()> {
+    let start = Instant::now();
+    // Every state is opened and checked before anything is written.
+    let budget = m.mem_budget.unwrap_or_else(analyze::default_mem_budget);
+    let staging = Staging::new(&m.out)?;
+    // The maps file is laid out from the first state's inputs; `merge` refuses states that
+    // disagree with them before the first tensor is written.
+    let fp = gradtail::shard::StateFile::open(&m.states[0])?
+        .header
+        .fingerprint;
+    let layout: Vec<(String, Vec<usize>)> = fp
+        .tensors
+        .iter()
+        .map(|t| (t.name.clone(), t.shape.clone()))
+        .collect();
+    let maps: &'static [Stat] = if fp.options.fits {
+        &Stat::ALL
+    } else {
+        &Stat::CORE
+    };
+    let dtype = match fp.options.coords_dtype.as_str() {
+        "f64" => CoordsDtype::F64,
+        _ => CoordsDtype::F32,
+    };
+    let path = staging.path().join("coords.safetensors");
+    let mut coords = CoordsWriter::create(&path, &layout, maps, dtype)?;
+    let merged = gradtail::shard::merge(&m.states, budget, &mut |t| {
+        coords.write(&t.meta.name, &t.coords)
+    })?;
+    coords.finish()?;
+    let analysis = &merged.analysis;
+    let report = RunReport {
+        analysis,
+        engine: &merged.engine,
+        center: &merged.center,
+        block: merged.fingerprint.options.block,
+        backend: merged.engine.engine,
+        fits: merged.fingerprint.options.fits,
+        elapsed_s: merged.elapsed_s,
+        skipped: &merged.skipped,
+        bad_files: &merged.bad_files,
+    };
+    report.write(&staging)?;
+    staging
+        .publish()
+        .with_context(|| format!("writing outputs to {}", m.out.display()))?;
+    print_table(analysis, &mut std::io::stdout().lock())?;
+    println!("{}", gradtail::report::centre_note(&merged.center));
+    println!(
+        "merged {} shards into {}/{{report.html, summary.json, tensors.csv, coords.safetensors}} in {:.2} s",
+        m.states.len(),
+        m.out.display(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 fn synth_cmd(s: SynthArgs) -> Result<()> {
@@ -504,17 +650,19 @@ fn demo_cmd(d: DemoArgs, progress: bool) -> Result<()> {
     println!("so they are analysed with --center none.\n");
     let out = d.out.clone().unwrap_or_else(|| tmp.join("out"));
     let args = AnalyzeArgs {
-        inputs,
+        run: RunArgs {
+            inputs,
+            engine: d.engine,
+            center: "none".into(),
+            include: Vec::new(),
+            exclude: Vec::new(),
+            skip_bad: false,
+            mem_budget: None,
+            block: None,
+            coords_dtype: CoordsDtype::F32,
+            no_fits: false,
+        },
         out: out.clone(),
-        engine: d.engine,
-        center: "none".into(),
-        include: Vec::new(),
-        exclude: Vec::new(),
-        skip_bad: false,
-        mem_budget: None,
-        block: None,
-        coords_dtype: CoordsDtype::F32,
-        no_fits: false,
     };
     let analysis = analyze_cmd(args, progress)?;
     // The checks behind every claim printed below. 20,000 independent coordinates give the
