@@ -12,4 +12,5 @@ mod fuzz_inputs;
 mod gpu_smoke;
 mod report_html;
 mod shaders;
+mod shard;
 mod structure;
