@@ -78,11 +78,16 @@ fn open_all(paths: &[PathBuf]) -> Result<Vec<StateFile>> {
         .map(|i| i.to_string())
         .collect();
     if !missing.is_empty() {
-        return Err(Error::Config(format!(
-            "shard {} of {of} missing: give the states written with --index {} too",
-            missing.join(", "),
-            missing.join(", ")
-        )));
+        let given: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        return Err(Error::unusable(
+            given.join(", "),
+            None,
+            format!(
+                "shard {} of {of} missing: give the states written with --index {} too",
+                missing.join(", "),
+                missing.join(", ")
+            ),
+        ));
     }
     Ok(slots.into_iter().flatten().collect())
 }
@@ -253,6 +258,10 @@ pub fn merge(
         done(o, &mut results)?;
     }
     let model = finish::model(&results, &model, total, m_model);
+    let shards_s = states
+        .iter()
+        .map(StateFile::elapsed_s)
+        .sum::<Result<f64>>()?;
     let engine = engine_info(&first.run.engine);
     if states
         .iter()
@@ -275,8 +284,7 @@ pub fn merge(
         analysis,
         center: first.run.center.clone(),
         engine,
-        elapsed_s: states.iter().map(|s| s.header.run.elapsed_s).sum::<f64>()
-            + start.elapsed().as_secs_f64(),
+        elapsed_s: shards_s + start.elapsed().as_secs_f64(),
         skipped: skipped(&fp.skipped_tensors),
         bad_files: skipped(&fp.skipped_files),
         fingerprint: fp,

@@ -15,12 +15,13 @@ pub use merge::{merge, Merged};
 pub use state::{Fingerprint, FingerprintOptions, InputTensor, StateFile, STATE_SCHEMA};
 
 use crate::analyze::plan::shard_pieces;
-use crate::analyze::run::{run, PieceState};
+use crate::analyze::run::run;
 use crate::analyze::{Center, Options, Plan};
 use crate::engine::accum::FlatAcc;
 use crate::engine::Backend;
 use crate::error::{Error, Result};
 use crate::input::Inputs;
+use crate::stats::tail;
 
 /// The fingerprint of `inputs` analysed with `opts` (`backend` and `coords_dtype` as the
 /// command line names them).
@@ -35,10 +36,7 @@ pub fn fingerprint(
     let mut seen = std::collections::HashSet::new();
     for m in &metas {
         if seen.insert(m.path.clone()) {
-            let bytes = match std::fs::metadata(&m.path) {
-                Ok(md) if md.is_file() => md.len(),
-                _ => 0,
-            };
+            let bytes = input_bytes(&m.path);
             let name = m.path.file_name().map(|n| n.to_string_lossy().into_owned());
             files.push((name.unwrap_or_default(), bytes));
         }
@@ -84,6 +82,19 @@ pub fn fingerprint(
     })
 }
 
+/// Bytes of an input: a file's length, or for a folder of step files the sum of theirs.
+fn input_bytes(path: &Path) -> u64 {
+    let len = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    match std::fs::read_dir(path) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+            .map(|p| len(&p))
+            .sum(),
+        Err(_) => len(path),
+    }
+}
+
 /// What a shard did.
 pub struct ShardReport {
     pub pieces: usize,
@@ -117,11 +128,6 @@ pub fn shard(
     plan.set_pieces(pieces, sources, opts)?;
     let n_model = (plan.samples * plan.total) as u64;
     let mut model = FlatAcc::new((n_model / plan.m_model) as usize);
-    let mut states: Vec<PieceState> = Vec::with_capacity(plan.pieces.len());
-    run(&plan, sources, opts, backend, &mut model, &mut |s| {
-        states.push(s);
-        Ok(())
-    })?;
     let info = backend.info();
     let header = state::Header {
         schema: STATE_SCHEMA.into(),
@@ -134,16 +140,41 @@ pub fn shard(
             center: opts.center.clone(),
             engine: serde_json::to_value(&info)
                 .map_err(|e| Error::Config(format!("cannot encode the engine: {e}")))?,
-            elapsed_s: start.elapsed().as_secs_f64(),
             bytes_read: plan.bytes(),
         },
-        pieces: Vec::new(),
-        checksum: 0,
+        pieces: plan
+            .pieces
+            .iter()
+            .map(|p| (p.tensor, p.cols.start, p.cols.end))
+            .collect(),
+        checksum: String::new(),
     };
-    state::write(out, header, &states, &model)?;
+    let flat: Vec<usize> = plan
+        .pieces
+        .iter()
+        .map(|p| {
+            let n = (plan.samples * plan.coords[p.tensor]) as u64;
+            (n / tail::largest_divisor_below_sqrt(n)) as usize
+        })
+        .collect();
+    let mut writer = state::StateWriter::create(
+        out,
+        &header,
+        opts.fits,
+        plan.block_rows / plan.k1,
+        &flat,
+        model.blocks.len(),
+    )?;
+    let (mut pieces, mut coords) = (0, 0);
+    run(&plan, sources, opts, backend, &mut model, &mut |s| {
+        pieces += 1;
+        coords += s.piece.cols.len();
+        writer.piece(&s)
+    })?;
+    writer.finish(&model, start.elapsed().as_secs_f64())?;
     Ok(ShardReport {
-        pieces: states.len(),
-        coords: states.iter().map(|s| s.piece.cols.len()).sum(),
+        pieces,
+        coords,
         bytes_read: plan.bytes(),
     })
 }

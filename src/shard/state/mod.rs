@@ -2,7 +2,8 @@
 //! `safetensors.numpy.load_file`, its size checked against its header when opened) holding a
 //! shard's mergeable accumulators, with a JSON header in its metadata under the key
 //! `gradtail.state`: schema, shard index and count, the fingerprint of inputs and options,
-//! the pieces it covers and a CRC-32 of every tensor's bytes (in name order).
+//! the pieces it covers and a CRC-32 of its data section. The writer streams pieces to disk
+//! as the run finishes them, so a shard holds one group's state at a time, as `analyze` does.
 //!
 //! Tensors, for piece k (`pieces[k]` in the header: a tensor and a coordinate range):
 //! `piece{k}/<field>`, one value per coordinate, for the fields of [`U64_FIELDS`] (U64) and
@@ -11,9 +12,10 @@
 //! piece: `piece{k}/time_blocks` (F64, [blocks, 5]: Σln|u|, count, Σln|Y|, count, Σln m per
 //! time block), `piece{k}/flat_blocks` (F64), `piece{k}/flat_n` (U64, [1]) and
 //! `piece{k}/flat_lx` (F64, [1]). The whole input's flat state: `model/flat_blocks`,
-//! `model/flat_n`, `model/flat_lx`.
+//! `model/flat_n`, `model/flat_lx`; the shard's wall time: `run/elapsed_s` (F64, [1]).
 
-use std::collections::HashMap;
+mod writer;
+
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -25,6 +27,7 @@ use crate::engine::TensorAcc;
 use crate::error::{Error, Result};
 use crate::input::Dtype;
 use crate::stats::fits::{Fits, FIT_STATS};
+pub use writer::StateWriter;
 
 /// Version tag of the state file; bump on any incompatible change.
 pub const STATE_SCHEMA: &str = "gradtail.state/1";
@@ -45,7 +48,8 @@ pub struct InputTensor {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Fingerprint {
     pub tensors: Vec<InputTensor>,
-    /// (file name, bytes) of each input file, in order.
+    /// (name, bytes) of each input: a file's length, or the total of a step folder's
+    /// .safetensors files.
     pub files: Vec<(String, u64)>,
     /// (name, reason) of tensors and step files left out.
     pub skipped_tensors: Vec<(String, String)>,
@@ -67,13 +71,12 @@ pub struct FingerprintOptions {
 }
 
 /// What a merged report shows that is not a statistic: the input paths and centre as the
-/// shard saw them, the engine that ran it, and its time.
+/// shard saw them, the engine that ran it, and the bytes it read.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunInfo {
     pub paths: Vec<PathBuf>,
     pub center: Center,
     pub engine: serde_json::Value,
-    pub elapsed_s: f64,
     pub bytes_read: u64,
 }
 
@@ -88,9 +91,8 @@ pub struct Header {
     pub run: RunInfo,
     /// (tensor index, first and end coordinate) of each piece.
     pub pieces: Vec<(usize, usize, usize)>,
-    /// CRC-32 of every tensor's bytes, tensors in name order.
-    #[serde(default)]
-    pub checksum: u32,
+    /// CRC-32 of the data section (every tensor's bytes, in file order), 8 hex digits.
+    pub checksum: String,
 }
 
 /// Count fields of a coordinate's state, stored as U64.
@@ -105,7 +107,7 @@ pub const U64_FIELDS: [&str; 8] = [
     "tails_bad_blocks",
 ];
 
-fn u64_fields(m: &MeanAcc, c: &CoordAcc) -> [u64; 8] {
+pub(super) fn u64_fields(m: &MeanAcc, c: &CoordAcc) -> [u64; 8] {
     let t = &c.tails;
     [
         m.n,
@@ -149,7 +151,7 @@ pub const F64_FIELDS: [&str; 12] = [
     "tails_lx",
 ];
 
-fn f64_fields(m: &MeanAcc, c: &CoordAcc) -> [f64; 12] {
+pub(super) fn f64_fields(m: &MeanAcc, c: &CoordAcc) -> [f64; 12] {
     let (o, t) = (&c.moments, &c.tails);
     [
         m.sum, m.min, m.max, o.s1, o.s2, o.s3, o.s4, t.sl, t.sl2, t.ly, t.lm, t.lx,
@@ -161,127 +163,6 @@ fn set_f64_fields(m: &mut MeanAcc, c: &mut CoordAcc, v: [f64; 12]) {
     [
         m.sum, m.min, m.max, o.s1, o.s2, o.s3, o.s4, t.sl, t.sl2, t.ly, t.lm, t.lx,
     ] = v;
-}
-
-/// A tensor to write: dtype, shape and little-endian bytes.
-struct Entry {
-    dtype: safetensors::Dtype,
-    shape: Vec<usize>,
-    bytes: Vec<u8>,
-}
-
-fn f64s(shape: Vec<usize>, v: impl IntoIterator<Item = f64>) -> Entry {
-    Entry {
-        dtype: safetensors::Dtype::F64,
-        shape,
-        bytes: v.into_iter().flat_map(f64::to_le_bytes).collect(),
-    }
-}
-
-fn u64s(shape: Vec<usize>, v: impl IntoIterator<Item = u64>) -> Entry {
-    Entry {
-        dtype: safetensors::Dtype::U64,
-        shape,
-        bytes: v.into_iter().flat_map(u64::to_le_bytes).collect(),
-    }
-}
-
-fn flat_entries(prefix: &str, flat: &FlatAcc, out: &mut Vec<(String, Entry)>) {
-    out.push((
-        format!("{prefix}/flat_blocks"),
-        f64s(vec![flat.blocks.len()], flat.blocks.iter().copied()),
-    ));
-    out.push((format!("{prefix}/flat_n"), u64s(vec![1], [flat.n])));
-    out.push((format!("{prefix}/flat_lx"), f64s(vec![1], [flat.lx])));
-}
-
-fn piece_entries(k: usize, s: &PieceState, out: &mut Vec<(String, Entry)>) {
-    let len = s.mean.len();
-    let prefix = format!("piece{k}");
-    let pairs = || s.mean.iter().zip(&s.acc.coords);
-    for (f, name) in U64_FIELDS.iter().enumerate() {
-        let v = pairs().map(|(m, c)| u64_fields(m, c)[f]);
-        out.push((format!("{prefix}/{name}"), u64s(vec![len], v)));
-    }
-    for (f, name) in F64_FIELDS.iter().enumerate() {
-        let v = pairs().map(|(m, c)| f64_fields(m, c)[f]);
-        out.push((format!("{prefix}/{name}"), f64s(vec![len], v)));
-    }
-    if let Some(fits) = &s.fits {
-        for (f, name) in FIT_STATS.iter().enumerate() {
-            let v = fits.iter().map(|x| x.to_array()[f]);
-            out.push((format!("{prefix}/fit_{name}"), f64s(vec![len], v)));
-        }
-    }
-    let blocks = s
-        .acc
-        .blocks
-        .iter()
-        .flat_map(|b| [b.sx, b.nx, b.sy, b.ny, b.sm]);
-    out.push((
-        format!("{prefix}/time_blocks"),
-        f64s(vec![s.acc.blocks.len(), 5], blocks),
-    ));
-    flat_entries(&prefix, &s.acc.flat, out);
-}
-
-/// CRC-32 of the entries' bytes, in name order.
-fn checksum<'a>(entries: impl Iterator<Item = (&'a str, &'a [u8])>) -> u32 {
-    let mut sorted: Vec<_> = entries.collect();
-    sorted.sort_by(|a, b| a.0.cmp(b.0));
-    let mut h = crc32fast::Hasher::new();
-    for (_, bytes) in sorted {
-        h.update(bytes);
-    }
-    h.finalize()
-}
-
-/// Writes a state atomically: into a file beside `path`, renamed into place once complete.
-pub fn write(
-    path: &Path,
-    mut header: Header,
-    pieces: &[PieceState],
-    model: &FlatAcc,
-) -> Result<()> {
-    let mut entries = Vec::new();
-    for (k, s) in pieces.iter().enumerate() {
-        piece_entries(k, s, &mut entries);
-    }
-    flat_entries("model", model, &mut entries);
-    header.pieces = pieces
-        .iter()
-        .map(|s| (s.piece.tensor, s.piece.cols.start, s.piece.cols.end))
-        .collect();
-    header.checksum = checksum(
-        entries
-            .iter()
-            .map(|(n, e)| (n.as_str(), e.bytes.as_slice())),
-    );
-    let json = serde_json::to_string(&header)
-        .map_err(|e| Error::Config(format!("cannot encode the state header: {e}")))?;
-    let views = entries
-        .iter()
-        .map(|(n, e)| {
-            safetensors::tensor::TensorView::new(e.dtype, e.shape.clone(), &e.bytes)
-                .map(|v| (n.clone(), v))
-                .map_err(|err| Error::Config(format!("internal: state tensor {n}: {err}")))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let meta = HashMap::from([(HEADER_KEY.to_owned(), json)]);
-    let bytes = safetensors::tensor::serialize(views, Some(meta))
-        .map_err(|e| Error::Config(format!("cannot encode the state: {e}")))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "state".into());
-    let tmp = path.with_file_name(format!(".{name}.partial-{}", std::process::id()));
-    let result = std::fs::write(&tmp, &bytes)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| Error::io(path, e));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// An opened state: its header checked, its tensors mapped.
@@ -338,15 +219,8 @@ impl StateFile {
             layout,
             data_at: 8 + n,
         };
-        let names = state.layout.tensors();
-        let sum = checksum(names.iter().map(|(name, info)| {
-            let (a, b) = info.data_offsets;
-            (
-                name.as_str(),
-                &state.map[state.data_at + a..state.data_at + b],
-            )
-        }));
-        if sum != state.header.checksum {
+        let sum = crc32fast::hash(&state.map[state.data_at..]);
+        if format!("{sum:08x}") != state.header.checksum {
             return Err(Error::bad(
                 path,
                 "damaged: its contents do not match its checksum; write it again with gradtail shard",
@@ -441,6 +315,11 @@ impl StateFile {
     /// This shard's share of the whole input's flat state.
     pub fn model(&self) -> Result<FlatAcc> {
         self.flat("model")
+    }
+
+    /// The shard's wall time, in seconds.
+    pub fn elapsed_s(&self) -> Result<f64> {
+        Ok(self.f64s("run/elapsed_s", 1)?[0])
     }
 
     fn flat(&self, prefix: &str) -> Result<FlatAcc> {
