@@ -3,7 +3,9 @@
 //! or coordinate ranges of one (a shard of a dominant tensor). A piece is read with the blocks
 //! of its tensor's own plan cut to its columns, so every coordinate sees the same row chunks
 //! whether its tensor is analysed whole or in pieces, and its per-coordinate results are the
-//! same to the bit.
+//! same to the bit: the CPU engine's arithmetic per coordinate depends only on a block's rows,
+//! and so does the GPU engine's row chunking for blocks of up to about 2^24 values (the
+//! default 64 MiB block budget; `engine::gpu::plan::chunking`).
 
 use std::ops::Range;
 
@@ -108,7 +110,6 @@ pub struct Plan {
     /// The `--center` file's values, one per coordinate of the whole input.
     pub centre_file: Option<Vec<f64>>,
     elem: Vec<usize>,
-    fortran: Vec<bool>,
     block_bytes: usize,
 }
 
@@ -136,13 +137,12 @@ impl Plan {
             })
             .collect();
         let elem: Vec<usize> = sources.iter().map(|s| s.meta().dtype.size()).collect();
-        let fortran: Vec<bool> = sources.iter().map(|s| s.is_fortran()).collect();
         // Whole columns when a strip of at least MIN_STRIP columns fits a block; then, for
         // engines that take blocks one call at a time, each block is read once for both
         // passes (`whole`).
         let columns: Vec<bool> = (0..sources.len())
             .map(|i| {
-                fortran[i]
+                sources[i].is_fortran()
                     || samples * elem[i].max(4) * MIN_STRIP.min(coords[i]) <= opts.block_bytes
             })
             .collect();
@@ -171,7 +171,6 @@ impl Plan {
             m_model: tail::largest_divisor_below_sqrt(n_model),
             centre_file,
             elem,
-            fortran,
             block_bytes: opts.block_bytes,
         };
         plan.set_pieces(pieces, sources, opts)?;
@@ -243,11 +242,6 @@ impl Plan {
                 (a < b).then(|| (rows, a - c0..b - c0))
             })
             .collect()
-    }
-
-    /// Whether tensor `t` is stored with each coordinate's samples contiguous.
-    pub fn is_fortran(&self, t: usize) -> bool {
-        self.fortran[t]
     }
 }
 

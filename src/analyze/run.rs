@@ -21,8 +21,10 @@ use crate::stats::tail;
 /// Everything the finishing step needs of one piece: per coordinate its pass-1 and pass-2
 /// accumulators and fits, and the piece's share of its tensor's pooled sums (`acc.blocks`,
 /// `acc.flat`). Pieces of one tensor concatenate coordinate-wise and `combine` pool-wise.
-/// A new accumulator of the whole-column step (e.g. a per-tensor Gram matrix) is one more
-/// field here, filled in [`run`], combined in `merge_pieces` and stored by `shard::state`.
+/// A new accumulator (e.g. a per-tensor Gram matrix from the whole-column step) is one more
+/// field here: filled in [`run`], combined in [`PieceState::append`], written and read by
+/// `shard::state` (`writer::piece_layout`/`piece_data`, `StateFile::piece`) and finished in
+/// `finish::tensor`.
 #[derive(Clone, Debug)]
 pub struct PieceState {
     pub piece: Piece,
