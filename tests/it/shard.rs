@@ -357,3 +357,71 @@ fn merge_refuses_states_that_do_not_belong_together() {
         .assert()
         .success();
 }
+
+/// A source that records every block read from it.
+struct Counting {
+    inner: Box<dyn input::TensorSource>,
+    reads: std::sync::Arc<std::sync::Mutex<Vec<(usize, std::ops::Range<usize>)>>>,
+    tensor: usize,
+}
+
+impl input::TensorSource for Counting {
+    fn meta(&self) -> &input::TensorMeta {
+        self.inner.meta()
+    }
+
+    fn read_block_into(
+        &self,
+        rows: std::ops::Range<usize>,
+        cols: std::ops::Range<usize>,
+        reuse: Option<input::BlockData>,
+    ) -> gradtail::Result<input::Block> {
+        self.reads.lock().unwrap().push((self.tensor, cols.clone()));
+        self.inner.read_block_into(rows, cols, reuse)
+    }
+
+    fn is_fortran(&self) -> bool {
+        self.inner.is_fortran()
+    }
+}
+
+/// A shard reads only the coordinates of its pieces, each once per read the plan makes of it
+/// (one on the CPU engine, whose blocks of whole columns feed both passes).
+#[test]
+fn a_shard_reads_only_its_coordinates() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = inputs(dir.path());
+    let opts = opts();
+    let mut cpu = CpuEngine::new(2).unwrap();
+    for i in 0..3 {
+        let reads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut inputs = input::open_all(&paths, &Select::default(), false).unwrap();
+        inputs.sources = std::mem::take(&mut inputs.sources)
+            .into_iter()
+            .enumerate()
+            .map(|(tensor, inner)| {
+                Box::new(Counting {
+                    inner,
+                    reads: reads.clone(),
+                    tensor,
+                }) as Box<dyn input::TensorSource>
+            })
+            .collect();
+        let fp = shard::fingerprint(&inputs, &opts, "cpu", "f32").unwrap();
+        let out = dir.path().join(format!("s{i}"));
+        shard::shard(&inputs, &opts, &mut cpu, (i, 3), fp, &out).unwrap();
+        let pieces = StateFile::open(&out).unwrap().header.pieces;
+        // Every coordinate read lies in a piece, and every piece's coordinates are read once.
+        let mut read: Vec<(usize, usize)> = Vec::new();
+        for (t, cols) in reads.lock().unwrap().iter() {
+            read.extend(cols.clone().map(|c| (*t, c)));
+        }
+        read.sort_unstable();
+        let mut want: Vec<(usize, usize)> = pieces
+            .iter()
+            .flat_map(|&(t, a, b)| (a..b).map(move |c| (t, c)))
+            .collect();
+        want.sort_unstable();
+        assert_eq!(read, want, "shard {i}: {pieces:?}");
+    }
+}
