@@ -358,10 +358,13 @@ fn merge_refuses_states_that_do_not_belong_together() {
         .success();
 }
 
+/// (tensor, columns) of every block read, shared by the sources of one run.
+type Reads = std::sync::Arc<std::sync::Mutex<Vec<(usize, std::ops::Range<usize>)>>>;
+
 /// A source that records every block read from it.
 struct Counting {
     inner: Box<dyn input::TensorSource>,
-    reads: std::sync::Arc<std::sync::Mutex<Vec<(usize, std::ops::Range<usize>)>>>,
+    reads: Reads,
     tensor: usize,
 }
 
@@ -394,7 +397,7 @@ fn a_shard_reads_only_its_coordinates() {
     let opts = opts();
     let mut cpu = CpuEngine::new(2).unwrap();
     for i in 0..3 {
-        let reads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let reads = Reads::default();
         let mut inputs = input::open_all(&paths, &Select::default(), false).unwrap();
         inputs.sources = std::mem::take(&mut inputs.sources)
             .into_iter()
