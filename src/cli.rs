@@ -19,6 +19,8 @@ use gradtail::report::{print_table, CoordsWriter, RunReport, Staging};
 use gradtail::stats::Stat;
 use gradtail::synth::{self, SynthSpec, Traps};
 
+mod shard;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "gradtail",
@@ -37,6 +39,10 @@ struct Cli {
 enum Command {
     /// Analyse gradient snapshots: per-coordinate and per-tensor statistics.
     Analyze(AnalyzeArgs),
+    /// Analyse one shard of the input (for job arrays) and write its mergeable state.
+    Shard(shard::ShardArgs),
+    /// Combine the states of every shard into what `analyze` writes.
+    Merge(shard::MergeArgs),
     /// Write symmetric α-stable samples (Chambers–Mallows–Stuck) to an .npy file.
     Synth(SynthArgs),
     /// Run the whole analysis on built-in synthetic data and explain the result.
@@ -87,6 +93,16 @@ fn backend_of() -> impl TypedValueParser<Value = BackendChoice> {
 
 #[derive(Args, Debug)]
 struct AnalyzeArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// Output folder for summary.json, tensors.csv and coords.safetensors.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// The inputs and options of an analysis (`analyze` and `shard`).
+#[derive(Args, Debug)]
+struct RunArgs {
     /// Inputs: .npy files of shape (K, ...) (one tensor each); .npz archives; one stacked
     /// .safetensors file; or a folder, glob or list of per-step .safetensors files.
     #[arg(required = true)]
@@ -104,9 +120,6 @@ struct AnalyzeArgs {
     /// does not fit together are processed in groups, one pass over the files per group.
     #[arg(long, value_parser = parse_bytes)]
     mem_budget: Option<u64>,
-    /// Output folder for summary.json, tensors.csv and coords.safetensors.
-    #[arg(long)]
-    out: PathBuf,
     #[command(flatten)]
     engine: EngineArgs,
     /// Centre: `mean` (per-coordinate sample mean), `median` (per-coordinate sample median),
@@ -190,6 +203,8 @@ pub fn run() -> Result<()> {
     let progress = !cli.quiet && std::io::stderr().is_terminal();
     match cli.command {
         Command::Analyze(a) => analyze_cmd(a, progress).map(drop),
+        Command::Shard(s) => shard::shard_cmd(s, progress),
+        Command::Merge(m) => shard::merge_cmd(m),
         Command::Synth(s) => synth_cmd(s),
         Command::Demo(d) => demo_cmd(d, progress),
         Command::Bench(b) => bench_cmd(b),
@@ -314,8 +329,8 @@ fn parse_center(s: &str) -> Center {
     }
 }
 
-fn analyze_cmd(a: AnalyzeArgs, progress: bool) -> Result<analyze::Analysis> {
-    let start = Instant::now();
+/// Opens a run's inputs (reporting what was skipped) and validates its options.
+fn prepare(a: &RunArgs, progress: bool) -> Result<(gradtail::input::Inputs, Options)> {
     let center = parse_center(&a.center);
     if let Center::File(p) = &center {
         if p.extension().and_then(|e| e.to_str()) != Some("npy") {
@@ -340,10 +355,8 @@ fn analyze_cmd(a: AnalyzeArgs, progress: bool) -> Result<analyze::Analysis> {
             inputs.sources.first().map_or(0, |s| s.meta().samples)
         );
     }
-    let sources = &inputs.sources;
-    let mut backend = make_backend(&a.engine)?;
     let opts = Options {
-        center: center.clone(),
+        center,
         block: a.block,
         progress,
         mem_budget: a.mem_budget.unwrap_or_else(analyze::default_mem_budget),
@@ -351,8 +364,25 @@ fn analyze_cmd(a: AnalyzeArgs, progress: bool) -> Result<analyze::Analysis> {
         threads: a.engine.threads,
         ..Options::default()
     };
+    Ok((inputs, opts))
+}
+
+/// `--backend auto`'s fallback to the CPU engine when the GPU fails mid-run.
+fn cpu_fallback(engine: &EngineArgs) -> impl Fn() -> gradtail::Result<Box<dyn Backend>> {
+    let threads = engine.threads;
+    move || Ok(Box::new(CpuEngine::new(threads)?))
+}
+
+fn analyze_cmd(args: AnalyzeArgs, progress: bool) -> Result<analyze::Analysis> {
+    let start = Instant::now();
+    let a = &args.run;
+    let (inputs, opts) = prepare(a, progress)?;
+    let center = opts.center.clone();
+    let sources = &inputs.sources;
+    let mut backend = make_backend(&a.engine)?;
+    let out = &args.out;
     let maps: &'static [Stat] = if opts.fits { &Stat::ALL } else { &Stat::CORE };
-    let staging = Staging::new(&a.out)?;
+    let staging = Staging::new(out)?;
     let layout: Vec<(String, Vec<usize>)> = sources
         .iter()
         .map(|s| (s.meta().name.clone(), s.meta().shape.clone()))
@@ -371,9 +401,7 @@ fn analyze_cmd(a: AnalyzeArgs, progress: bool) -> Result<analyze::Analysis> {
         coords.finish()?;
         Ok(analysis)
     };
-    let threads = a.engine.threads;
-    let cpu =
-        move || -> gradtail::Result<Box<dyn Backend>> { Ok(Box::new(CpuEngine::new(threads)?)) };
+    let cpu = cpu_fallback(&a.engine);
     let fallback = (a.engine.backend == BackendChoice::Auto).then_some(&cpu as &dyn Fn() -> _);
     let analysis = analyze::with_fallback(&mut backend, fallback, attempt)?;
     let info = backend.info();
@@ -391,12 +419,12 @@ fn analyze_cmd(a: AnalyzeArgs, progress: bool) -> Result<analyze::Analysis> {
     report.write(&staging)?;
     staging
         .publish()
-        .with_context(|| format!("writing outputs to {}", a.out.display()))?;
+        .with_context(|| format!("writing outputs to {}", out.display()))?;
     print_table(&analysis, &mut std::io::stdout().lock())?;
     println!("{}", gradtail::report::centre_note(&center));
     println!(
         "wrote {}/{{report.html, summary.json, tensors.csv, coords.safetensors}} in {:.2} s",
-        a.out.display(),
+        out.display(),
         start.elapsed().as_secs_f64()
     );
     Ok(analysis)
@@ -510,17 +538,19 @@ fn demo_cmd(d: DemoArgs, progress: bool) -> Result<()> {
     println!("so they are analysed with --center none.\n");
     let out = d.out.clone().unwrap_or_else(|| tmp.join("out"));
     let args = AnalyzeArgs {
-        inputs,
+        run: RunArgs {
+            inputs,
+            engine: d.engine,
+            center: "none".into(),
+            include: Vec::new(),
+            exclude: Vec::new(),
+            skip_bad: false,
+            mem_budget: None,
+            block: None,
+            coords_dtype: Dtype::F32,
+            no_fits: false,
+        },
         out: out.clone(),
-        engine: d.engine,
-        center: "none".into(),
-        include: Vec::new(),
-        exclude: Vec::new(),
-        skip_bad: false,
-        mem_budget: None,
-        block: None,
-        coords_dtype: Dtype::F32,
-        no_fits: false,
     };
     let analysis = analyze_cmd(args, progress)?;
     // The checks behind every claim printed below. 20,000 independent coordinates give the

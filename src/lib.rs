@@ -10,6 +10,7 @@ pub mod engine;
 pub mod error;
 pub mod input;
 pub mod report;
+pub mod shard;
 pub mod stats;
 pub mod sweep;
 pub mod synth;

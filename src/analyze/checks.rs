@@ -65,7 +65,7 @@ pub fn block_size(samples: usize, block: Option<usize>) -> Result<usize> {
     }
 }
 
-pub(super) fn read_centre(path: &Path, total: usize) -> Result<Vec<f64>> {
+pub(crate) fn read_centre(path: &Path, total: usize) -> Result<Vec<f64>> {
     let t = input::npy::NpyTensor::open(path)?;
     let n = t.meta().samples * t.meta().coords().max(1);
     let n = if t.meta().shape.is_empty() {

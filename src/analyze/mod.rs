@@ -4,30 +4,40 @@
 //! (uncentred data bias α towards 1). The whole-column step needs every sample of a
 //! coordinate at once: blocks of whole columns give it for free where the CPU engine reads
 //! them anyway; otherwise it is one more read of the tensor, in whole columns.
+//!
+//! In three steps: `plan` (what to read, in which groups and passes, under the memory
+//! budget), `run` (drives an engine through the passes, yielding each piece's accumulators)
+//! and `finish` (accumulators → results). `analyze` is all three over every tensor;
+//! `shard` plans a share of the input and keeps the accumulators; `merge` combines them and
+//! finishes.
 
 mod checks;
 pub(crate) mod columns;
+pub mod finish;
+pub mod plan;
 mod progress;
+pub mod run;
 
 use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::engine::accum::{BlockSums, CoordAcc, FlatAcc, FlatSpec, MeanAcc};
-use crate::engine::{Backend, StatsJob, TensorAcc};
+use crate::engine::accum::{FlatAcc, MeanAcc};
+use crate::engine::Backend;
 use crate::error::{Error, Result};
-use crate::input::{plan, TensorMeta, TensorSource};
-use crate::stats::fits::Fits;
-use crate::stats::{self, tail, CoordTable, Stat, TensorSummary};
+use crate::input::{TensorMeta, TensorSource};
+use crate::stats::{self, CoordTable, TensorSummary};
+pub(crate) use checks::read_centre;
 pub use checks::{block_size, validate};
-use checks::{check_magnitudes, read_centre};
-use progress::{group_label, progress_bar, step_name, stream};
+pub use plan::{
+    coords_sampled, default_mem_budget, group_tensors, Piece, Plan, STATE_BYTES_PER_COORD,
+};
 
 /// Fewest samples gradtail accepts: block sums need K1 ≥ 2 with at least two blocks.
 pub const MIN_SAMPLES: usize = 4;
 
 /// What the noise is measured against.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Center {
     /// The per-coordinate sample mean.
@@ -57,22 +67,6 @@ pub struct Options {
     pub threads: usize,
 }
 
-/// Host bytes per coordinate while its tensor is in flight: pass-1 and pass-2 accumulators,
-/// shift and centre, the fits, and the finished table.
-pub const STATE_BYTES_PER_COORD: u64 = (std::mem::size_of::<MeanAcc>()
-    + std::mem::size_of::<CoordAcc>()
-    + 2 * 8
-    + 1
-    + std::mem::size_of::<Fits>()
-    + Stat::ALL.len() * 8) as u64;
-
-/// Blocks alive at once: the one in use, those read ahead, and one being read.
-const BLOCKS_IN_FLIGHT: u64 = 4;
-
-/// Fewest coordinates per whole-column block: narrower strips make reads of C-order files
-/// too small.
-const MIN_STRIP: usize = 256;
-
 /// The moment shift of a coordinate: its mean; for a constant coordinate its value exactly (a
 /// summed mean can be an ulp off, which would turn its zeros into ±1e-17 noise).
 fn shift_of(m: &MeanAcc) -> f64 {
@@ -91,36 +85,6 @@ fn pooled(m: &MeanAcc) -> bool {
 
 /// Per-coordinate rows kept per tensor for plots once a run is too large to keep them all.
 pub const PLOT_SAMPLE: usize = 65_536;
-
-/// A quarter of physical memory (Linux `/proc/meminfo`), or 4 GiB when unknown.
-pub fn default_mem_budget() -> u64 {
-    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
-        m.lines()
-            .find(|l| l.starts_with("MemTotal:"))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-    });
-    total.map_or(4 << 30, |kib| kib * 1024 / 4)
-}
-
-/// Splits tensors (by coordinate count) into consecutive groups whose state fits `budget`.
-pub fn group_tensors(coords: &[usize], budget: u64) -> Vec<std::ops::Range<usize>> {
-    let mut groups = Vec::new();
-    let mut start = 0;
-    let mut used = 0;
-    for (i, &p) in coords.iter().enumerate() {
-        let cost = p as u64 * STATE_BYTES_PER_COORD;
-        if i > start && used + cost > budget {
-            groups.push(start..i);
-            start = i;
-            used = 0;
-        }
-        used += cost;
-    }
-    if start < coords.len() {
-        groups.push(start..coords.len());
-    }
-    groups
-}
 
 impl Default for Options {
     fn default() -> Self {
@@ -203,324 +167,47 @@ pub fn analyze(
 }
 
 /// As [`analyze`], handing each finished tensor to `sink` (which writes its maps) before its
-/// per-coordinate table is reduced to a plotting sample, when memory requires it.
+/// per-coordinate table is reduced to a plotting sample, when memory requires it: plan, run
+/// every tensor whole, finish each as it comes.
 pub fn analyze_with(
     sources: &[Box<dyn TensorSource>],
     opts: &Options,
     backend: &mut dyn Backend,
     sink: &mut dyn FnMut(&TensorResult) -> Result<()>,
 ) -> Result<Analysis> {
-    let samples = validate(sources)?;
-    let k1 = block_size(samples, opts.block)?;
-    let block_rows = k1 * (samples / k1);
-    let coords: Vec<usize> = sources.iter().map(|s| s.meta().coords()).collect();
-    let total: usize = coords.iter().sum();
-    let centre_file = match &opts.center {
-        Center::File(p) => Some(read_centre(p, total)?),
-        _ => None,
-    };
-    let state_budget = opts
-        .mem_budget
-        .saturating_sub(BLOCKS_IN_FLIGHT * opts.block_bytes as u64);
-    for (s, &p) in sources.iter().zip(&coords) {
-        let need = p as u64 * STATE_BYTES_PER_COORD;
-        if need > state_budget {
-            let m = s.meta();
-            return Err(Error::unusable(
-                &m.path,
-                Some(&m.name),
-                format!(
-                    "needs {:.1} GiB of per-coordinate state but --mem-budget leaves {:.1} GiB; raise --mem-budget",
-                    need as f64 / (1u64 << 30) as f64,
-                    state_budget as f64 / (1u64 << 30) as f64
-                ),
-            ));
-        }
-    }
-    let groups = group_tensors(&coords, state_budget);
-    let coords_sampled = (total as u64) * STATE_BYTES_PER_COORD > state_budget;
+    let plan = Plan::new(sources, opts, backend.single_read())?;
+    let sampled = coords_sampled(plan.total, opts);
     tracing::info!(
-        groups = groups.len(),
+        groups = plan.groups.len(),
         budget = opts.mem_budget,
         "planned tensor groups"
     );
-    // Whole columns (all K rows of a strip of coordinates) when a strip of at least
-    // MIN_STRIP columns fits a block; then, for engines that take blocks one call at a time,
-    // each block is read once for both passes (`whole`).
-    let columns: Vec<bool> = sources
-        .iter()
-        .map(|s| {
-            s.is_fortran()
-                || samples * s.meta().dtype.size().max(4) * MIN_STRIP.min(s.meta().coords())
-                    <= opts.block_bytes
-        })
-        .collect();
-    let whole: Vec<bool> = columns
-        .iter()
-        .map(|&c| c && backend.single_read())
-        .collect();
-    // The whole-column step (medians for `--center median`, the fits): inside the one read
-    // of a tensor read in whole columns; one more read, in whole columns, otherwise.
-    let median = opts.center == Center::Median;
-    let column_step = median || opts.fits;
-    // Bytes to read: once per tensor read in whole columns, once per pass otherwise, plus
-    // the extra whole-column read.
-    let bytes: u64 = sources
-        .iter()
-        .zip(&whole)
-        .map(|(s, &w)| {
-            (s.meta().samples * s.meta().coords() * s.meta().dtype.size()) as u64
-                * match (w, column_step) {
-                    (true, _) => 1,
-                    (false, false) => 2,
-                    (false, true) => 3,
-                }
-        })
-        .sum();
-    let pb = progress_bar(bytes, opts.progress);
-    let plan_of = |s: &dyn TensorSource, whole_columns: bool| {
-        let m = s.meta();
-        plan::blocks(
-            samples,
-            m.coords(),
-            k1,
-            m.dtype.size().max(4),
-            opts.block_bytes,
-            whole_columns,
-        )
+    let n_model = (plan.samples * plan.total) as u64;
+    let mut model = FlatAcc::new((n_model / plan.m_model) as usize);
+    let shape = finish::Shape {
+        samples: plan.samples,
+        k1: plan.k1,
+        block_rows: plan.block_rows,
     };
-    let plans: Vec<_> = sources
-        .iter()
-        .zip(&columns)
-        .map(|(s, &w)| plan_of(s.as_ref(), w))
-        .collect();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.threads)
-        .thread_name(|i| format!("gradtail-columns-{i}"))
-        .build()
-        .map_err(|e| Error::Config(format!("cannot start {} threads: {e}", opts.threads)))?;
-    let bases: Vec<usize> = coords
-        .iter()
-        .scan(0, |acc, &p| {
-            let b = *acc;
-            *acc += p;
-            Some(b)
-        })
-        .collect();
-
-    let n_model = (samples * total) as u64;
-    let m_model = tail::largest_divisor_below_sqrt(n_model);
-    let mut model = FlatAcc::new((n_model / m_model) as usize);
     let mut results = Vec::with_capacity(sources.len());
-    for (g, group) in groups.iter().enumerate() {
-        // Pass 1 (means and ranges) for tensors read in row chunks; tensors read as whole
-        // columns get both passes from one read of each block, below.
-        pb.set_message(format!("{}pass 1/2", group_label(g, groups.len())));
-        let mut means: Vec<Option<Vec<MeanAcc>>> = Vec::with_capacity(group.len());
-        for i in group.clone() {
-            if whole[i] {
-                means.push(None);
-                continue;
-            }
-            let s = &sources[i];
-            let mut acc = vec![MeanAcc::default(); coords[i]];
-            stream(s.as_ref(), &plans[i], &pb, |blocks| {
-                backend.coord_mean(blocks, &mut acc)
-            })?;
-            tracing::debug!(tensor = %s.meta().name, "pass 1 done");
-            means.push(Some(acc));
+    run::run(&plan, sources, opts, backend, &mut model, &mut |state| {
+        let meta = sources[state.piece.tensor].meta();
+        let mut result = finish::tensor(meta, state, shape)?;
+        sink(&result)?;
+        if sampled {
+            result.coords = result.coords.sample(PLOT_SAMPLE);
         }
-        let pass2 = if group.clone().all(|i| whole[i]) {
-            "both passes"
-        } else {
-            "pass 2/2"
-        };
-        pb.set_message(format!("{}{pass2}", group_label(g, groups.len())));
-        for (i, mean) in group.clone().zip(means) {
-            let (s, base, p) = (&sources[i], bases[i], coords[i]);
-            let meta = s.meta();
-            let n_tensor = (samples * p) as u64;
-            let m_tensor = tail::largest_divisor_below_sqrt(n_tensor);
-            let job = StatsJob {
-                k1,
-                used_rows: block_rows,
-                shift: &[],
-                centre: &[],
-                pool: &[],
-                flat_tensor: FlatSpec {
-                    stride: p as u64,
-                    base: 0,
-                    m: m_tensor,
-                },
-                flat_model: FlatSpec {
-                    stride: total as u64,
-                    base: base as u64,
-                    m: m_model,
-                },
-            };
-            let mut acc = TensorAcc {
-                coords: vec![CoordAcc::default(); p],
-                flat: FlatAcc::new((n_tensor / m_tensor) as usize),
-                blocks: vec![BlockSums::default(); block_rows / k1],
-            };
-            let mut centre = match (&opts.center, &centre_file) {
-                (Center::File(_), Some(c)) => c[base..base + p].to_vec(),
-                _ => vec![0.0; p],
-            };
-            let centre_is_mean = opts.center == Center::Mean;
-            let mut fits = opts.fits.then(|| vec![Fits::NAN; p]);
-            let (mean, shift) = match mean {
-                // The whole-column step, then pass 2: moments about the mean, tails about the
-                // centre, flat blocks.
-                Some(mean) => {
-                    check_magnitudes(backend, meta, &mean)?;
-                    let shift: Vec<f64> = mean.iter().map(shift_of).collect();
-                    let pool_mask: Vec<bool> = mean.iter().map(pooled).collect();
-                    if centre_is_mean {
-                        centre.copy_from_slice(&shift);
-                    }
-                    if column_step {
-                        pb.set_message(format!(
-                            "{}{} read",
-                            group_label(g, groups.len()),
-                            step_name(median, opts.fits)
-                        ));
-                        let plan = if columns[i] {
-                            plans[i].clone()
-                        } else {
-                            plan_of(s.as_ref(), true)
-                        };
-                        stream(s.as_ref(), &plan, &pb, |blocks| {
-                            for block in blocks {
-                                let (fits, block) = (fits.as_deref_mut(), &block?);
-                                columns::run(block, &pool_mask, median, &mut centre, fits, &pool);
-                            }
-                            Ok(())
-                        })?;
-                        pb.set_message(format!("{}{pass2}", group_label(g, groups.len())));
-                    }
-                    stream(s.as_ref(), &plans[i], &pb, |blocks| {
-                        backend.coord_stats(
-                            &job.with(&shift, &centre, &pool_mask),
-                            blocks,
-                            &mut acc,
-                            &mut model,
-                        )
-                    })?;
-                    (mean, shift)
-                }
-                // One read: each block of whole columns gets pass 1, the whole-column step,
-                // then pass 2.
-                None => {
-                    let mut mean = vec![MeanAcc::default(); p];
-                    let mut shift = vec![0.0; p];
-                    let mut pool_mask = vec![false; p];
-                    stream(s.as_ref(), &plans[i], &pb, |blocks| {
-                        for block in blocks {
-                            let block = block?;
-                            let cols = block.cols.clone();
-                            backend
-                                .coord_mean(&mut std::iter::once(Ok(block.share())), &mut mean)?;
-                            check_magnitudes(backend, meta, &mean[cols.clone()])?;
-                            for j in cols.clone() {
-                                shift[j] = shift_of(&mean[j]);
-                                pool_mask[j] = pooled(&mean[j]);
-                                if centre_is_mean {
-                                    centre[j] = shift[j];
-                                }
-                            }
-                            if column_step {
-                                let fits = fits.as_deref_mut();
-                                columns::run(&block, &pool_mask, median, &mut centre, fits, &pool);
-                            }
-                            backend.coord_stats(
-                                &job.with(&shift, &centre, &pool_mask),
-                                &mut std::iter::once(Ok(block)),
-                                &mut acc,
-                                &mut model,
-                            )?;
-                        }
-                        Ok(())
-                    })?;
-                    (mean, shift)
-                }
-            };
-            let (summary, coords) = stats::finish_tensor(
-                &meta.name,
-                &meta.shape,
-                &mean,
-                &shift,
-                &acc,
-                fits,
-                k1,
-                block_rows,
-                m_tensor,
-            );
-            tracing::info!(tensor = %meta.name, alpha_time_blocked = summary.alpha_time_blocked, "tensor done");
-            let mut result = TensorResult {
-                meta: meta.clone(),
-                summary,
-                coords,
-            };
-            sink(&result)?;
-            if coords_sampled {
-                result.coords = result.coords.sample(PLOT_SAMPLE);
-            }
-            results.push(result);
-        }
-    }
-    pb.finish_and_clear();
-
-    let constant_coords = results.iter().map(|r| r.summary.constant_coords).sum();
-    let few_finite_coords = results.iter().map(|r| r.summary.few_finite_coords).sum();
-    let mut notes = Vec::new();
-    // With no usable coordinate the centred entries are zeros or rounding residue, and the
-    // original estimator would divide by that residue.
-    let alpha_simsekli_flat = if constant_coords + few_finite_coords == total as u64 {
-        notes.push(
-            "alpha_simsekli_flat: every coordinate is constant or has too few finite samples"
-                .into(),
-        );
-        f64::NAN
-    } else {
-        if m_model < 2 {
-            notes.push("alpha_simsekli_flat: the number of entries K·P is prime, so the original estimator has no block length".into());
-        }
-        tail::simsekli_flat(m_model, &model.blocks, model.lx, model.n)
-    };
-    let model = ModelSummary {
-        alpha_simsekli_flat,
-        simsekli_m: m_model,
-        coords: total,
-        constant_coords,
-        few_finite_coords,
-        zero_entries: results.iter().map(|r| r.summary.zero_entries).sum(),
-        nonfinite_samples: results.iter().map(|r| r.summary.nonfinite_samples).sum(),
-        notes,
-    };
+        results.push(result);
+        Ok(())
+    })?;
+    let model = finish::model(&results, &model, plan.total, plan.m_model);
     Ok(Analysis {
-        samples,
-        block_size: k1,
-        groups: groups.len(),
-        coords_sampled,
-        bytes_read: bytes,
+        samples: plan.samples,
+        block_size: plan.k1,
+        groups: plan.groups.len(),
+        coords_sampled: sampled,
+        bytes_read: plan.bytes(),
         tensors: results,
         model,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn groups_fit_the_budget() {
-        let per = STATE_BYTES_PER_COORD;
-        assert_eq!(group_tensors(&[10, 10, 10], 1000 * per), vec![0..3]);
-        assert_eq!(group_tensors(&[10, 10, 10], 20 * per), vec![0..2, 2..3]);
-        assert_eq!(
-            group_tensors(&[10, 10, 10], 10 * per),
-            vec![0..1, 1..2, 2..3]
-        );
-    }
 }

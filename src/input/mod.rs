@@ -16,7 +16,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 
 /// Element type of a stored tensor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Dtype {
     F16,

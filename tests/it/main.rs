@@ -12,5 +12,6 @@ mod fuzz_inputs;
 mod gpu_smoke;
 mod report_html;
 mod shaders;
+mod shard;
 mod structure;
 mod sweep;

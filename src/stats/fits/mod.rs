@@ -67,6 +67,24 @@ impl Fits {
         var_ratio: f64::NAN,
     };
 
+    /// The fits from their fields in [`FIT_STATS`] order (the inverse of [`Fits::to_array`]).
+    pub fn from_array(a: [f64; 10]) -> Fits {
+        let [alpha_mcculloch, beta_mcculloch, scale_mcculloch, loc_mcculloch, ad, ad_p, ks_gauss, ks_stable, top1_share, var_ratio] =
+            a;
+        Fits {
+            alpha_mcculloch,
+            beta_mcculloch,
+            scale_mcculloch,
+            loc_mcculloch,
+            ad,
+            ad_p,
+            ks_gauss,
+            ks_stable,
+            top1_share,
+            var_ratio,
+        }
+    }
+
     /// The fields in [`FIT_STATS`] order.
     pub fn to_array(&self) -> [f64; 10] {
         [

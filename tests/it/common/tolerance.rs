@@ -47,3 +47,18 @@ pub fn compare(
     }
     Ok(worst)
 }
+
+/// A run merged from shards against the same run in one process, same engine: per-coordinate
+/// state is identical (each coordinate lies in one shard and is read in the same row
+/// chunks), but the pooled sums (per time block, flat blocks, Σ ln(|u| + eps) over the
+/// input) add the same f64 terms in another order, which moves a sum of n terms by at most
+/// ~n·eps of Σ|terms|. The pooled estimates are smooth ratios of such sums, so 1e-9 relative
+/// leaves orders of margin over that (≤ 1e-12 at these sizes) and still fails on any term
+/// dropped or counted twice.
+pub const MERGED: f64 = 1e-9;
+
+/// The same, on the GPU engine: its pooled per-time-block sums are f32 partial sums over the
+/// columns of one workgroup (f64 across workgroups), and a cut inside a tensor regroups the
+/// columns, moving each partial by f32 rounding (~6e-8 of its terms). The pooled estimates
+/// are smooth ratios of those sums (4e-9 seen), so 1e-6.
+pub const MERGED_GPU: f64 = 1e-6;

@@ -1,0 +1,290 @@
+//! Run: drives an engine through a plan's passes, group by group, and hands each piece's
+//! accumulated state to the caller — `analyze` finishes it at once, `shard` keeps it.
+//! Pass 1 (means and ranges), the whole-column step (medians, fits; `columns`), then pass 2
+//! (moments, tails, flat blocks); a piece read in whole columns by an engine that takes one
+//! block per call gets all three from one read of each block.
+
+use std::ops::Range;
+
+use super::checks::check_magnitudes;
+use super::columns;
+use super::plan::{Piece, Plan};
+use super::progress::{group_label, progress_bar, step_name, stream};
+use super::{pooled, shift_of, Center, Options};
+use crate::engine::accum::{BlockSums, CoordAcc, FlatAcc, FlatSpec, MeanAcc};
+use crate::engine::{Backend, StatsJob, TensorAcc};
+use crate::error::{Error, Result};
+use crate::input::{Block, BlockData, TensorMeta, TensorSource};
+use crate::stats::fits::Fits;
+use crate::stats::tail;
+
+/// Everything the finishing step needs of one piece: per coordinate its pass-1 and pass-2
+/// accumulators and fits, and the piece's share of its tensor's pooled sums (`acc.blocks`,
+/// `acc.flat`). Pieces of one tensor concatenate coordinate-wise and `combine` pool-wise.
+/// A new accumulator (e.g. a per-tensor Gram matrix from the whole-column step) is one more
+/// field here: filled in [`run`], combined in [`PieceState::append`], written and read by
+/// `shard::state` (`writer::piece_layout`/`piece_data`, `StateFile::piece`) and finished in
+/// `finish::tensor`.
+#[derive(Clone, Debug)]
+pub struct PieceState {
+    pub piece: Piece,
+    pub mean: Vec<MeanAcc>,
+    pub acc: TensorAcc,
+    pub fits: Option<Vec<Fits>>,
+}
+
+impl PieceState {
+    /// The identity of a piece: nothing accumulated yet.
+    pub fn empty(plan: &Plan, piece: Piece, fits: bool) -> Self {
+        let (samples, p) = (plan.samples as u64, plan.coords[piece.tensor]);
+        let n_tensor = samples * p as u64;
+        let m_tensor = tail::largest_divisor_below_sqrt(n_tensor);
+        let len = piece.cols.len();
+        PieceState {
+            mean: vec![MeanAcc::default(); len],
+            acc: TensorAcc {
+                coords: vec![CoordAcc::default(); len],
+                flat: FlatAcc::new((n_tensor / m_tensor) as usize),
+                blocks: vec![BlockSums::default(); plan.block_rows / plan.k1],
+            },
+            fits: fits.then(|| vec![Fits::NAN; len]),
+            piece,
+        }
+    }
+
+    /// Appends the next piece of the same tensor: its coordinates follow this one's, its
+    /// pooled sums are combined.
+    pub fn append(&mut self, next: PieceState) -> Result<()> {
+        if next.piece.tensor != self.piece.tensor || next.piece.cols.start != self.piece.cols.end {
+            return Err(Error::Config(format!(
+                "internal: piece {:?} does not follow {:?}",
+                next.piece, self.piece
+            )));
+        }
+        self.piece.cols.end = next.piece.cols.end;
+        self.mean.extend(next.mean);
+        self.acc.coords.extend(next.acc.coords);
+        self.acc.flat.combine(&next.acc.flat);
+        for (a, b) in self.acc.blocks.iter_mut().zip(&next.acc.blocks) {
+            a.combine(b);
+        }
+        match (&mut self.fits, next.fits) {
+            (Some(a), Some(b)) => a.extend(b),
+            (None, None) => {}
+            _ => {
+                return Err(Error::Config(
+                    "internal: pieces with and without fits".into(),
+                ))
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Columns `cols` of a tensor, seen as a tensor of their own: blocks are numbered from the
+/// range's first column, and reads touch only the range's bytes.
+struct PieceSource<'a> {
+    inner: &'a dyn TensorSource,
+    cols: Range<usize>,
+    meta: TensorMeta,
+}
+
+impl<'a> PieceSource<'a> {
+    fn new(inner: &'a dyn TensorSource, cols: Range<usize>) -> Self {
+        let mut meta = inner.meta().clone();
+        if cols.len() != meta.coords() {
+            meta.shape = vec![cols.len()];
+        }
+        PieceSource { inner, cols, meta }
+    }
+}
+
+impl TensorSource for PieceSource<'_> {
+    fn meta(&self) -> &TensorMeta {
+        &self.meta
+    }
+
+    fn read_block_into(
+        &self,
+        rows: Range<usize>,
+        cols: Range<usize>,
+        reuse: Option<BlockData>,
+    ) -> Result<Block> {
+        let at = self.cols.start;
+        let mut block = self
+            .inner
+            .read_block_into(rows, cols.start + at..cols.end + at, reuse)?;
+        block.cols = cols;
+        Ok(block)
+    }
+
+    fn is_fortran(&self) -> bool {
+        self.inner.is_fortran()
+    }
+}
+
+/// Runs the plan's pieces on `backend`, handing each finished piece to `each` in plan order
+/// and folding the whole input's flat state into `model`.
+pub fn run(
+    plan: &Plan,
+    sources: &[Box<dyn TensorSource>],
+    opts: &Options,
+    backend: &mut dyn Backend,
+    model: &mut FlatAcc,
+    each: &mut dyn FnMut(PieceState) -> Result<()>,
+) -> Result<()> {
+    let pb = progress_bar(plan.bytes(), opts.progress);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.threads)
+        .thread_name(|i| format!("gradtail-columns-{i}"))
+        .build()
+        .map_err(|e| Error::Config(format!("cannot start {} threads: {e}", opts.threads)))?;
+    let (median, column_step) = (plan.median, plan.column_step);
+    let n_groups = plan.groups.len();
+    for (g, group) in plan.groups.iter().enumerate() {
+        let pieces = &plan.pieces[group.clone()];
+        let sources: Vec<PieceSource> = pieces
+            .iter()
+            .map(|p| PieceSource::new(sources[p.tensor].as_ref(), p.cols.clone()))
+            .collect();
+        let blocks: Vec<_> = pieces
+            .iter()
+            .map(|p| plan.blocks(p, plan.columns[p.tensor]))
+            .collect();
+        // Pass 1 (means and ranges) for pieces read in row chunks; pieces read as whole
+        // columns get both passes from one read of each block, below.
+        pb.set_message(format!("{}pass 1/2", group_label(g, n_groups)));
+        let mut means: Vec<Option<Vec<MeanAcc>>> = Vec::with_capacity(pieces.len());
+        for (i, p) in pieces.iter().enumerate() {
+            if plan.whole[p.tensor] {
+                means.push(None);
+                continue;
+            }
+            let mut acc = vec![MeanAcc::default(); p.cols.len()];
+            stream(&sources[i], &blocks[i], &pb, |b| {
+                backend.coord_mean(b, &mut acc)
+            })?;
+            tracing::debug!(tensor = %sources[i].meta().name, "pass 1 done");
+            means.push(Some(acc));
+        }
+        let pass2 = if pieces.iter().all(|p| plan.whole[p.tensor]) {
+            "both passes"
+        } else {
+            "pass 2/2"
+        };
+        pb.set_message(format!("{}{pass2}", group_label(g, n_groups)));
+        for (i, (piece, mean)) in pieces.iter().zip(means).enumerate() {
+            let (s, t) = (&sources[i], piece.tensor);
+            let meta = s.meta();
+            let (p, c0) = (plan.coords[t], piece.cols.start);
+            let m_tensor = tail::largest_divisor_below_sqrt((plan.samples * p) as u64);
+            let job = StatsJob {
+                k1: plan.k1,
+                used_rows: plan.block_rows,
+                shift: &[],
+                centre: &[],
+                pool: &[],
+                flat_tensor: FlatSpec {
+                    stride: p as u64,
+                    base: c0 as u64,
+                    m: m_tensor,
+                },
+                flat_model: FlatSpec {
+                    stride: plan.total as u64,
+                    base: (plan.bases[t] + c0) as u64,
+                    m: plan.m_model,
+                },
+            };
+            let mut state = PieceState::empty(plan, piece.clone(), opts.fits);
+            let len = piece.cols.len();
+            let mut centre = match &plan.centre_file {
+                Some(c) => {
+                    let at = plan.bases[t] + c0;
+                    c[at..at + len].to_vec()
+                }
+                None => vec![0.0; len],
+            };
+            let centre_is_mean = opts.center == Center::Mean;
+            let (acc, fits) = (&mut state.acc, &mut state.fits);
+            state.mean = match mean {
+                // The whole-column step, then pass 2: moments about the mean, tails about the
+                // centre, flat blocks.
+                Some(mean) => {
+                    check_magnitudes(backend, meta, &mean)?;
+                    let shift: Vec<f64> = mean.iter().map(shift_of).collect();
+                    let pool_mask: Vec<bool> = mean.iter().map(pooled).collect();
+                    if centre_is_mean {
+                        centre.copy_from_slice(&shift);
+                    }
+                    if column_step {
+                        pb.set_message(format!(
+                            "{}{} read",
+                            group_label(g, n_groups),
+                            step_name(median, opts.fits)
+                        ));
+                        let cols = if plan.columns[t] {
+                            blocks[i].clone()
+                        } else {
+                            plan.blocks(piece, true)
+                        };
+                        stream(s, &cols, &pb, |blocks| {
+                            for block in blocks {
+                                let (fits, block) = (fits.as_deref_mut(), &block?);
+                                columns::run(block, &pool_mask, median, &mut centre, fits, &pool);
+                            }
+                            Ok(())
+                        })?;
+                        pb.set_message(format!("{}{pass2}", group_label(g, n_groups)));
+                    }
+                    stream(s, &blocks[i], &pb, |blocks| {
+                        backend.coord_stats(
+                            &job.with(&shift, &centre, &pool_mask),
+                            blocks,
+                            acc,
+                            model,
+                        )
+                    })?;
+                    mean
+                }
+                // One read: each block of whole columns gets pass 1, the whole-column step,
+                // then pass 2.
+                None => {
+                    let mut mean = vec![MeanAcc::default(); len];
+                    let mut shift = vec![0.0; len];
+                    let mut pool_mask = vec![false; len];
+                    stream(s, &blocks[i], &pb, |blocks| {
+                        for block in blocks {
+                            let block = block?;
+                            let cols = block.cols.clone();
+                            backend
+                                .coord_mean(&mut std::iter::once(Ok(block.share())), &mut mean)?;
+                            check_magnitudes(backend, meta, &mean[cols.clone()])?;
+                            for j in cols.clone() {
+                                shift[j] = shift_of(&mean[j]);
+                                pool_mask[j] = pooled(&mean[j]);
+                                if centre_is_mean {
+                                    centre[j] = shift[j];
+                                }
+                            }
+                            if column_step {
+                                let fits = fits.as_deref_mut();
+                                columns::run(&block, &pool_mask, median, &mut centre, fits, &pool);
+                            }
+                            backend.coord_stats(
+                                &job.with(&shift, &centre, &pool_mask),
+                                &mut std::iter::once(Ok(block)),
+                                acc,
+                                model,
+                            )?;
+                        }
+                        Ok(())
+                    })?;
+                    mean
+                }
+            };
+            each(state)?;
+        }
+    }
+    pb.finish_and_clear();
+    Ok(())
+}
