@@ -41,6 +41,8 @@ enum Command {
     Bench(BenchArgs),
     /// List GPU adapters, their limits and features, and what `--backend auto` would pick.
     Info,
+    /// Run analyses submitted over HTTP as jobs, one at a time per engine.
+    Serve(crate::serve::ServeArgs),
 }
 
 #[derive(Args, Debug)]
@@ -115,6 +117,9 @@ struct AnalyzeArgs {
     /// Float type of coords.safetensors.
     #[arg(long, value_enum, default_value = "f32")]
     coords_dtype: CoordsDtype,
+    /// Report progress as JSON lines on stderr (for `gradtail serve`).
+    #[arg(long, hide = true)]
+    progress_json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -187,6 +192,7 @@ pub fn run() -> Result<()> {
             print!("{}", gradtail::engine::gpu::probe_report());
             Ok(())
         }
+        Command::Serve(s) => crate::serve::run(s),
     }
 }
 
@@ -275,7 +281,7 @@ fn bench_cmd(b: BenchArgs) -> Result<()> {
 }
 
 /// Parses a byte count with an optional binary suffix: 1536, 512M, 8G.
-fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
+pub(crate) fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
     let s = s.trim();
     let (num, mult) = match s.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => {
@@ -339,7 +345,8 @@ fn analyze_cmd(a: AnalyzeArgs, progress: bool) -> Result<analyze::Analysis> {
     let opts = Options {
         center: center.clone(),
         block: a.block,
-        progress,
+        progress: progress && !a.progress_json,
+        progress_json: a.progress_json,
         mem_budget: a.mem_budget.unwrap_or_else(analyze::default_mem_budget),
         fits: !a.no_fits,
         threads: a.engine.threads,
@@ -515,6 +522,7 @@ fn demo_cmd(d: DemoArgs, progress: bool) -> Result<()> {
         block: None,
         coords_dtype: CoordsDtype::F32,
         no_fits: false,
+        progress_json: false,
     };
     let analysis = analyze_cmd(args, progress)?;
     // The checks behind every claim printed below. 20,000 independent coordinates give the

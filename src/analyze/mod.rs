@@ -21,7 +21,7 @@ use crate::stats::fits::Fits;
 use crate::stats::{self, tail, CoordTable, Stat, TensorSummary};
 pub use checks::{block_size, validate};
 use checks::{check_magnitudes, read_centre};
-use progress::{group_label, progress_bar, step_name, stream};
+use progress::{group_label, step_name, stream, Progress};
 
 /// Fewest samples gradtail accepts: block sums need K1 ≥ 2 with at least two blocks.
 pub const MIN_SAMPLES: usize = 4;
@@ -51,6 +51,8 @@ pub struct Options {
     /// buffers. Tensors are processed in groups that fit.
     pub mem_budget: u64,
     pub progress: bool,
+    /// Report progress as JSON lines on stderr instead (`gradtail serve` reads them).
+    pub progress_json: bool,
     /// Compute the per-coordinate distribution fits (`stats::fits`; `--no-fits` turns off).
     pub fits: bool,
     /// Host threads for the whole-column step (0: every core).
@@ -130,6 +132,7 @@ impl Default for Options {
             block_bytes: 64 << 20,
             mem_budget: default_mem_budget(),
             progress: false,
+            progress_json: false,
             fits: true,
             threads: 0,
         }
@@ -277,7 +280,7 @@ pub fn analyze_with(
                 }
         })
         .sum();
-    let pb = progress_bar(bytes, opts.progress);
+    let pb = Progress::new(bytes, opts.progress, opts.progress_json);
     let plan_of = |s: &dyn TensorSource, whole_columns: bool| {
         let m = s.meta();
         plan::blocks(
