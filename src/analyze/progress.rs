@@ -25,10 +25,14 @@ struct JsonProgress {
 
 impl JsonProgress {
     fn emit(&self) {
+        // Three decimals: finer than the lines are sent.
         let fraction = if self.total == 0 {
             0.0
         } else {
-            (self.done as f64 / self.total as f64).min(1.0)
+            (1000.0 * self.done as f64 / self.total as f64)
+                .round()
+                .min(1000.0)
+                / 1000.0
         };
         let line = serde_json::json!({ "progress": fraction, "step": self.step });
         eprintln!("{line}");

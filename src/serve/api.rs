@@ -22,7 +22,12 @@ pub fn router(sh: Arc<Shared>, token: Option<String>) -> Router {
         .route("/v1/jobs", get(list).post(submit))
         .route("/v1/jobs/{id}", get(show).delete(cancel))
         .route("/v1/jobs/{id}/files/{name}", get(file))
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route: the API is under /v1/jobs") })
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "no such route: the API is under /v1/jobs",
+            )
+        })
         .with_state(sh)
         .layer(DefaultBodyLimit::max(max_body));
     match token {
@@ -140,14 +145,17 @@ async fn file(State(sh): State<Arc<Shared>>, Path((id, name)): Path<(String, Str
         let names: Vec<&str> = OUTPUTS.iter().map(|(n, _)| *n).collect();
         return error(
             StatusCode::NOT_FOUND,
-            &format!("no output {name:?}; a job's outputs are {}", names.join(", ")),
+            &format!(
+                "no output {name:?}; a job's outputs are {}",
+                names.join(", ")
+            ),
         );
     };
     if job.state != jobs::State::Done {
         return error(
             StatusCode::CONFLICT,
             &format!(
-                "job {id} is {}: its outputs exist once it is done",
+                "job {id} has no outputs ({}); they exist once it is done",
                 state_name(job.state)
             ),
         );

@@ -82,7 +82,10 @@ pub fn new_id() -> String {
 }
 
 pub fn valid_id(id: &str) -> bool {
-    id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    id.len() == 16
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 pub struct Store {
@@ -151,7 +154,10 @@ pub fn now() -> String {
 }
 
 fn rfc3339(unix_ms: i64) -> String {
-    let (days, ms) = (unix_ms.div_euclid(86_400_000), unix_ms.rem_euclid(86_400_000));
+    let (days, ms) = (
+        unix_ms.div_euclid(86_400_000),
+        unix_ms.rem_euclid(86_400_000),
+    );
     // Days to a civil date: Howard Hinnant's `civil_from_days` (chrono-compatible algorithms).
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -202,6 +208,11 @@ mod tests {
         assert_eq!(loaded.len(), 1);
         assert_eq!(loaded[0].state, State::Running);
         assert!(valid_id(&loaded[0].id));
-        assert!(!dir.path().join("jobs").join(&job.id).join("job.json.tmp").exists());
+        assert!(!dir
+            .path()
+            .join("jobs")
+            .join(&job.id)
+            .join("job.json.tmp")
+            .exists());
     }
 }

@@ -92,7 +92,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
         let mut stdout = std::io::stdout();
         let _ = writeln!(stdout, "gradtail serve: listening on http://{addr}");
         if requeued > 0 {
-            let _ = writeln!(stdout, "gradtail serve: {requeued} interrupted jobs queued again");
+            let _ = writeln!(
+                stdout,
+                "gradtail serve: {requeued} interrupted jobs queued again"
+            );
         }
         for lane in [Lane::Cpu, Lane::Gpu] {
             tokio::spawn(runner::lane(shared.clone(), lane));

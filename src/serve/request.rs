@@ -80,7 +80,8 @@ impl Spec {
 /// The arguments of `gradtail analyze` for `spec`, writing to `out`. Checked again before each
 /// run, since the data root may have changed since the job was accepted.
 pub fn analyze_args(spec: &Spec, root: &Path, out: &Path) -> Result<Vec<OsString>, String> {
-    let mut args: Vec<OsString> = vec!["analyze".into(), "--quiet".into(), "--progress-json".into()];
+    let mut args: Vec<OsString> =
+        vec!["analyze".into(), "--quiet".into(), "--progress-json".into()];
     args.push(flag("out", out.as_os_str()));
     for (name, value) in &spec.options {
         let bad = |want: &str| format!("option `{name}`: expected {want}, got {value}");
@@ -114,8 +115,8 @@ pub fn analyze_args(spec: &Spec, root: &Path, out: &Path) -> Result<Vec<OsString
                     Value::String(s) => s.clone(),
                     _ => return Err(bad("a size like \"8G\" or a number of bytes")),
                 };
-                let bytes = crate::cli::parse_bytes(&text)
-                    .map_err(|e| format!("option `{name}`: {e}"))?;
+                let bytes =
+                    crate::cli::parse_bytes(&text).map_err(|e| format!("option `{name}`: {e}"))?;
                 args.push(flag(name, &bytes.to_string()));
             }
             "include" | "exclude" => {
@@ -217,8 +218,10 @@ mod tests {
     fn options_map_to_flags() {
         let r = root();
         let root = r.path().canonicalize().unwrap();
-        let s = spec(serde_json::json!({"backend": "cpu", "block": 8, "no_fits": true,
-            "include": ["fc*", "x"], "mem_budget": "1G", "skip_bad": false}));
+        let s = spec(
+            serde_json::json!({"backend": "cpu", "block": 8, "no_fits": true,
+            "include": ["fc*", "x"], "mem_budget": "1G", "skip_bad": false}),
+        );
         let args = analyze_args(&s, &root, Path::new("/o")).unwrap();
         let args: Vec<String> = args.iter().map(|a| a.to_string_lossy().into()).collect();
         let a = root.join("a.npy").to_string_lossy().into_owned();
@@ -251,7 +254,10 @@ mod tests {
             (serde_json::json!({"block": "8"}), "option `block`"),
             (serde_json::json!({"backend": "tpu"}), "option `backend`"),
             (serde_json::json!({"no_fits": 1}), "option `no_fits`"),
-            (serde_json::json!({"mem_budget": "lots"}), "option `mem_budget`"),
+            (
+                serde_json::json!({"mem_budget": "lots"}),
+                "option `mem_budget`",
+            ),
             (serde_json::json!({"center": "../x.npy"}), "without `..`"),
         ] {
             let e = analyze_args(&spec(options), &root, Path::new("o")).unwrap_err();
@@ -264,21 +270,25 @@ mod tests {
         let r = root();
         let root = r.path().canonicalize().unwrap();
         assert_eq!(confine(&root, "./a.npy").unwrap(), root.join("a.npy"));
-        for bad in ["", "/etc/passwd", "../a.npy", "x/../../a.npy", "missing.npy"] {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../a.npy",
+            "x/../../a.npy",
+            "missing.npy",
+        ] {
             assert!(confine(&root, bad).is_err(), "{bad}");
         }
         #[cfg(unix)]
         {
             let outside = tempfile::tempdir().unwrap();
             std::fs::write(outside.path().join("b.npy"), b"x").unwrap();
-            std::os::unix::fs::symlink(outside.path().join("b.npy"), root.join("out.npy"))
-                .unwrap();
+            std::os::unix::fs::symlink(outside.path().join("b.npy"), root.join("out.npy")).unwrap();
             assert!(confine(&root, "out.npy").unwrap_err().contains("outside"));
             std::fs::create_dir(root.join("d")).unwrap();
             std::os::unix::fs::symlink(root.join("a.npy"), root.join("d/in.npy")).unwrap();
             assert!(confine(&root, "d").is_ok());
-            std::os::unix::fs::symlink(outside.path().join("b.npy"), root.join("d/o.npy"))
-                .unwrap();
+            std::os::unix::fs::symlink(outside.path().join("b.npy"), root.join("d/o.npy")).unwrap();
             assert!(confine(&root, "d").unwrap_err().contains("o.npy"));
         }
     }

@@ -300,7 +300,12 @@ fn failure(tail: &[String], status: ExitStatus, root: &Path) -> String {
         .iter()
         .rev()
         .find_map(|l| l.strip_prefix("gradtail: error: "))
-        .or_else(|| tail.iter().rev().find(|l| !l.trim().is_empty()).map(String::as_str));
+        .or_else(|| {
+            tail.iter()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .map(String::as_str)
+        });
     let message = match line {
         Some(l) => l.to_owned(),
         None => format!("the analysis ended with {status}"),

@@ -11,5 +11,6 @@ mod fits;
 mod fuzz_inputs;
 mod gpu_smoke;
 mod report_html;
+mod serve;
 mod shaders;
 mod structure;
