@@ -106,7 +106,7 @@ pub fn analyze_args(spec: &Spec, root: &Path, out: &Path) -> Result<Vec<OsString
                 }
             },
             "block" => match value.as_u64() {
-                Some(v) if v > 0 => args.push(flag(name, &v.to_string())),
+                Some(v) if v > 0 => args.push(flag(name, v.to_string())),
                 _ => return Err(bad("a positive integer")),
             },
             "mem_budget" => {
@@ -117,7 +117,7 @@ pub fn analyze_args(spec: &Spec, root: &Path, out: &Path) -> Result<Vec<OsString
                 };
                 let bytes =
                     crate::cli::parse_bytes(&text).map_err(|e| format!("option `{name}`: {e}"))?;
-                args.push(flag(name, &bytes.to_string()));
+                args.push(flag(name, bytes.to_string()));
             }
             "include" | "exclude" => {
                 let globs: Option<Vec<&str>> = match value {

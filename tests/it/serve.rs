@@ -379,6 +379,29 @@ fn cancel_and_a_full_queue() {
 }
 
 #[test]
+fn one_job_runs_per_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    std::fs::create_dir(&root).unwrap();
+    mkfifo(&root.join("pipe.npy"));
+    std::fs::copy(data("digits/stack.npy"), root.join("stack.npy")).unwrap();
+    let server = Server::start(&root, &dir.path().join("state"), &[]);
+    let blocked = server.submit(json!({"inputs": ["pipe.npy"], "options": {"backend": "cpu"}}));
+    server.wait(&blocked, |s| s == "running");
+    let cpu = server.submit(json!({"inputs": ["stack.npy"], "options": {"backend": "cpu"}}));
+    // The GPU engine's queue does not wait for the CPU's (without an adapter the job fails,
+    // which is an end too).
+    let gpu = server.submit(json!({"inputs": ["stack.npy"], "options": {"backend": "gpu"}}));
+    let job = server.wait(&gpu, |s| s == "done" || s == "failed");
+    assert_eq!(job["engine"], "gpu");
+    let (_, job) = server.json("GET", &format!("/v1/jobs/{cpu}"), Value::Null);
+    assert_eq!(job["state"], "queued", "behind the running CPU job: {job}");
+    server.json("DELETE", &format!("/v1/jobs/{blocked}"), Value::Null);
+    let job = server.wait(&cpu, |s| s == "done" || s == "failed");
+    assert_eq!(job["state"], "done", "{job}");
+}
+
+#[test]
 fn a_job_survives_kill_9_of_its_server() {
     let dir = tempfile::tempdir().unwrap();
     let (root, state) = (dir.path().join("data"), dir.path().join("state"));
