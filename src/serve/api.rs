@@ -98,11 +98,19 @@ async fn submit(State(sh): State<Arc<Shared>>, body: Result<Bytes, BytesRejectio
         }
         Err(r) => return error(r.status(), &r.body_text()),
     };
-    let spec = match request::parse(&body, &sh.root) {
-        Ok(s) => s,
-        Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+    // Checking paths and storing the record touch the disk: off the runtime's threads.
+    let store = sh.clone();
+    let submitted = tokio::task::spawn_blocking(move || -> Result<_, String> {
+        let spec = request::parse(&body, &store.root)?;
+        Ok(store.submit(spec))
+    })
+    .await;
+    let submitted = match submitted {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return error(StatusCode::BAD_REQUEST, &e),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
-    match sh.submit(spec) {
+    match submitted {
         Ok(job) => {
             let mut resp = json(StatusCode::ACCEPTED, &serde_json::json!({ "id": job.id }));
             if let Ok(at) = HeaderValue::from_str(&format!("/v1/jobs/{}", job.id)) {

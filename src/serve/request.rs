@@ -48,8 +48,14 @@ const OPTIONS: [&str; 9] = [
 
 /// Parses and checks a request body; the error is the message for a 400 reply.
 pub fn parse(body: &[u8], root: &Path) -> Result<Spec, String> {
-    let body: Body =
-        serde_json::from_slice(body).map_err(|e| format!("the request is not valid JSON: {e}"))?;
+    let body: Body = serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => {
+            format!(
+                "the request is not a job ({e}); send {{\"inputs\": [...], \"options\": {{...}}}}"
+            )
+        }
+        _ => format!("the request is not valid JSON: {e}"),
+    })?;
     if body.inputs.is_empty() {
         return Err("`inputs` is empty: give at least one path under the data root".into());
     }

@@ -277,9 +277,12 @@ async fn watch(sh: Arc<Shared>, id: String, stderr: tokio::process::ChildStderr)
         progress: f64,
         step: String,
     }
-    let mut lines = BufReader::new(stderr).lines();
+    // Split on bytes, not UTF-8 lines: the pipe must be drained whatever the analysis
+    // writes, or it would block on a full pipe.
+    let mut lines = BufReader::new(stderr).split(b'\n');
     let mut tail = std::collections::VecDeque::with_capacity(STDERR_TAIL);
-    while let Ok(Some(line)) = lines.next_line().await {
+    while let Ok(Some(line)) = lines.next_segment().await {
+        let line = String::from_utf8_lossy(&line).into_owned();
         match serde_json::from_str::<Line>(&line) {
             Ok(p) => sh.set_progress(&id, p.progress, p.step),
             Err(_) => {
