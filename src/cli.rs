@@ -54,6 +54,8 @@ enum Command {
     /// Compare snapshots taken at several batch sizes: how the noise's trace, robust scale,
     /// kurtosis and α change with B.
     Sweep(sweep::SweepArgs),
+    /// Run analyses submitted over HTTP as jobs, one at a time per engine.
+    Serve(crate::serve::ServeArgs),
 }
 
 #[derive(Args, Debug)]
@@ -138,6 +140,9 @@ struct RunArgs {
     /// Float type of coords.safetensors.
     #[arg(long, default_value = "f32", value_parser = dtype_of(&["f32", "f64"]))]
     coords_dtype: Dtype,
+    /// Report progress as JSON lines on stderr (for `gradtail serve`).
+    #[arg(long, hide = true)]
+    progress_json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -213,6 +218,7 @@ pub fn run() -> Result<()> {
             print!("{}", gradtail::engine::gpu::probe_report());
             Ok(())
         }
+        Command::Serve(s) => crate::serve::run(s),
     }
 }
 
@@ -296,7 +302,7 @@ fn bench_cmd(b: BenchArgs) -> Result<()> {
 }
 
 /// Parses a byte count with an optional binary suffix: 1536, 512M, 8G.
-fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
+pub(crate) fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
     let s = s.trim();
     let (num, mult) = match s.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => {
@@ -358,7 +364,8 @@ fn prepare(a: &RunArgs, progress: bool) -> Result<(gradtail::input::Inputs, Opti
     let opts = Options {
         center,
         block: a.block,
-        progress,
+        progress: progress && !a.progress_json,
+        progress_json: a.progress_json,
         mem_budget: a.mem_budget.unwrap_or_else(analyze::default_mem_budget),
         fits: !a.no_fits,
         threads: a.engine.threads,
@@ -549,6 +556,7 @@ fn demo_cmd(d: DemoArgs, progress: bool) -> Result<()> {
             block: None,
             coords_dtype: Dtype::F32,
             no_fits: false,
+            progress_json: false,
         },
         out: out.clone(),
     };

@@ -1,6 +1,8 @@
-//! The `gradtail` command line. `main` only maps errors to an exit code; `cli` does the work.
+//! The `gradtail` command line. `main` only maps errors to an exit code; `cli` does the work
+//! (`serve`, the HTTP job service, is its own module: the only part with an async runtime).
 
 mod cli;
+mod serve;
 
 fn main() -> std::process::ExitCode {
     // A write past the file-size limit (`ulimit -f`) then fails with an error we report and

@@ -61,6 +61,8 @@ pub struct Options {
     /// buffers. Tensors are processed in groups that fit.
     pub mem_budget: u64,
     pub progress: bool,
+    /// Report progress as JSON lines on stderr instead (`gradtail serve` reads them).
+    pub progress_json: bool,
     /// Compute the per-coordinate distribution fits (`stats::fits`; `--no-fits` turns off).
     pub fits: bool,
     /// Host threads for the whole-column step (0: every core).
@@ -94,6 +96,7 @@ impl Default for Options {
             block_bytes: 64 << 20,
             mem_budget: default_mem_budget(),
             progress: false,
+            progress_json: false,
             fits: true,
             threads: 0,
         }

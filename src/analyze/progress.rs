@@ -1,11 +1,89 @@
-//! The progress bar and the read-ahead stream of a tensor's blocks.
+//! Progress (a bar on a terminal, or JSON lines for a program watching the run) and the
+//! read-ahead stream of a tensor's blocks.
+
+use std::sync::Mutex;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::error::Result;
 use crate::input::{self, TensorSource};
 
-pub(super) fn progress_bar(total: u64, show: bool) -> ProgressBar {
+/// How far a run is, in bytes read: indicatif's bar, and with `json` one line on stderr at each
+/// whole percent or new step, `{"progress":0.42,"step":"pass 2/2"}` (what `gradtail serve`
+/// reads from the analyses it runs).
+pub(super) struct Progress {
+    bar: ProgressBar,
+    json: Option<Mutex<JsonProgress>>,
+}
+
+struct JsonProgress {
+    total: u64,
+    done: u64,
+    percent: u64,
+    step: String,
+}
+
+impl JsonProgress {
+    fn emit(&self) {
+        // Three decimals: finer than the lines are sent.
+        let fraction = if self.total == 0 {
+            0.0
+        } else {
+            (1000.0 * self.done as f64 / self.total as f64)
+                .round()
+                .min(1000.0)
+                / 1000.0
+        };
+        let line = serde_json::json!({ "progress": fraction, "step": self.step });
+        eprintln!("{line}");
+    }
+}
+
+impl Progress {
+    pub(super) fn new(total: u64, bar: bool, json: bool) -> Self {
+        Progress {
+            bar: progress_bar(total, bar),
+            json: json.then(|| {
+                Mutex::new(JsonProgress {
+                    total,
+                    done: 0,
+                    percent: 0,
+                    step: String::new(),
+                })
+            }),
+        }
+    }
+
+    pub(super) fn set_message(&self, step: String) {
+        if let Some(j) = &self.json {
+            let mut j = j.lock().unwrap_or_else(|e| e.into_inner());
+            if j.step != step {
+                j.step.clone_from(&step);
+                j.emit();
+            }
+        }
+        self.bar.set_message(step);
+    }
+
+    fn inc(&self, bytes: u64) {
+        if let Some(j) = &self.json {
+            let mut j = j.lock().unwrap_or_else(|e| e.into_inner());
+            j.done += bytes;
+            let percent = j.done.saturating_mul(100) / j.total.max(1);
+            if percent > j.percent {
+                j.percent = percent;
+                j.emit();
+            }
+        }
+        self.bar.inc(bytes);
+    }
+
+    pub(super) fn finish_and_clear(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+fn progress_bar(total: u64, show: bool) -> ProgressBar {
     let pb = ProgressBar::with_draw_target(
         Some(total),
         if show {
@@ -45,7 +123,7 @@ pub(super) fn group_label(g: usize, n: usize) -> String {
 pub(super) fn stream(
     src: &dyn TensorSource,
     plan: &[(std::ops::Range<usize>, std::ops::Range<usize>)],
-    pb: &ProgressBar,
+    pb: &Progress,
     f: impl FnOnce(crate::engine::Blocks<'_>) -> Result<()>,
 ) -> Result<()> {
     let elem = src.meta().dtype.size() as u64;

@@ -9,7 +9,7 @@ use std::ops::Range;
 use super::checks::check_magnitudes;
 use super::columns;
 use super::plan::{Piece, Plan};
-use super::progress::{group_label, progress_bar, step_name, stream};
+use super::progress::{group_label, step_name, stream, Progress};
 use super::{pooled, shift_of, Center, Options};
 use crate::engine::accum::{BlockSums, CoordAcc, FlatAcc, FlatSpec, MeanAcc};
 use crate::engine::{Backend, StatsJob, TensorAcc};
@@ -133,7 +133,7 @@ pub fn run(
     model: &mut FlatAcc,
     each: &mut dyn FnMut(PieceState) -> Result<()>,
 ) -> Result<()> {
-    let pb = progress_bar(plan.bytes(), opts.progress);
+    let pb = Progress::new(plan.bytes(), opts.progress, opts.progress_json);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads)
         .thread_name(|i| format!("gradtail-columns-{i}"))

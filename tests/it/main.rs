@@ -11,6 +11,7 @@ mod fits;
 mod fuzz_inputs;
 mod gpu_smoke;
 mod report_html;
+mod serve;
 mod shaders;
 mod shard;
 mod structure;
