@@ -393,7 +393,15 @@ pub fn analyze_with(
                         stream(s.as_ref(), &plan, &pb, |blocks| {
                             for block in blocks {
                                 let (fits, block) = (fits.as_deref_mut(), &block?);
-                                columns::run(block, &pool_mask, median, &mut centre, fits, &pool);
+                                columns::run(
+                                    block,
+                                    &pool_mask,
+                                    median,
+                                    &mut centre,
+                                    fits,
+                                    &pool,
+                                    backend,
+                                )?;
                             }
                             Ok(())
                         })?;
@@ -431,7 +439,15 @@ pub fn analyze_with(
                             }
                             if column_step {
                                 let fits = fits.as_deref_mut();
-                                columns::run(&block, &pool_mask, median, &mut centre, fits, &pool);
+                                columns::run(
+                                    &block,
+                                    &pool_mask,
+                                    median,
+                                    &mut centre,
+                                    fits,
+                                    &pool,
+                                    backend,
+                                )?;
                             }
                             backend.coord_stats(
                                 &job.with(&shift, &centre, &pool_mask),

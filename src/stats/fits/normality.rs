@@ -127,6 +127,22 @@ impl AndersonDarling {
     }
 }
 
+/// The data-free part of A² for a sample of n: with e_j = (2j+1)/(2n), scipy's
+/// A² = -n - Σ_j [2e_j ln Φ(w_j) + 2(1-e_j) ln(1-Φ(w_j))] splits into this floor,
+/// -n - Σ_j 2[e_j ln e_j + (1-e_j) ln(1-e_j)], plus Σ_j 2·KL(e_j ‖ Φ(w_j)) (Bernoulli
+/// divergences, each ≥ 0). The GPU engine sums the divergences in f32, where the original
+/// form would cancel to a few digits, and adds this floor in f64.
+pub fn ad_floor(n: usize) -> f64 {
+    let nf = n as f64;
+    let s: f64 = (0..n)
+        .map(|j| {
+            let e = (2 * j + 1) as f64 / (2.0 * nf);
+            e * e.ln() + (1.0 - e) * (-e).ln_1p()
+        })
+        .sum();
+    -nf - 2.0 * s
+}
+
 /// p-value of A² for normality with estimated mean and variance (D'Agostino & Stephens 1986):
 /// A² is adjusted by (1 + 0.75/n + 2.25/n²) and mapped through four exponential pieces, as in
 /// statsmodels' `normal_ad`. Beyond an adjusted 13 the fit is not defined (statsmodels'
