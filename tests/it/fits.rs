@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use gradtail::analyze::Options;
-use gradtail::stats::fits::Fits;
 use gradtail::stats::{Stat, COORD_STATS};
 
 use crate::common::tolerance::FitField;
@@ -160,28 +159,6 @@ fn reference(refs: &safetensors::SafeTensors, tensor: &str, stat: &str) -> Vec<f
         .collect()
 }
 
-/// The fits of a tensor, coordinate by coordinate, from per-field maps.
-fn fits_of(map: impl Fn(&str) -> Vec<f64>) -> Vec<Fits> {
-    let cols: Vec<Vec<f64>> = Stat::FITS.iter().map(|s| map(s.name())).collect();
-    (0..cols[0].len())
-        .map(|j| {
-            let v: Vec<f64> = cols.iter().map(|c| c[j]).collect();
-            Fits {
-                alpha_mcculloch: v[0],
-                beta_mcculloch: v[1],
-                scale_mcculloch: v[2],
-                loc_mcculloch: v[3],
-                ad: v[4],
-                ad_p: v[5],
-                ks_gauss: v[6],
-                ks_stable: v[7],
-                top1_share: v[8],
-                var_ratio: v[9],
-            }
-        })
-        .collect()
-}
-
 /// A GPU run's largest error in `stat` (not ks_stable) on a tensor, in the form of
 /// `tolerance::FitField`, against the references; NaN exactly where they have NaN.
 fn gpu_worst(
@@ -194,9 +171,9 @@ fn gpu_worst(
 ) {
     let field = FitField::ALL[Stat::FITS.iter().position(|s| s.name() == stat).unwrap()];
     // ks_stable's reference is sparse (compared in `check_fits`): zeros stand in for it.
-    let got = fits_of(|s| column(tensor, s));
+    let got = common::fits_of(|s| column(tensor, s));
     let size = got.len();
-    let want = fits_of(|s| match s {
+    let want = common::fits_of(|s| match s {
         "ks_stable" => vec![0.0; size],
         _ => reference(refs, tensor, s),
     });

@@ -7,14 +7,14 @@
 //! "skipped: no GPU adapter" (a failure when GRADTAIL_REQUIRE_GPU=1).
 
 use crate::common;
-use crate::common::tolerance::FitField;
+use crate::common::tolerance::check_fits;
 
 use gradtail::engine::cpu::CpuEngine;
 use gradtail::engine::gpu::{GpuOptions, FITS_K_MAX};
 use gradtail::engine::Backend;
 use gradtail::input::npy::NpyTensor;
 use gradtail::input::{Block, BlockData, TensorSource};
-use gradtail::stats::fits::{Fits, FIT_STATS};
+use gradtail::stats::fits::Fits;
 
 /// Both engines' fits of `block` with the given usable flags and centres.
 fn both(gpu: &mut dyn Backend, block: &Block, usable: &[bool], centre: &[f64]) -> [Vec<Fits>; 2] {
@@ -25,32 +25,6 @@ fn both(gpu: &mut dyn Backend, block: &Block, usable: &[bool], centre: &[f64]) -
     let mut got = vec![Fits::NAN; w];
     gpu.coord_fits(block, usable, centre, &mut got).unwrap();
     [got, want]
-}
-
-/// Asserts every field within its tolerance (NaN exactly where the CPU has NaN); returns the
-/// largest error per field for the log.
-fn check(got: &[Fits], want: &[Fits], what: &str) -> [f64; 10] {
-    let mut worst = [0.0f64; 10];
-    for (j, (g, w)) in got.iter().zip(want).enumerate() {
-        let (ga, wa) = (g.to_array(), w.to_array());
-        for (i, field) in FitField::ALL.iter().enumerate() {
-            let name = FIT_STATS[i];
-            let (gv, wv) = (ga[i], wa[i]);
-            let at = || format!("{what} column {j} {name}: gpu {gv}, cpu {wv}");
-            assert_eq!(gv.is_nan(), wv.is_nan(), "{} (NaN mismatch)", at());
-            if wv.is_nan() || gv == wv {
-                continue;
-            }
-            let e = field.error(g, w);
-            assert!(e <= field.tolerance(), "{}: error {e:e}", at());
-            worst[i] = worst[i].max(e);
-        }
-    }
-    println!(
-        "{what}: largest errors {:?}",
-        FIT_STATS.iter().zip(worst).collect::<Vec<_>>()
-    );
-    worst
 }
 
 /// The mean of each column's finite samples, the centre the pipeline uses by default.
@@ -152,7 +126,7 @@ fn synth_case(k: usize, w: usize) {
     let usable: Vec<bool> = (0..w).map(|j| j % (KINDS + 1) != KINDS).collect();
     let centre = means(&block);
     let [got, want] = both(&mut g, &block, &usable, &centre);
-    check(&got, &want, &format!("synth K = {k}"));
+    check_fits(&got, &want, &format!("synth K = {k}"));
     // The degenerate kinds really are what the checks need.
     assert!(want[6].ad.is_nan(), "constant column");
     assert!(want[9].ad.is_nan(), "one finite sample");
@@ -223,6 +197,6 @@ fn digits_matches_cpu() {
         .map(|j| (1..k).any(|r| all[r * w + j] != all[j]))
         .collect();
     let [got, want] = both(&mut g, &block, &usable, &centre);
-    check(&got, &want, "digits");
+    check_fits(&got, &want, "digits");
     assert!(want.iter().filter(|f| !f.ad.is_nan()).count() > 1000);
 }

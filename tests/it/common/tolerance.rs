@@ -146,3 +146,32 @@ impl FitField {
         }
     }
 }
+
+/// Asserts every field within its tolerance (NaN exactly where the CPU has NaN); returns the
+/// largest error per field for the log.
+pub fn check_fits(got: &[Fits], want: &[Fits], what: &str) -> [f64; 10] {
+    let mut worst = [0.0f64; 10];
+    for (j, (g, w)) in got.iter().zip(want).enumerate() {
+        let (ga, wa) = (g.to_array(), w.to_array());
+        for (i, field) in FitField::ALL.iter().enumerate() {
+            let name = gradtail::stats::fits::FIT_STATS[i];
+            let (gv, wv) = (ga[i], wa[i]);
+            let at = || format!("{what} column {j} {name}: gpu {gv}, cpu {wv}");
+            assert_eq!(gv.is_nan(), wv.is_nan(), "{} (NaN mismatch)", at());
+            if wv.is_nan() || gv == wv {
+                continue;
+            }
+            let e = field.error(g, w);
+            assert!(e <= field.tolerance(), "{}: error {e:e}", at());
+            worst[i] = worst[i].max(e);
+        }
+    }
+    println!(
+        "{what}: largest errors {:?}",
+        gradtail::stats::fits::FIT_STATS
+            .iter()
+            .zip(worst)
+            .collect::<Vec<_>>()
+    );
+    worst
+}
