@@ -390,3 +390,69 @@ pub fn finish(f: &CoordFit, floor: f64) -> Fits {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fit(status: u32, n: u32) -> CoordFit {
+        CoordFit {
+            alpha: 1.5,
+            beta: 0.25,
+            scale: 2.0,
+            zeta: 0.5,
+            ad_excess: 0.75,
+            ks_gauss: 0.125,
+            ks_stable: 0.0625,
+            top1_share: 0.5,
+            var_all: 3.0,
+            var_half: 1.5,
+            n,
+            status,
+        }
+    }
+
+    #[test]
+    fn finish_in_f64() {
+        let f = finish(&fit(0, 100), 0.25);
+        // δ = ζ - β·c·tan(3π/4) = 0.5 + 0.25·2
+        assert!((f.loc_mcculloch - 1.0).abs() < 1e-15);
+        assert_eq!(f.ad, 1.0);
+        assert_eq!(f.ad_p, normality::ad_pvalue(1.0, 100));
+        assert!(f.ad_p > 0.0);
+        assert_eq!(f.var_ratio, 2.0);
+        assert_eq!((f.alpha_mcculloch, f.ks_stable), (1.5, 0.0625));
+        let at_one = CoordFit {
+            alpha: 1.0,
+            ..fit(0, 100)
+        };
+        assert_eq!(finish(&at_one, 0.0).loc_mcculloch, 0.5);
+    }
+
+    /// Each status bit leaves NaN where `stats::fits::fit_column` does.
+    #[test]
+    fn status_bits_give_the_host_nans() {
+        let none = finish(&fit(FIT_NONE, 100), 0.0);
+        assert!(none.to_array().iter().all(|v| v.is_nan()));
+        let tied = finish(&fit(FIT_TIED, 100), 0.0);
+        assert_eq!(tied.alpha_mcculloch, 1.5);
+        for v in [
+            tied.beta_mcculloch,
+            tied.scale_mcculloch,
+            tied.loc_mcculloch,
+            tied.ks_stable,
+        ] {
+            assert!(v.is_nan());
+        }
+        assert!(!tied.ad.is_nan() && !tied.ks_gauss.is_nan());
+        let flat = finish(&fit(FIT_NO_SCALE, 100), 0.0);
+        assert!(flat.ks_stable.is_nan() && !flat.scale_mcculloch.is_nan());
+        // Fewer than 4 samples: no variance ratio; a constant first half: +∞.
+        assert!(finish(&fit(0, 3), 0.0).var_ratio.is_nan());
+        let still = CoordFit {
+            var_half: 0.0,
+            ..fit(0, 100)
+        };
+        assert_eq!(finish(&still, 0.0).var_ratio, f64::INFINITY);
+    }
+}

@@ -162,3 +162,33 @@ pub fn ad_pvalue(a2: f64, n: usize) -> f64 {
         (1.2937 - 5.709 * a + 0.0186 * a * a).exp()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The floor plus the Bernoulli divergences is scipy's A², as summed by `AndersonDarling`.
+    #[test]
+    fn ad_floor_plus_divergences_is_a2() {
+        for n in [2usize, 17, 512] {
+            let w: Vec<f64> = (0..n)
+                .map(|j| ((j * 37) % n) as f64 / n as f64 * 3.0 - 1.7)
+                .collect();
+            let mut w = w;
+            w.sort_by(f64::total_cmp);
+            let mut ad = AndersonDarling::new(n);
+            let mut kl = 0.0;
+            for (j, &x) in w.iter().enumerate() {
+                let at = NormalAt::new(x);
+                ad.push(j, &at);
+                let e = (2 * j + 1) as f64 / (2 * n) as f64;
+                kl += 2.0 * (e * (e.ln() - at.ln_cdf) + (1.0 - e) * ((-e).ln_1p() - at.ln_sf));
+            }
+            let a2 = ad.value();
+            assert!(
+                (ad_floor(n) + kl - a2).abs() < 1e-9 * a2.abs().max(1.0),
+                "n = {n}"
+            );
+        }
+    }
+}
