@@ -48,6 +48,8 @@ pub const FIT_NO_SCALE: u32 = 4;
 /// Columns per dispatch: one workgroup each, well under the 65,535 workgroups of one grid
 /// side, and a readback of 768 KiB.
 const CHUNK_COLS: usize = 16_384;
+/// Largest packed tile (f32) per dispatch, held on the host and on the device.
+const CHUNK_BYTES: usize = 32 << 20;
 
 /// One coordinate's fits as the kernel writes them. Mirrors WGSL `struct CoordFit`.
 #[repr(C)]
@@ -189,7 +191,8 @@ impl FitsKernel {
         let k = block.rows.len();
         let pitch = k.next_multiple_of(4).max(4);
         // Columns per dispatch, also within the binding limit.
-        let cap = (ctx.caps(None).binding as usize / (4 * pitch)).clamp(1, CHUNK_COLS);
+        let bytes = (ctx.caps(None).binding as usize).min(CHUNK_BYTES);
+        let cap = (bytes / (4 * pitch)).clamp(1, CHUNK_COLS);
         let mut tile = Vec::new();
         let mut counts = Vec::new();
         for c0 in (0..block.width()).step_by(cap) {
