@@ -53,7 +53,7 @@ pub struct Options {
     pub progress: bool,
     /// Compute the per-coordinate distribution fits (`stats::fits`; `--no-fits` turns off).
     pub fits: bool,
-    /// Host threads for the whole-column step (0: every core).
+    /// Host threads for the medians of the whole-column step (0: every core).
     pub threads: usize,
 }
 

@@ -31,10 +31,11 @@
 //! non-finite, and below 1e-38 lose bits (f32 subnormals).
 //!
 //! Rooms: `context` (device, pipelines, bind-group layouts and the host-mirrored structs),
-//! `plan` (pure dispatch planning), `fits` (the fits kernel's host side), `pack` (uploads), `pool` (reused buffers), `launch` (one
+//! `plan` (pure dispatch planning), `pack` (uploads), `pool` (reused buffers), `launch` (one
 //! unit's upload, dispatches and readback), `readback` (folding partial states), `engine` (the
-//! `Backend`), `probe` (adapters and why there are none), `roofline` (bandwidth ceilings) and
-//! `quiet` (driver noise while probing).
+//! `Backend`), `fits` (the fits kernel's packing, dispatch and f64 finish), `probe` (adapters
+//! and why there are none), `roofline` (bandwidth ceilings) and `quiet` (driver noise while
+//! probing).
 //!
 //! Only this module names `wgpu`.
 
