@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use gradtail::analyze::Options;
+use gradtail::stats::fits::Fits;
 use gradtail::stats::{Stat, COORD_STATS};
 
 use crate::common::tolerance::FitField;
@@ -80,6 +81,15 @@ fn check_fits(column: impl Fn(&str, &str) -> Vec<f64>, what: &str, gpu: bool) {
     let mut ks_checked = 0;
     for (name, _, size) in common::layout(&common::data("digits/layout.json")) {
         let scale = column(&name, "scale_mcculloch");
+        // A GPU run's fits and the references', whole (ks_stable's reference is sparse and
+        // compared below: zeros stand in for it).
+        let both = gpu.then(|| {
+            let want = common::fits_of(|s| match s {
+                "ks_stable" => vec![0.0; size],
+                _ => reference(&refs, &name, s),
+            });
+            (common::fits_of(|s| column(&name, s)), want)
+        });
         for stat in Stat::FITS.map(Stat::name) {
             let got = column(&name, stat);
             assert_eq!(got.len(), size, "{what} {name}/{stat}");
@@ -100,11 +110,11 @@ fn check_fits(column: impl Fn(&str, &str) -> Vec<f64>, what: &str, gpu: bool) {
                 }
                 continue;
             }
-            let want = reference(&refs, &name, stat);
-            if gpu {
-                gpu_worst(&column, &refs, &name, stat, &mut worst, what);
+            if let Some((g, w)) = &both {
+                gpu_worst(g, w, stat, &mut worst, &format!("{what} {name}"));
                 continue;
             }
+            let want = reference(&refs, &name, stat);
             for (j, (&g, &w)) in got.iter().zip(&want).enumerate() {
                 assert_eq!(
                     g.is_nan(),
@@ -159,35 +169,22 @@ fn reference(refs: &safetensors::SafeTensors, tensor: &str, stat: &str) -> Vec<f
         .collect()
 }
 
-/// A GPU run's largest error in `stat` (not ks_stable) on a tensor, in the form of
+/// A GPU run's largest error in `stat` (not ks_stable), in the form of
 /// `tolerance::FitField`, against the references; NaN exactly where they have NaN.
 fn gpu_worst(
-    column: &impl Fn(&str, &str) -> Vec<f64>,
-    refs: &safetensors::SafeTensors,
-    tensor: &str,
+    got: &[Fits],
+    want: &[Fits],
     stat: &'static str,
     worst: &mut HashMap<&'static str, f64>,
     what: &str,
 ) {
-    let field = FitField::ALL[Stat::FITS.iter().position(|s| s.name() == stat).unwrap()];
-    // ks_stable's reference is sparse (compared in `check_fits`): zeros stand in for it.
-    let got = common::fits_of(|s| column(tensor, s));
-    let size = got.len();
-    let want = common::fits_of(|s| match s {
-        "ks_stable" => vec![0.0; size],
-        _ => reference(refs, tensor, s),
-    });
     let i = Stat::FITS.iter().position(|s| s.name() == stat).unwrap();
-    for (j, (g, w)) in got.iter().zip(&want).enumerate() {
+    for (j, (g, w)) in got.iter().zip(want).enumerate() {
         let (gv, wv) = (g.to_array()[i], w.to_array()[i]);
-        assert_eq!(
-            gv.is_nan(),
-            wv.is_nan(),
-            "{what} {tensor}/{stat}[{j}]: {gv} vs {wv}"
-        );
+        assert_eq!(gv.is_nan(), wv.is_nan(), "{what}/{stat}[{j}]: {gv} vs {wv}");
         if !wv.is_nan() && gv != wv {
             let e = worst.entry(stat).or_default();
-            *e = e.max(field.error(g, w));
+            *e = e.max(FitField::ALL[i].error(g, w));
         }
     }
 }
