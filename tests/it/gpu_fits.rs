@@ -200,3 +200,37 @@ fn digits_matches_cpu() {
     check_fits(&got, &want, "digits");
     assert!(want.iter().filter(|f| !f.ad.is_nan()).count() > 1000);
 }
+
+/// `gradtail bench`'s fits row on the GPU engine: it times the engine's fits (the kernel) of
+/// the seeded K = 512 stack, and the printed row says when the device is a CPU.
+#[test]
+fn bench_row_runs_the_kernel() {
+    let Some(mut g) = common::gpu_or_skip(GpuOptions::default()) else {
+        return;
+    };
+    let cpu_device = g.is_cpu_device();
+    let f = gradtail::bench::time_fits(&mut g, cpu_device, 64, 1, 7).unwrap();
+    assert_eq!((f.engine.as_str(), f.samples, f.coords), ("gpu", 512, 64));
+    assert!(f.seconds.min > 0.0 && f.us_per_coord > 0.0);
+    let mut text = Vec::new();
+    let report = gradtail::bench::BenchReport {
+        fits: vec![f],
+        ..gradtail::bench::run(
+            gradtail::bench::MemTensor::synthetic(16, 8, gradtail::input::Dtype::F32, 1),
+            &mut [],
+            1,
+        )
+        .unwrap()
+    };
+    gradtail::bench::print(&report, &mut text).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.contains("fits, gpu engine (K = 512, 64 coordinates"),
+        "{text}"
+    );
+    assert_eq!(
+        text.contains("CPU device: not GPU performance"),
+        cpu_device,
+        "{text}"
+    );
+}
