@@ -413,6 +413,19 @@ fn reduce(v: vec2<f32>, lid: u32, take_max: bool) -> vec2<f32> {
     return r;
 }
 
+// One compare-exchange of the sort: keys a < b put in order; a partner past n stands for +∞
+// and is skipped.
+fn order(a: u32, b: u32, n: u32) {
+    if (b < n) {
+        let x = keys[a];
+        let y = keys[b];
+        if (y < x) {
+            keys[a] = y;
+            keys[b] = x;
+        }
+    }
+}
+
 fn value(i: u32) -> f32 {
     return bitcast<f32>(xs[i / 4u][i % 4u]);
 }
@@ -474,30 +487,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var size = 2u; size <= np2; size <<= 1u) {
         let hs = size / 2u;
         for (var p = lid; p < pairs; p += FITS_WG) {
-            let a = (p / hs) * size + p % hs;
-            let b = (p / hs) * size + size - 1u - p % hs;
-            if (b < n) {
-                let x = keys[a];
-                let y = keys[b];
-                if (y < x) {
-                    keys[a] = y;
-                    keys[b] = x;
-                }
-            }
+            order((p / hs) * size + p % hs, (p / hs) * size + size - 1u - p % hs, n);
         }
         workgroupBarrier();
         for (var st = hs / 2u; st > 0u; st >>= 1u) {
             for (var p = lid; p < pairs; p += FITS_WG) {
                 let a = (p / st) * 2u * st + p % st;
-                let b = a + st;
-                if (b < n) {
-                    let x = keys[a];
-                    let y = keys[b];
-                    if (y < x) {
-                        keys[a] = y;
-                        keys[b] = x;
-                    }
-                }
+                order(a, a + st, n);
             }
             workgroupBarrier();
         }
