@@ -1,8 +1,9 @@
 //! `gradtail bench`: each engine on the same seeded in-memory stack — warm-up, then timed
 //! repeats of the whole analysis without the fits — with throughput, the ceiling measured in
 //! the same run (host memory streaming for the CPU; device copy and upload for a GPU), and the
-//! largest disagreement between engines per statistic; then the per-coordinate fits, which run
-//! on the host for every engine, timed on their own at K = 512.
+//! largest disagreement between engines per statistic; then each engine's per-coordinate fits
+//! (`Backend::coord_fits`: host code on the CPU engine, the `coord_fits` kernel on the GPU
+//! engine), timed on their own at K = 512.
 
 use std::ops::Range;
 use std::time::Instant;
@@ -10,7 +11,6 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::analyze::columns;
 use crate::analyze::{self, Analysis, Options};
 use crate::engine::{AdapterInfo, Backend, PhaseTimes};
 use crate::error::Result;
@@ -197,14 +197,17 @@ pub struct BenchReport {
     pub engines: Vec<EngineRun>,
     /// Per statistic, the largest disagreement of each engine after the first with the first.
     pub agreement: Vec<(String, Vec<Agreement>)>,
-    /// The host fits, timed on their own ([`time_fits`]); the engine runs leave them out.
-    pub fits: Option<FitsRun>,
+    /// Each engine's fits, timed on their own ([`time_fits`]); the engine runs leave them out.
+    pub fits: Vec<FitsRun>,
 }
 
-/// The per-coordinate fits (`stats::fits`, as `analyze` runs them over whole columns) on the
-/// host CPU: the same for both engines, since neither has a device kernel for them.
+/// One engine's per-coordinate fits (`Backend::coord_fits`, as `analyze` runs them over whole
+/// columns), end to end: packing, upload, kernel and readback on the GPU engine.
 #[derive(Clone, Debug, Serialize)]
 pub struct FitsRun {
+    pub engine: String,
+    /// The engine ran on a CPU device (lavapipe): its time is not GPU performance.
+    pub cpu_device: bool,
     pub samples: usize,
     pub coords: usize,
     pub threads: usize,
@@ -219,9 +222,15 @@ pub struct FitsRun {
 /// Samples per coordinate of the fits timing (the yardstick, and a common K).
 pub const FITS_SAMPLES: usize = 512;
 
-/// Times the fits of `coords` coordinates of K = [`FITS_SAMPLES`] seeded samples (SαS 1.7,
-/// mean-centred) on `threads` host threads (0: every core): one warm-up, then `repeat` runs.
-pub fn time_fits(coords: usize, threads: usize, repeat: usize, seed: u64) -> Result<FitsRun> {
+/// Times `backend`'s fits of `coords` coordinates of K = [`FITS_SAMPLES`] seeded samples
+/// (SαS 1.7, mean-centred): one warm-up, then `repeat` runs. `cpu_device` as in [`Candidate`].
+pub fn time_fits(
+    backend: &mut dyn Backend,
+    cpu_device: bool,
+    coords: usize,
+    repeat: usize,
+    seed: u64,
+) -> Result<FitsRun> {
     let k = FITS_SAMPLES;
     let coords = coords.max(1);
     let src = MemTensor::synthetic(k, coords, Dtype::F32, seed);
@@ -234,16 +243,12 @@ pub fn time_fits(coords: usize, threads: usize, repeat: usize, seed: u64) -> Res
     }
     centre.iter_mut().for_each(|c| *c /= k as f64);
     drop(values);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| crate::Error::Config(format!("cannot start {threads} threads: {e}")))?;
     let usable = vec![true; coords];
     let mut out = vec![Fits::NAN; coords];
     let mut times = Vec::new();
     for i in 0..=repeat.max(1) {
         let t = Instant::now();
-        columns::run(&block, &usable, false, &mut centre, Some(&mut out), &pool);
+        backend.coord_fits(&block, &usable, &centre, &mut out)?;
         std::hint::black_box(&out);
         if i > 0 {
             times.push(t.elapsed().as_secs_f64());
@@ -251,8 +256,11 @@ pub fn time_fits(coords: usize, threads: usize, repeat: usize, seed: u64) -> Res
     }
     let seconds = Timing::of(times);
     let us_per_coord = seconds.median / coords as f64 * 1e6;
-    let threads = pool.current_num_threads();
+    let info = backend.info();
+    let threads = info.threads;
     Ok(FitsRun {
+        engine: info.engine.to_string(),
+        cpu_device,
         samples: k,
         coords,
         threads,
@@ -286,18 +294,18 @@ pub struct Candidate {
 }
 
 /// Runs every candidate on `src`: one warm-up, then `repeat` timed analyses.
-pub fn run(src: MemTensor, candidates: Vec<Candidate>, repeat: usize) -> Result<BenchReport> {
+pub fn run(src: MemTensor, candidates: &mut [Candidate], repeat: usize) -> Result<BenchReport> {
     let sources: Vec<Box<dyn TensorSource>> = vec![Box::new(src)];
     let m = sources[0].meta().clone();
     let input_bytes = (m.samples * m.coords() * m.dtype.size()) as u64;
-    // The fits run on the host whatever the engine; they are timed on their own.
+    // The fits are timed on their own (`time_fits`).
     let opts = Options {
         fits: false,
         ..Options::default()
     };
     let mut runs = Vec::new();
     let mut results: Vec<Analysis> = Vec::new();
-    for mut c in candidates {
+    for c in candidates.iter_mut() {
         let info = c.backend.info();
         let first = analyze::analyze(&sources, &opts, c.backend.as_mut())?;
         let bytes_read = first.bytes_read;
@@ -348,7 +356,7 @@ pub fn run(src: MemTensor, candidates: Vec<Candidate>, repeat: usize) -> Result<
             input_gb_s: rate / 1e9,
             g_elements_s: (m.samples * m.coords()) as f64 / end_to_end.median / 1e9,
             ceiling_gb_s: c.ceiling_gb_s,
-            ceiling: c.ceiling,
+            ceiling: c.ceiling.clone(),
             fraction_of_ceiling: bytes_read as f64 / end_to_end.median / 1e9 / c.ceiling_gb_s,
             upload_gb_s: c.upload_gb_s,
             speedup_over_cpu: None,
@@ -390,7 +398,7 @@ pub fn run(src: MemTensor, candidates: Vec<Candidate>, repeat: usize) -> Result<
         input_bytes,
         engines: runs,
         agreement,
-        fits: None,
+        fits: Vec::new(),
     })
 }
 
@@ -444,19 +452,33 @@ pub fn print(r: &BenchReport, out: &mut impl std::io::Write) -> std::io::Result<
         )?;
     }
     print_phases(r, out)?;
-    if let Some(f) = &r.fits {
-        writeln!(
+    for f in &r.fits {
+        let on = if f.engine == "cpu" {
+            format!("{} threads", f.threads)
+        } else if f.cpu_device {
+            "CPU device: not GPU performance".into()
+        } else {
+            "kernel coord_fits".into()
+        };
+        write!(
             out,
-            "fits on the host (both engines; K = {}, {} coordinates, {} threads): {:.3} s [{:.3}, {:.3}], {:.2} µs per coordinate ({:.1} µs per coordinate on one thread)",
+            "fits, {} engine (K = {}, {} coordinates, {on}): {:.3} s [{:.3}, {:.3}], {:.2} µs per coordinate",
+            f.engine,
             f.samples,
             f.coords,
-            f.threads,
             f.seconds.median,
             f.seconds.min,
             f.seconds.max,
             f.us_per_coord,
-            f.us_per_coord_thread
         )?;
+        if f.engine == "cpu" {
+            write!(
+                out,
+                " ({:.1} µs per coordinate on one thread)",
+                f.us_per_coord_thread
+            )?;
+        }
+        writeln!(out)?;
     }
     for (pair, rows) in &r.agreement {
         writeln!(

@@ -286,13 +286,23 @@ fn bench_cmd(b: BenchArgs) -> Result<()> {
             }
         }
     }
-    let mut report = bench::run(src, candidates, b.repeat)?;
+    let mut report = bench::run(src, &mut candidates, b.repeat)?;
     let fit_coords = b.params.min(BENCH_FIT_COORDS);
-    eprintln!(
-        "timing the fits: {} × {fit_coords} on the host ...",
-        bench::FITS_SAMPLES
-    );
-    report.fits = Some(bench::time_fits(fit_coords, b.threads, b.repeat, b.seed)?);
+    for c in &mut candidates {
+        eprintln!(
+            "timing the fits on the {} engine: {} × {fit_coords} ...",
+            c.backend.info().engine,
+            bench::FITS_SAMPLES
+        );
+        let f = bench::time_fits(
+            c.backend.as_mut(),
+            c.cpu_device,
+            fit_coords,
+            b.repeat,
+            b.seed,
+        )?;
+        report.fits.push(f);
+    }
     bench::print(&report, &mut std::io::stdout().lock())?;
     if let Some(path) = &b.json {
         let text = serde_json::to_string_pretty(&report)?;

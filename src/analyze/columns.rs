@@ -1,20 +1,17 @@
-//! The host step over whole columns: what needs all K samples of a coordinate at once, which a
+//! The step over whole columns: what needs all K samples of a coordinate at once, which a
 //! streaming pass cannot give — the sample median (`--center median`) and the distribution
-//! fits of `stats::fits`. It is engine-neutral: it takes blocks that hold every row of a strip
-//! of coordinates, cuts their columns into tiles, and runs the tiles in parallel on the host
-//! CPU (rayon), one scratch per task, so a column costs one sort and no allocation. Both
-//! engines use it; a GPU sort or selection kernel would move it to the device, and is not
-//! written yet.
+//! fits of `stats::fits`. It takes blocks that hold every row of a strip of coordinates. The
+//! medians run here on the host CPU (rayon), cut into tiles of columns, one scratch per task,
+//! so a column costs one selection and no allocation; the fits are the engine's
+//! ([`Backend::coord_fits`]: the same host code on the CPU engine, a kernel on the GPU engine).
 
 use rayon::prelude::*;
 
+use crate::engine::cpu::tile_columns;
+use crate::engine::Backend;
+use crate::error::Result;
 use crate::input::Block;
 use crate::stats::fits::{self, Fits};
-
-/// Bytes of one task's column-major tile (K × columns, f64): about an L2 cache.
-const TILE_BYTES: usize = 256 << 10;
-/// Most columns per task, so a strip of a few thousand columns still spreads over threads.
-const MAX_TILE: usize = 64;
 
 /// One task's buffers, reused across its tiles.
 #[derive(Default)]
@@ -22,9 +19,9 @@ struct Scratch {
     /// The tile, column-major: column j is `cols[j*K..(j+1)*K]`.
     cols: Vec<f64>,
     row: Vec<f64>,
-    /// One column's finite samples, then their centred values.
+    /// One column's finite samples.
     finite: Vec<f64>,
-    /// The sort (or selection) copy of `fits::fit_column` and `fits::median`.
+    /// The selection copy of `fits::median`.
     sort: Vec<f64>,
 }
 
@@ -34,99 +31,69 @@ struct Scratch {
 /// median over its finite samples (0 when it has none). With `fits`, `fits[j]` becomes
 /// [`fits::fit_column`] of u = x − centre[j] over the finite samples of coordinate j, in
 /// sampling order, where `usable[j]` (pass 1 found it neither constant nor short of finite
-/// samples), and [`Fits::NAN`] elsewhere.
+/// samples), and [`Fits::NAN`] elsewhere, as `backend` computes them.
 pub fn run(
     block: &Block,
     usable: &[bool],
     median: bool,
     centre: &mut [f64],
-    mut fits: Option<&mut [Fits]>,
+    fits: Option<&mut [Fits]>,
     pool: &rayon::ThreadPool,
-) {
-    let (k, width) = (block.rows.len(), block.width());
+    backend: &mut dyn Backend,
+) -> Result<()> {
     let cols = block.cols.clone();
-    let job = Job {
-        usable: &usable[cols.clone()],
-        median,
-        fits: fits.is_some(),
-    };
-    let tile = (TILE_BYTES / (8 * k.max(1))).clamp(1, MAX_TILE);
-    let centre = &mut centre[cols.clone()];
-    let centre_in: &[f64] = centre;
-    let tiles: Vec<(Vec<f64>, Vec<Fits>)> = pool.install(|| {
-        (0..width.div_ceil(tile))
-            .into_par_iter()
-            .map_init(Scratch::default, |s, t| {
-                let at = t * tile..((t + 1) * tile).min(width);
-                run_tile(block, &job, at.clone(), &centre_in[at], s)
-            })
-            .collect()
-    });
-    for (t, (medians, fitted)) in tiles.into_iter().enumerate() {
-        let at = t * tile;
-        centre[at..at + medians.len()].copy_from_slice(&medians);
-        if let Some(out) = fits.as_deref_mut() {
-            out[cols.start + at..cols.start + at + fitted.len()].copy_from_slice(&fitted);
+    if median {
+        let width = block.width();
+        let tile = tile_columns(block.rows.len());
+        let tiles: Vec<Vec<f64>> = pool.install(|| {
+            (0..width.div_ceil(tile))
+                .into_par_iter()
+                .map_init(Scratch::default, |s, t| {
+                    medians(block, t * tile..((t + 1) * tile).min(width), s)
+                })
+                .collect()
+        });
+        for (t, m) in tiles.into_iter().enumerate() {
+            let at = cols.start + t * tile;
+            centre[at..at + m.len()].copy_from_slice(&m);
         }
+    }
+    match fits {
+        Some(out) => backend.coord_fits(
+            block,
+            &usable[cols.clone()],
+            &centre[cols.clone()],
+            &mut out[cols],
+        ),
+        None => Ok(()),
     }
 }
 
-/// What a tile computes: the block's slice of `usable`, and which of the two results.
-struct Job<'a> {
-    usable: &'a [bool],
-    median: bool,
-    fits: bool,
-}
-
-/// One tile of columns `cols` of the block: their medians (with `job.median`) and fits.
-fn run_tile(
-    block: &Block,
-    job: &Job,
-    cols: std::ops::Range<usize>,
-    centre: &[f64],
-    s: &mut Scratch,
-) -> (Vec<f64>, Vec<Fits>) {
-    let (k, width, w) = (block.rows.len(), block.width(), cols.len());
-    s.cols.resize(k * w, 0.0);
-    s.row.resize(w, 0.0);
-    for r in 0..k {
-        let at = r * width + cols.start;
-        block.data.widen_into(at..at + w, &mut s.row);
-        for (j, &x) in s.row.iter().enumerate() {
-            s.cols[j * k + r] = x;
-        }
-    }
-    let mut medians = Vec::with_capacity(if job.median { w } else { 0 });
-    let mut fitted = Vec::with_capacity(if job.fits { w } else { 0 });
-    for (j, &given) in centre.iter().enumerate() {
-        s.finite.clear();
-        let column = &s.cols[j * k..(j + 1) * k];
-        s.finite
-            .extend(column.iter().copied().filter(|x| x.is_finite()));
-        let c = if job.median {
+/// The numpy medians of columns `cols` of the block over their finite samples.
+fn medians(block: &Block, cols: std::ops::Range<usize>, s: &mut Scratch) -> Vec<f64> {
+    let k = block.rows.len();
+    block.gather_columns(cols.clone(), &mut s.row, &mut s.cols);
+    (0..cols.len())
+        .map(|j| {
+            s.finite.clear();
+            let column = &s.cols[j * k..(j + 1) * k];
+            s.finite
+                .extend(column.iter().copied().filter(|x| x.is_finite()));
             // A coordinate with no finite sample has nothing to centre; 0 as for the mean.
             let m = fits::median(&s.finite, &mut s.sort);
-            let m = if m.is_nan() { 0.0 } else { m };
-            medians.push(m);
-            m
-        } else {
-            given
-        };
-        if job.fits {
-            fitted.push(if job.usable[cols.start + j] {
-                s.finite.iter_mut().for_each(|x| *x -= c);
-                fits::fit_column(&s.finite, &mut s.sort)
+            if m.is_nan() {
+                0.0
             } else {
-                Fits::NAN
-            });
-        }
-    }
-    (medians, fitted)
+                m
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::cpu::{CpuEngine, TILE_BYTES};
     use crate::input::BlockData;
 
     /// Equal field by field, NaN equal to NaN.
@@ -156,6 +123,7 @@ mod tests {
             .num_threads(2)
             .build()
             .unwrap();
+        let mut cpu = CpuEngine::new(2).unwrap();
         // The block holds coordinates 10..13 of a tensor of 14.
         let usable = [[true; 10].as_slice(), &[true, false, true, true]].concat();
         let mut centre = [9.0; 14];
@@ -167,7 +135,9 @@ mod tests {
             &mut centre,
             Some(&mut out[..]),
             &pool,
-        );
+            &mut cpu,
+        )
+        .unwrap();
         // column 0: finite {3, 1, -2} → 1; column 1: 7; column 2: {1, 4, 2, 8} → (2 + 4) / 2
         assert_eq!(centre[10..13], [1.0, 7.0, 3.0]);
         assert!(centre[..10].iter().chain(&centre[13..]).all(|&c| c == 9.0));
@@ -191,14 +161,16 @@ mod tests {
             &mut centre,
             Some(&mut out[..]),
             &pool,
-        );
+            &mut cpu,
+        )
+        .unwrap();
         assert_eq!(centre[10..13], [0.5, 0.0, -1.0]);
         let want = fits::fit_column(&[2.0, 5.0, 3.0, 9.0], &mut s);
         assert!(same(&out[12], &want));
 
         // The median alone.
         let mut centre = [0.0; 14];
-        run(&block, &usable, true, &mut centre, None, &pool);
+        run(&block, &usable, true, &mut centre, None, &pool, &mut cpu).unwrap();
         assert_eq!(centre[10..13], [1.0, 7.0, 3.0]);
     }
 
@@ -215,6 +187,7 @@ mod tests {
             .num_threads(3)
             .build()
             .unwrap();
+        let mut cpu = CpuEngine::new(2).unwrap();
         let mut centre = [0.0; 5];
         let mut out = [Fits::NAN; 5];
         run(
@@ -224,7 +197,9 @@ mod tests {
             &mut centre,
             Some(&mut out[..]),
             &pool,
-        );
+            &mut cpu,
+        )
+        .unwrap();
         let mut s = Vec::new();
         for (j, got) in out.iter().enumerate() {
             let col: Vec<f64> = (0..k).map(|r| data[r * w + j]).collect();

@@ -65,7 +65,7 @@ pub struct Options {
     pub progress_json: bool,
     /// Compute the per-coordinate distribution fits (`stats::fits`; `--no-fits` turns off).
     pub fits: bool,
-    /// Host threads for the whole-column step (0: every core).
+    /// Host threads for the medians of the whole-column step (0: every core).
     pub threads: usize,
 }
 

@@ -230,7 +230,15 @@ pub fn run(
                         stream(s, &cols, &pb, |blocks| {
                             for block in blocks {
                                 let (fits, block) = (fits.as_deref_mut(), &block?);
-                                columns::run(block, &pool_mask, median, &mut centre, fits, &pool);
+                                columns::run(
+                                    block,
+                                    &pool_mask,
+                                    median,
+                                    &mut centre,
+                                    fits,
+                                    &pool,
+                                    backend,
+                                )?;
                             }
                             Ok(())
                         })?;
@@ -268,7 +276,15 @@ pub fn run(
                             }
                             if column_step {
                                 let fits = fits.as_deref_mut();
-                                columns::run(&block, &pool_mask, median, &mut centre, fits, &pool);
+                                columns::run(
+                                    &block,
+                                    &pool_mask,
+                                    median,
+                                    &mut centre,
+                                    fits,
+                                    &pool,
+                                    backend,
+                                )?;
                             }
                             backend.coord_stats(
                                 &job.with(&shift, &centre, &pool_mask),

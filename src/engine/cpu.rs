@@ -8,6 +8,7 @@ use super::accum::{BlockSums, CoordAcc, FlatAcc, MeanAcc, TailAcc};
 use super::{Backend, Blocks, EngineInfo, StatsJob, TensorAcc};
 use crate::error::Result;
 use crate::input::Block;
+use crate::stats::fits::{self, Fits};
 
 use crate::stats::tail::FLAT_EPS;
 
@@ -97,6 +98,68 @@ impl Backend for CpuEngine {
         }
         Ok(())
     }
+
+    fn coord_fits(
+        &mut self,
+        block: &Block,
+        usable: &[bool],
+        centre: &[f64],
+        out: &mut [Fits],
+    ) -> Result<()> {
+        self.pool.install(|| coord_fits(block, usable, centre, out));
+        Ok(())
+    }
+}
+
+/// Bytes of one host task's column-major tile (K × columns, f64) in the whole-column step:
+/// about an L2 cache.
+pub const TILE_BYTES: usize = 256 << 10;
+/// Most columns per task, so a strip of a few thousand columns still spreads over threads.
+const MAX_TILE: usize = 64;
+
+/// Columns per host task of the whole-column step for K samples per column.
+pub fn tile_columns(k: usize) -> usize {
+    (TILE_BYTES / (8 * k.max(1))).clamp(1, MAX_TILE)
+}
+
+/// One fitting task's buffers, reused across its tiles.
+#[derive(Default)]
+struct FitScratch {
+    row: Vec<f64>,
+    /// The tile, column-major (`Block::gather_columns`).
+    cols: Vec<f64>,
+    /// One column's finite samples less its centre.
+    finite: Vec<f64>,
+    /// The sort copy of `fits::fit_column`.
+    sort: Vec<f64>,
+}
+
+/// CPU twin of `shaders/coord_fits.wgsl` ([`Backend::coord_fits`]): `fits::fit_column` of
+/// each usable column's finite samples less its centre, in sampling order, over tiles of
+/// columns in parallel (in the caller's rayon pool), so a column costs one sort and no
+/// allocation. `usable`, `centre` and `out` have one entry per column of the block. The GPU
+/// engine falls back to it where its kernel cannot run.
+pub fn coord_fits(block: &Block, usable: &[bool], centre: &[f64], out: &mut [Fits]) {
+    let k = block.rows.len();
+    let tile = tile_columns(k);
+    out.par_chunks_mut(tile)
+        .enumerate()
+        .for_each_init(FitScratch::default, |s, (t, out)| {
+            let first = t * tile;
+            block.gather_columns(first..first + out.len(), &mut s.row, &mut s.cols);
+            for (j, o) in out.iter_mut().enumerate() {
+                let c = first + j;
+                *o = if usable[c] {
+                    s.finite.clear();
+                    let column = &s.cols[j * k..(j + 1) * k];
+                    let finite = column.iter().filter(|x| x.is_finite());
+                    s.finite.extend(finite.map(|x| x - centre[c]));
+                    fits::fit_column(&s.finite, &mut s.sort)
+                } else {
+                    Fits::NAN
+                };
+            }
+        });
 }
 
 /// Body of [`coord_mean`].

@@ -1,7 +1,7 @@
 //! Engines: the per-coordinate reductions behind one [`Backend`] trait. The CPU engine
 //! (`cpu`) and the GPU engine (`gpu`, WGSL kernels in `shaders/`) implement the same kernels
-//! under the same names (`coord_mean`, `coord_moments`, `coord_tails`, `flat_blocks`) and
-//! fold their results into the same f64 accumulator monoids (`accum`).
+//! under the same names (`coord_mean`, `coord_moments`, `coord_tails`, `flat_blocks`,
+//! `coord_fits`) and fold their results into the same f64 accumulator monoids (`accum`).
 
 pub mod accum;
 pub mod cpu;
@@ -10,6 +10,7 @@ pub mod ln;
 
 use crate::error::Result;
 use crate::input::Block;
+use crate::stats::fits::Fits;
 use accum::{BlockSums, CoordAcc, FlatAcc, FlatSpec, MeanAcc};
 
 /// A stream of one tensor's blocks; each coordinate's rows arrive in order.
@@ -104,6 +105,18 @@ pub trait Backend {
         blocks: Blocks<'_>,
         out: &mut TensorAcc,
         model: &mut FlatAcc,
+    ) -> Result<()>;
+
+    /// The whole-column step's distribution fits, kernel `coord_fits`: `block` holds every
+    /// sample of its columns; `usable`, `centre` and `out` have one entry per column of the
+    /// block. `out[j]` becomes `stats::fits::fit_column` of u = x − centre[j] over column j's
+    /// finite samples in sampling order where `usable[j]`, and `Fits::NAN` elsewhere.
+    fn coord_fits(
+        &mut self,
+        block: &Block,
+        usable: &[bool],
+        centre: &[f64],
+        out: &mut [Fits],
     ) -> Result<()>;
 
     /// Whether one read of a whole-column block should feed both passes (one call per block

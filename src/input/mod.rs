@@ -216,6 +216,21 @@ impl Block {
     pub fn width(&self) -> usize {
         self.cols.len()
     }
+
+    /// Columns `cols` (relative to the block) widened to f64, column-major: column j of the
+    /// range is `out[j*K..(j+1)*K]`, K = the block's rows. `row` is scratch, both reused.
+    pub fn gather_columns(&self, cols: Range<usize>, row: &mut Vec<f64>, out: &mut Vec<f64>) {
+        let (k, width, w) = (self.rows.len(), self.width(), cols.len());
+        out.resize(k * w, 0.0);
+        row.resize(w, 0.0);
+        for r in 0..k {
+            let at = r * width + cols.start;
+            self.data.widen_into(at..at + w, row);
+            for (j, &x) in row.iter().enumerate() {
+                out[j * k + r] = x;
+            }
+        }
+    }
 }
 
 /// What the pipeline knows about one input tensor before reading it.

@@ -27,7 +27,7 @@ fn gpu_run_reports_its_phases() {
         // P a multiple of 8: rows need no padding in either dtype, so the uploaded input is
         // exactly the stack's bytes, once per pass.
         let (k, p) = (256, 2048);
-        let candidates = vec![
+        let mut candidates = vec![
             Candidate {
                 backend: Box::new(CpuEngine::new(1).unwrap()),
                 ceiling_gb_s: 1.0,
@@ -43,7 +43,7 @@ fn gpu_run_reports_its_phases() {
                 cpu_device,
             },
         ];
-        let r = bench::run(MemTensor::synthetic(k, p, dtype, 5), candidates, 1).unwrap();
+        let r = bench::run(MemTensor::synthetic(k, p, dtype, 5), &mut candidates, 1).unwrap();
         assert_eq!(r.input_bytes, (k * p * dtype.size()) as u64);
 
         let cpu = &r.engines[0];
@@ -112,14 +112,16 @@ fn gpu_run_reports_its_phases() {
 /// per-coordinate time that is the run time over the coordinates, and a printed line.
 #[test]
 fn fits_row_times_every_coordinate() {
-    let f = bench::time_fits(300, 2, 2, 7).unwrap();
+    let mut cpu = CpuEngine::new(2).unwrap();
+    let f = bench::time_fits(&mut cpu, false, 300, 2, 7).unwrap();
     assert_eq!((f.samples, f.coords, f.threads), (512, 300, 2));
+    assert_eq!(f.engine, "cpu");
     assert!(f.seconds.min > 0.0 && f.seconds.min <= f.seconds.median);
     assert!((f.us_per_coord - f.seconds.median / 300.0 * 1e6).abs() <= 1e-9 * f.us_per_coord);
     assert!((f.us_per_coord_thread - 2.0 * f.us_per_coord).abs() <= 1e-9 * f.us_per_coord);
     let r = bench::run(
         MemTensor::synthetic(16, 64, Dtype::F32, 1),
-        vec![Candidate {
+        &mut [Candidate {
             backend: Box::new(CpuEngine::new(1).unwrap()),
             ceiling_gb_s: 1.0,
             ceiling: "host read".into(),
@@ -130,10 +132,11 @@ fn fits_row_times_every_coordinate() {
     )
     .unwrap();
     let mut text = Vec::new();
-    bench::print(&bench::BenchReport { fits: Some(f), ..r }, &mut text).unwrap();
+    bench::print(&bench::BenchReport { fits: vec![f], ..r }, &mut text).unwrap();
     let text = String::from_utf8(text).unwrap();
     assert!(
-        text.contains("fits on the host") && text.contains("µs per coordinate"),
+        text.contains("fits, cpu engine (K = 512, 300 coordinates, 2 threads)")
+            && text.contains("µs per coordinate on one thread"),
         "{text}"
     );
 }

@@ -886,10 +886,15 @@ fn cpu_equals_gpu_on_random_inputs() {
             assert_eq!(ta.coords.get(stat), tb.coords.get(stat), "{what}: {stat}");
         }
         let var = ta.coords.get("var");
-        // Every statistic, the fits included: they run on the host for both engines, so
-        // they differ only through the centre (the GPU's pass-1 mean).
+        // Every statistic, the fits included (the GPU's kernel `coord_fits`, to the fits
+        // tolerances).
         assert_eq!(ta.coords.stats(), gradtail::stats::Stat::ALL);
-        for stat in ta.coords.stats()[2..].iter().map(|s| s.name()) {
+        tolerance::check_fits(
+            &common::fits_of(|s| tb.coords.get(s).to_vec()),
+            &common::fits_of(|s| ta.coords.get(s).to_vec()),
+            &what,
+        );
+        for stat in gradtail::stats::Stat::CORE[2..].iter().map(|s| s.name()) {
             let tol = if stat.ends_with("_p") {
                 tolerance::GPU_LOG10_P
             } else {

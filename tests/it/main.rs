@@ -9,6 +9,7 @@ mod cli;
 mod engines;
 mod fits;
 mod fuzz_inputs;
+mod gpu_fits;
 mod gpu_smoke;
 mod report_html;
 mod serve;

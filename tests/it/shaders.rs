@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use gradtail::engine::gpu::{self, plan};
+use gradtail::stats::fits::stable_cdf::grid;
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 
 /// The file prepended to every kernel.
@@ -142,6 +143,7 @@ fn mirrored_structs_match() {
         ("ColParams", std::mem::size_of::<gpu::ColParams>()),
         ("Segment", std::mem::size_of::<gpu::Segment>()),
         ("FlatPartial", std::mem::size_of::<gpu::FlatPartial>()),
+        ("CoordFit", std::mem::size_of::<gpu::CoordFit>()),
     ]
     .into_iter()
     .collect();
@@ -196,6 +198,15 @@ fn shared_constants_match() {
         ("MEAN_FIELDS", plan::MEAN_FIELDS as u32),
         ("MOMENT_FIELDS", plan::MOMENT_FIELDS as u32),
         ("TAIL_FIELDS", plan::TAIL_FIELDS as u32),
+        ("FITS_WG", gpu::FITS_WG),
+        ("FITS_K_MAX", gpu::FITS_K_MAX),
+        ("FIT_NONE", gpu::FIT_NONE),
+        ("FIT_TIED", gpu::FIT_TIED),
+        ("FIT_NO_SCALE", gpu::FIT_NO_SCALE),
+        ("MC_WORDS", gpu::MC_WORDS),
+        ("STABLE_ALPHA_N", grid::ALPHA_N as u32),
+        ("STABLE_BETA_N", grid::BETA_N as u32),
+        ("STABLE_U_N", grid::U_N as u32),
     ]
     .into_iter()
     .collect();
@@ -210,5 +221,55 @@ fn shared_constants_match() {
         }
         assert!(has_dtype_override(&module), "{name}: no `override DTYPE`");
     }
-    assert!(seen >= 5);
+    assert!(seen >= 14);
+}
+
+/// f32 constants of a module by name.
+fn f32_constants(module: &naga::Module) -> HashMap<String, f32> {
+    module
+        .constants
+        .iter()
+        .filter_map(|(_, c)| match module.global_expressions[c.init] {
+            naga::Expression::Literal(naga::Literal::F32(v)) => Some((c.name.clone()?, v)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `coord_fits` reads McCulloch's tables and the stable CDF table at the host's layout: its
+/// offsets end where `mcculloch::table_words` does, its grid is the table's grid, and its
+/// workgroup arrays add up to the storage the host checks the adapter for.
+#[test]
+fn coord_fits_mirrors_its_tables() {
+    let (_, src) = shader_files()
+        .into_iter()
+        .find(|(n, _)| n == "coord_fits")
+        .unwrap();
+    let module = validate("coord_fits", &src, Capabilities::empty()).unwrap();
+    let u = u32_constants(&module);
+    let words = gradtail::stats::fits::mcculloch::table_words();
+    assert_eq!(words.len(), gpu::MC_WORDS as usize);
+    assert_eq!(u["MC_PHI5"] + 16 * 5, u["MC_WORDS"]);
+    assert_eq!(words[u["MC_NU_ALPHA"] as usize], 2.439);
+    assert_eq!(words[u["MC_PSI1"] as usize + 7], 1.916);
+    assert_eq!(words[u["MC_PHI5"] as usize + 5 + 1], -0.078);
+    let f = f32_constants(&module);
+    for (name, want) in [
+        ("STABLE_ALPHA_MIN", grid::ALPHA_MIN),
+        ("STABLE_ALPHA_STEP", grid::ALPHA_STEP),
+        ("STABLE_BETA_STEP", grid::BETA_STEP),
+        ("STABLE_Z_SCALE", grid::Z_SCALE),
+        ("STABLE_U_MAX", grid::U_MAX),
+    ] {
+        assert_eq!(f[name], want as f32, "coord_fits: const {name}");
+    }
+    let edge = grid::Z_SCALE * grid::U_MAX.sinh();
+    assert!((f64::from(f["STABLE_Z_EDGE"]) - edge).abs() < 1e-3 * edge);
+    let bytes: u32 = module
+        .global_variables
+        .iter()
+        .filter(|(_, g)| g.space == naga::AddressSpace::WorkGroup)
+        .map(|(_, g)| module.types[g.ty].inner.size(module.to_ctx()))
+        .sum();
+    assert_eq!(bytes, gpu::FITS_WG_BYTES);
 }

@@ -31,12 +31,16 @@ macro_rules! kernel_source {
 
 /// The kernels' WGSL sources, by stem (file, pipeline label `gradtail.<stem>`, CPU twin), each
 /// assembled as common.wgsl + <stem>.wgsl.
-pub const SHADERS: [(&str, &str); 4] = [
+pub const SHADERS: [(&str, &str); 5] = [
     ("coord_mean", kernel_source!("coord_mean")),
     ("coord_moments", kernel_source!("coord_moments")),
     ("coord_tails", kernel_source!("coord_tails")),
     ("flat_blocks", kernel_source!("flat_blocks")),
+    ("coord_fits", kernel_source!("coord_fits")),
 ];
+
+/// Index of `coord_fits` in [`SHADERS`] (its pipeline is built by `fits` on first use).
+pub const COORD_FITS: usize = 4;
 
 /// Where `flat_blocks.wgsl` is cut for adapters without `Features::SUBGROUP`: everything after
 /// this line uses subgroup builtins, which naga rejects without the capability.
@@ -152,7 +156,7 @@ pub struct Context {
     pub layouts: Layouts,
     /// Per dtype (`DTYPE_*`), built on first use of that dtype.
     pub pipelines: [Option<Pipelines>; 4],
-    modules: [wgpu::ShaderModule; 4],
+    pub(super) modules: [wgpu::ShaderModule; 5],
     pipeline_layouts: [wgpu::PipelineLayout; 3],
     /// `flat_blocks` uses its subgroup entry point.
     pub subgroups: bool,
@@ -201,7 +205,7 @@ pub fn wanted_features(adapter: &wgpu::Adapter) -> wgpu::Features {
     adapter.features() & want
 }
 
-fn storage(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
+pub(super) fn storage(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
     wgpu::BindGroupLayoutEntry {
         binding,
         visibility: wgpu::ShaderStages::COMPUTE,
@@ -214,7 +218,7 @@ fn storage(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
     }
 }
 
-fn uniform(binding: u32) -> wgpu::BindGroupLayoutEntry {
+pub(super) fn uniform(binding: u32) -> wgpu::BindGroupLayoutEntry {
     wgpu::BindGroupLayoutEntry {
         binding,
         visibility: wgpu::ShaderStages::COMPUTE,
@@ -329,6 +333,7 @@ impl Context {
             module(1, Cow::Borrowed(SHADERS[1].1)),
             module(2, Cow::Borrowed(SHADERS[2].1)),
             module(3, flat_source(subgroups)),
+            module(COORD_FITS, Cow::Borrowed(SHADERS[COORD_FITS].1)),
         ];
         pop_scope(scope, "building the GPU context")?;
 

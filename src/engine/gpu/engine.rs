@@ -6,8 +6,11 @@ use std::time::Instant;
 use crate::engine::accum::{FlatAcc, MeanAcc};
 use crate::engine::{AdapterInfo, Backend, Blocks, EngineInfo, PhaseTimes, StatsJob, TensorAcc};
 use crate::error::{Error, Result};
+use crate::input::Block;
+use crate::stats::fits::Fits;
 
 use super::context::{self, Context, Dims};
+use super::fits::{self, FitsKernel, FITS_K_MAX};
 use super::plan;
 use super::pool::{Grow, Slot};
 use super::readback::{fold_mean, fold_pooled, fold_stats, PendingKind, Sink};
@@ -56,6 +59,10 @@ pub struct GpuEngine {
     pub(super) phases: PhaseTimes,
     /// Units launched so far.
     pub(super) units: u64,
+    /// The fits kernel, built on first use.
+    pub(super) fits: Option<FitsKernel>,
+    /// Whether the host fallback of the fits was announced.
+    pub(super) fits_fallback_told: bool,
 }
 
 fn adapter_info(info: &wgpu::AdapterInfo) -> AdapterInfo {
@@ -122,6 +129,8 @@ impl GpuEngine {
             kernel_seconds: None,
             phases: PhaseTimes::default(),
             units: 0,
+            fits: None,
+            fits_fallback_told: false,
         })
     }
 
@@ -328,6 +337,38 @@ impl Backend for GpuEngine {
 
     fn reset_phases(&mut self) {
         self.phases = PhaseTimes::default();
+    }
+
+    /// Kernel `coord_fits` where K ≤ [`FITS_K_MAX`] and the adapter has the workgroup memory;
+    /// the CPU engine's fits on the host otherwise (said once per engine).
+    fn coord_fits(
+        &mut self,
+        block: &Block,
+        usable: &[bool],
+        centre: &[f64],
+        out: &mut [Fits],
+    ) -> Result<()> {
+        let k = block.rows.len();
+        let why = if k > FITS_K_MAX as usize {
+            Some(format!(
+                "{k} samples per coordinate exceed the fits kernel's {FITS_K_MAX}"
+            ))
+        } else {
+            fits::unsupported(&self.ctx)
+        };
+        if let Some(why) = why {
+            if !self.fits_fallback_told {
+                tracing::info!("the per-coordinate fits run on the host CPU: {why}");
+                self.fits_fallback_told = true;
+            }
+            crate::engine::cpu::coord_fits(block, usable, centre, out);
+            return Ok(());
+        }
+        if self.fits.is_none() {
+            self.fits = Some(FitsKernel::new(&self.ctx)?);
+        }
+        let kernel = self.fits.as_mut().expect("built above");
+        kernel.block(&self.ctx, block, usable, centre, out)
     }
 
     fn coord_mean(&mut self, blocks: Blocks<'_>, out: &mut [MeanAcc]) -> Result<()> {

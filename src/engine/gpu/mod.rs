@@ -1,5 +1,7 @@
 //! The GPU engine (wgpu): the twin of `engine::cpu`, with one WGSL kernel per reduction
-//! (`shaders/coord_mean.wgsl`, `coord_moments.wgsl`, `coord_tails.wgsl`, `flat_blocks.wgsl`).
+//! (`shaders/coord_mean.wgsl`, `coord_moments.wgsl`, `coord_tails.wgsl`, `flat_blocks.wgsl`)
+//! and one for the per-coordinate fits of whole columns (`coord_fits.wgsl`, host side in
+//! `fits`).
 //!
 //! Each block is cut into *units* that fit the device's binding limit (`plan`), repacked into
 //! rows of whole 16-byte words and uploaded; the kernels write per-(row chunk, column) partial
@@ -31,13 +33,15 @@
 //! Rooms: `context` (device, pipelines, bind-group layouts and the host-mirrored structs),
 //! `plan` (pure dispatch planning), `pack` (uploads), `pool` (reused buffers), `launch` (one
 //! unit's upload, dispatches and readback), `readback` (folding partial states), `engine` (the
-//! `Backend`), `probe` (adapters and why there are none), `roofline` (bandwidth ceilings) and
-//! `quiet` (driver noise while probing).
+//! `Backend`), `fits` (the fits kernel's packing, dispatch and f64 finish), `probe` (adapters
+//! and why there are none), `roofline` (bandwidth ceilings) and `quiet` (driver noise while
+//! probing).
 //!
 //! Only this module names `wgpu`.
 
 mod context;
 mod engine;
+mod fits;
 mod launch;
 mod pack;
 pub mod plan;
@@ -52,6 +56,10 @@ pub use context::{
     DTYPE_F64, SHADERS, SUBGROUP_MARKER,
 };
 pub use engine::GpuEngine;
+pub use fits::{
+    finish as finish_fit, CoordFit, FITS_K_MAX, FITS_WG, FITS_WG_BYTES, FIT_NONE, FIT_NO_SCALE,
+    FIT_TIED, MC_WORDS,
+};
 pub use probe::probe_report;
 
 /// Options of the GPU engine.

@@ -102,6 +102,24 @@ const NU_ZETA_TABLE: [[f64; 5]; 16] = [
     [0.0, 0.0, 0.0, 0.0, 0.0],
 ];
 
+/// The grids and tables as one array for a device: NU_ALPHA, NU_BETA, ALPHA, BETA, then Tables
+/// III, IV, V and VII row by row (`shaders/coord_fits.wgsl` reads them at offsets `MC_*`).
+pub fn table_words() -> Vec<f32> {
+    let grids = [&NU_ALPHA[..], &NU_BETA, &ALPHA, &BETA];
+    let tables = [
+        ALPHA_TABLE.as_flattened(),
+        BETA_TABLE.as_flattened(),
+        NU_C_TABLE.as_flattened(),
+        NU_ZETA_TABLE.as_flattened(),
+    ];
+    grids
+        .into_iter()
+        .chain(tables)
+        .flatten()
+        .map(|&v| v as f32)
+        .collect()
+}
+
 /// Below this ν_α the sample is lighter-tailed than any stable law and McCulloch returns
 /// α = 2 (first row of Table III).
 pub const NU_ALPHA_MIN: f64 = NU_ALPHA[0];

@@ -24,13 +24,14 @@ use std::sync::OnceLock;
 use super::normality::normal_cdf;
 
 #[allow(clippy::excessive_precision)] // generated digits, kept verbatim
-mod grid {
+pub mod grid {
     include!("stable_cdf_grid.rs");
 }
 use grid::*;
 
-/// The table as stored: u16 little-endian, index [α][β][u] with u fastest.
-static RAW: &[u8] = include_bytes!("stable_cdf.bin");
+/// The table as stored: u16 little-endian, index [α][β][u] with u fastest (also what the GPU
+/// engine uploads).
+pub static RAW: &[u8] = include_bytes!("stable_cdf.bin");
 
 /// The table decoded once into probabilities.
 fn table() -> &'static [f32] {

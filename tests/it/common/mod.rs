@@ -120,3 +120,28 @@ impl Draws {
             * (((1.0 - alpha) * v).cos() / w).powf((1.0 - alpha) / alpha)
     }
 }
+
+/// The fits of a tensor, coordinate by coordinate, from per-field maps.
+pub fn fits_of(map: impl Fn(&str) -> Vec<f64>) -> Vec<gradtail::stats::fits::Fits> {
+    let cols: Vec<Vec<f64>> = gradtail::stats::Stat::FITS
+        .iter()
+        .map(|s| map(s.name()))
+        .collect();
+    (0..cols[0].len())
+        .map(|j| {
+            let v: Vec<f64> = cols.iter().map(|c| c[j]).collect();
+            gradtail::stats::fits::Fits {
+                alpha_mcculloch: v[0],
+                beta_mcculloch: v[1],
+                scale_mcculloch: v[2],
+                loc_mcculloch: v[3],
+                ad: v[4],
+                ad_p: v[5],
+                ks_gauss: v[6],
+                ks_stable: v[7],
+                top1_share: v[8],
+                var_ratio: v[9],
+            }
+        })
+        .collect()
+}
