@@ -174,6 +174,19 @@ fn analysis_alive(id: &str) -> bool {
     })
 }
 
+/// Waits for the job's analysis process to appear: the record says `running` as the server
+/// starts the process, which a loaded machine may take a moment to show in /proc.
+fn wait_alive(id: &str) {
+    let start = Instant::now();
+    while !analysis_alive(id) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no analysis process for {id} while its record says running"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn wait_gone(id: &str) {
     let start = Instant::now();
     while analysis_alive(id) {
@@ -354,7 +367,7 @@ fn cancel_and_a_full_queue() {
 
     let (status, job) = server.json("DELETE", &format!("/v1/jobs/{queued}"), Value::Null);
     assert_eq!((status, job["state"].as_str()), (200, Some("cancelled")));
-    assert!(analysis_alive(&running));
+    wait_alive(&running);
     let (status, job) = server.json("DELETE", &format!("/v1/jobs/{running}"), Value::Null);
     assert_eq!((status, job["state"].as_str()), (200, Some("cancelled")));
     wait_gone(&running);
@@ -411,7 +424,7 @@ fn a_job_survives_kill_9_of_its_server() {
     let mut server = Server::start(&root, &state, &[]);
     let id = server.submit(json!({"inputs": ["grads.npy"], "options": {"backend": "cpu"}}));
     server.wait(&id, |s| s == "running");
-    assert!(analysis_alive(&id));
+    wait_alive(&id);
     server.kill(); // SIGKILL
     wait_gone(&id);
 
