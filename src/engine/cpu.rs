@@ -177,18 +177,30 @@ fn mean_rows_wide(block: &Block, first: usize, w: usize) -> StripMeans {
     (n, sum, lo, hi)
 }
 
-/// Compiles `$body` twice on x86-64, once for AVX2 (chosen at run time when the processor
-/// has it) and once for the baseline, so the vectorised row loops use 256-bit registers
-/// without requiring them. Results are identical: no FMA contraction is enabled.
+/// Compiles `$body` three times on x86-64, for AVX-512 and for AVX2 (chosen at run time, the
+/// widest the processor has) and for the baseline, so the vectorised row loops use 512- or
+/// 256-bit registers without requiring them. Results are identical: no FMA contraction is
+/// enabled, and the loops' sums are ordered by the code, not by the vector width.
 macro_rules! multiversion {
     ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? => $body:ident) => {
         $(#[$doc])*
         $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
+                #[target_feature(enable = "avx512f,avx512dq,avx512vl")]
+                unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
                 #[target_feature(enable = "avx2")]
                 unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
                     $body($($arg),*)
+                }
+                if std::is_x86_feature_detected!("avx512f")
+                    && std::is_x86_feature_detected!("avx512dq")
+                    && std::is_x86_feature_detected!("avx512vl")
+                {
+                    // SAFETY: the processor supports these AVX-512 subsets, checked just above.
+                    return unsafe { avx512($($arg),*) };
                 }
                 if std::is_x86_feature_detected!("avx2") {
                     // SAFETY: the processor supports AVX2, checked just above.
