@@ -1,0 +1,399 @@
+//! Pass 2 of the CPU engine over one strip, in tiles of columns whose state stays in L1.
+
+use std::ops::Range;
+
+use super::FlatPartial;
+use crate::engine::accum::{BlockSums, CoordAcc, FlatSpec, MomentAcc, TailAcc};
+use crate::engine::ln::ln_abs_row;
+use crate::engine::StatsJob;
+use crate::input::{Block, BlockData};
+use crate::stats::tail::FLAT_EPS;
+
+/// Columns per tile of pass 2: the tile's per-column state (19 arrays of TILE f64, 19 KiB)
+/// stays in L1 across all the block's rows, so the branch-free row loops run at the speed of
+/// their arithmetic. (A struct-of-arrays loop over whole strips of up to 2048 columns keeps
+/// hundreds of KiB of state and streams it through L2 on every row: that was slower than the
+/// scalar loop.)
+const TILE: usize = 128;
+
+/// Pass-2 state of one tile, one array per sum. Counts are f64 (exact below 2^53) so every
+/// update is a masked add in the same lanes.
+struct Tile {
+    n: [f64; TILE],
+    s1: [f64; TILE],
+    s2: [f64; TILE],
+    s3: [f64; TILE],
+    s4: [f64; TILE],
+    zeros: [f64; TILE],
+    sl: [f64; TILE],
+    sl2: [f64; TILE],
+    /// Σ ln(|u| + eps), the flat estimator's per-entry term.
+    flat_lx: [f64; TILE],
+    /// Open time block: Σ ln|u|, count of nonzero u, Σ u, and 1 once it held a non-finite x.
+    pl: [f64; TILE],
+    pm: [f64; TILE],
+    ys: [f64; TILE],
+    bad: [f64; TILE],
+    /// Closed time blocks, as in `TailAcc`.
+    lx: [f64; TILE],
+    nx: [f64; TILE],
+    ly: [f64; TILE],
+    ny: [f64; TILE],
+    lm: [f64; TILE],
+    bad_blocks: [f64; TILE],
+}
+
+impl Tile {
+    fn new() -> Self {
+        const Z: [f64; TILE] = [0.0; TILE];
+        Tile {
+            n: Z,
+            s1: Z,
+            s2: Z,
+            s3: Z,
+            s4: Z,
+            zeros: Z,
+            sl: Z,
+            sl2: Z,
+            flat_lx: Z,
+            pl: Z,
+            pm: Z,
+            ys: Z,
+            bad: Z,
+            lx: Z,
+            nx: Z,
+            ly: Z,
+            ny: Z,
+            lm: Z,
+            bad_blocks: Z,
+        }
+    }
+
+    /// Folds row `x` (widened) of the tile's columns, centred into `u` (0 where x is not
+    /// finite) with `l = ln|u|` computed alongside. Every update is a select, so the loops
+    /// vectorise; `in_blocks` says whether the row belongs to a complete time block.
+    #[inline(always)]
+    fn push_row(
+        &mut self,
+        x: &[f64],
+        job: &TileJob<'_>,
+        u: &mut [f64],
+        l: &mut [f64],
+        in_blocks: bool,
+    ) {
+        let w = x.len();
+        let (shift, centre, u, l) = (&job.shift[..w], &job.centre[..w], &mut u[..w], &mut l[..w]);
+        for j in 0..w {
+            u[j] = if x[j].is_finite() {
+                x[j] - centre[j]
+            } else {
+                0.0
+            };
+        }
+        ln_abs_row(u, l);
+        let mut small = false;
+        for j in 0..w {
+            let xv = x[j];
+            let fin = xv.is_finite();
+            let d = if fin { xv - shift[j] } else { 0.0 };
+            let d2 = d * d;
+            self.n[j] += if fin { 1.0 } else { 0.0 };
+            self.s1[j] += d;
+            self.s2[j] += d2;
+            self.s3[j] += d2 * d;
+            self.s4[j] += d2 * d2;
+            let a = u[j].abs();
+            let nz = u[j] != 0.0;
+            let lv = if nz { l[j] } else { 0.0 };
+            self.zeros[j] += if fin & !nz { 1.0 } else { 0.0 };
+            self.sl[j] += lv;
+            self.sl2[j] += lv * lv;
+            // ln(|u| + eps) as in `alpha_estimator`: ln|u| where adding eps cannot change it
+            // by more than 2.2e-10 relative; the small |u| below.
+            self.flat_lx[j] += if a > 1e-6 { l[j] } else { 0.0 };
+            small |= fin & (a <= 1e-6);
+        }
+        if in_blocks {
+            for j in 0..w {
+                let nz = u[j] != 0.0;
+                self.pl[j] += if nz { l[j] } else { 0.0 };
+                self.pm[j] += if nz { 1.0 } else { 0.0 };
+                self.ys[j] += u[j];
+                self.bad[j] = if x[j].is_finite() { self.bad[j] } else { 1.0 };
+            }
+        }
+        if small {
+            for j in 0..w {
+                if x[j].is_finite() && u[j].abs() <= 1e-6 {
+                    self.flat_lx[j] += (u[j].abs() + FLAT_EPS).ln();
+                }
+            }
+        }
+    }
+
+    /// Ends a time block of K1 samples in every column: commits its ln|u| terms and, when it
+    /// holds m_b ≥ 2 nonzero entries and a nonzero sum, ln|Y_b| and ln m_b (the zeros rule,
+    /// `TailAcc`); or drops it whole when it held a non-finite sample. Returns the block's
+    /// sums pooled over the columns marked in `pool`. Branch-free like [`Tile::push_row`]:
+    /// `scratch` holds the logs and each column's pooled share.
+    #[inline(always)]
+    fn close_block(&mut self, job: &TileJob<'_>, scratch: &mut CloseScratch) -> BlockSums {
+        let w = job.pool.len();
+        let s = scratch;
+        ln_abs_row(&self.ys[..w], &mut s.ly[..w]);
+        ln_abs_row(&self.pm[..w], &mut s.lm[..w]);
+        let mut overflow = false;
+        for j in 0..w {
+            let ok = self.bad[j] == 0.0;
+            let (sx, m, y) = (self.pl[j], self.pm[j], self.ys[j].abs());
+            let counted = ok & (m >= 2.0) & (y != 0.0);
+            // Y_b may overflow to inf or be NaN: its log is taken below.
+            let finite = y < f64::INFINITY;
+            overflow |= counted & !finite;
+            let ly = if counted & finite { s.ly[j] } else { 0.0 };
+            let lm = if counted { s.lm[j] } else { 0.0 };
+            self.bad_blocks[j] += if ok { 0.0 } else { 1.0 };
+            self.lx[j] += if ok { sx } else { 0.0 };
+            self.nx[j] += if ok { m } else { 0.0 };
+            self.ly[j] += ly;
+            self.ny[j] += if counted { 1.0 } else { 0.0 };
+            self.lm[j] += lm;
+            let pooled = job.pool[j];
+            s.sx[j] = if pooled & ok { sx } else { 0.0 };
+            s.nx[j] = if pooled & ok { m } else { 0.0 };
+            s.sy[j] = if pooled { ly } else { 0.0 };
+            s.ny[j] = if pooled & counted { 1.0 } else { 0.0 };
+            s.sm[j] = if pooled { lm } else { 0.0 };
+        }
+        if overflow {
+            for j in 0..w {
+                let (m, y) = (self.pm[j], self.ys[j].abs());
+                if self.bad[j] == 0.0 && m >= 2.0 && y != 0.0 && y.is_nan() | (y == f64::INFINITY) {
+                    self.ly[j] += y.ln();
+                    if job.pool[j] {
+                        s.sy[j] += y.ln();
+                    }
+                }
+            }
+        }
+        for v in [&mut self.pl, &mut self.pm, &mut self.ys, &mut self.bad] {
+            v[..w].fill(0.0);
+        }
+        BlockSums {
+            sx: sum_lanes(&s.sx[..w]),
+            nx: sum_lanes(&s.nx[..w]),
+            sy: sum_lanes(&s.sy[..w]),
+            ny: sum_lanes(&s.ny[..w]),
+            sm: sum_lanes(&s.sm[..w]),
+        }
+    }
+
+    /// Adds the tile's sums into its columns' accumulators.
+    fn fold_into(&self, acc: &mut [CoordAcc]) {
+        for (j, a) in acc.iter_mut().enumerate() {
+            let (n, zeros) = (self.n[j] as u64, self.zeros[j] as u64);
+            a.combine(&CoordAcc {
+                moments: MomentAcc {
+                    n,
+                    s1: self.s1[j],
+                    s2: self.s2[j],
+                    s3: self.s3[j],
+                    s4: self.s4[j],
+                },
+                tails: TailAcc {
+                    zeros,
+                    nz: n - zeros,
+                    sl: self.sl[j],
+                    sl2: self.sl2[j],
+                    ny: self.ny[j] as u64,
+                    ly: self.ly[j],
+                    lm: self.lm[j],
+                    nx: self.nx[j] as u64,
+                    lx: self.lx[j],
+                    bad_blocks: self.bad_blocks[j] as u64,
+                },
+            });
+        }
+    }
+}
+
+/// Room for [`Tile::close_block`]: ln|Y_b| and ln m_b per column, and each column's share of
+/// the pooled sums.
+struct CloseScratch {
+    ly: [f64; TILE],
+    lm: [f64; TILE],
+    sx: [f64; TILE],
+    nx: [f64; TILE],
+    sy: [f64; TILE],
+    ny: [f64; TILE],
+    sm: [f64; TILE],
+}
+
+/// A tile's columns of the job: shift, centre and pool flags.
+struct TileJob<'a> {
+    shift: &'a [f64],
+    centre: &'a [f64],
+    pool: &'a [bool],
+}
+
+/// One flattening's runs over a strip: for each row, the (flat block, column range) pieces,
+/// with their sums of u filled in tile by tile.
+struct Runs {
+    /// Row r's runs are `runs[start[r]..start[r + 1]]`.
+    start: Vec<usize>,
+    runs: Vec<(usize, Range<usize>)>,
+    sums: Vec<f64>,
+}
+
+impl Runs {
+    fn new(spec: &FlatSpec, rows: Range<usize>, cols: Range<usize>) -> Self {
+        let mut start = vec![0];
+        let mut runs = Vec::new();
+        for row in rows {
+            runs.extend(spec.runs(row, cols.clone()));
+            start.push(runs.len());
+        }
+        let sums = vec![0.0; runs.len()];
+        Runs { start, runs, sums }
+    }
+
+    /// Adds row `r`'s centred values `u` over columns `cols` (absolute) to its runs.
+    #[inline(always)]
+    fn add(&mut self, r: usize, cols: &Range<usize>, u: &[f64]) {
+        for i in self.start[r]..self.start[r + 1] {
+            let run = &self.runs[i].1;
+            let (a, b) = (run.start.max(cols.start), run.end.min(cols.end));
+            if a < b {
+                self.sums[i] += sum_lanes(&u[a - cols.start..b - cols.start]);
+            }
+        }
+    }
+
+    fn into_sums(self) -> Vec<(usize, f64)> {
+        merge_runs(self.runs.into_iter().map(|r| r.0).zip(self.sums).collect())
+    }
+}
+
+/// Body of [`super::coord_stats`]: the three pass-2 kernels fused into one sweep, tile by tile of
+/// [`TILE`] columns, so each value is widened and centred once.
+#[inline(always)]
+pub(super) fn coord_stats_body(
+    job: &StatsJob<'_>,
+    block: &Block,
+    first: usize,
+    acc: &mut [CoordAcc],
+) -> FlatPartial {
+    let width = block.width();
+    let w = acc.len();
+    let c0 = block.cols.start + first;
+    // A lone tensor's flattening is the whole input's: its block sums serve both.
+    let one_flattening = job.flat_tensor == job.flat_model;
+    let mut tensor_runs = Runs::new(&job.flat_tensor, block.rows.clone(), c0..c0 + w);
+    let mut model_runs =
+        (!one_flattening).then(|| Runs::new(&job.flat_model, block.rows.clone(), c0..c0 + w));
+    let (mut x, mut u, mut l) = ([0.0; TILE], [0.0; TILE], [0.0; TILE]);
+    const Z: [f64; TILE] = [0.0; TILE];
+    let mut scratch = CloseScratch {
+        ly: Z,
+        lm: Z,
+        sx: Z,
+        nx: Z,
+        sy: Z,
+        ny: Z,
+        sm: Z,
+    };
+    let mut flat = FlatPartial::default();
+    for t0 in (0..w).step_by(TILE) {
+        let tw = TILE.min(w - t0);
+        let cols = c0 + t0..c0 + t0 + tw;
+        let tj = TileJob {
+            shift: &job.shift[cols.clone()],
+            centre: &job.centre[cols.clone()],
+            pool: &job.pool[cols.clone()],
+        };
+        let mut tile = Tile::new();
+        let mut closed = 0;
+        for r in 0..block.rows.len() {
+            let row = block.rows.start + r;
+            let in_blocks = row < job.used_rows;
+            let at = r * width + first + t0;
+            prefetch(&block.data, at + PREFETCH_ROWS * width, tw);
+            block.data.widen_into(at..at + tw, &mut x[..tw]);
+            tile.push_row(&x[..tw], &tj, &mut u, &mut l, in_blocks);
+            tensor_runs.add(r, &cols, &u[..tw]);
+            if let Some(m) = model_runs.as_mut() {
+                m.add(r, &cols, &u[..tw]);
+            }
+            if in_blocks && (row + 1).is_multiple_of(job.k1) {
+                let pooled = tile.close_block(&tj, &mut scratch);
+                if t0 == 0 {
+                    flat.blocks.push((row / job.k1, pooled));
+                } else {
+                    flat.blocks[closed].1.combine(&pooled);
+                }
+                closed += 1;
+            }
+        }
+        tile.fold_into(&mut acc[t0..t0 + tw]);
+        flat.n += tile.n[..tw].iter().sum::<f64>() as u64;
+        flat.lx += sum_lanes(&tile.flat_lx[..tw]);
+    }
+    flat.tensor = tensor_runs.into_sums();
+    flat.model = match model_runs {
+        Some(m) => m.into_sums(),
+        None => flat.tensor.clone(),
+    };
+    flat
+}
+
+/// Rows ahead of the one being folded that [`prefetch`] asks for.
+const PREFETCH_ROWS: usize = 4;
+
+/// Asks for `len` values from index `at` of `data` to be brought into cache. A tile reads
+/// 128 values per row from rows a whole block width apart, too short a run for the hardware
+/// prefetcher to start on before the values are needed. Indices past the end are harmless:
+/// a prefetch never faults.
+#[inline(always)]
+fn prefetch(data: &BlockData, at: usize, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let (ptr, size) = match data {
+            BlockData::F16(v) | BlockData::BF16(v) => (v.as_ptr().cast::<i8>(), 2),
+            BlockData::F32(v) => (v.as_ptr().cast::<i8>(), 4),
+            BlockData::F64(v) => (v.as_ptr().cast::<i8>(), 8),
+        };
+        for line in (at * size..(at + len) * size).step_by(64) {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            // SAFETY: SSE is part of x86-64; a prefetch reads nothing and never faults.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(ptr.wrapping_add(line)) };
+        }
+    }
+}
+
+/// Σ v in eight interleaved partial sums, so the adds vectorise instead of waiting on one
+/// another.
+#[inline(always)]
+fn sum_lanes(v: &[f64]) -> f64 {
+    let mut lanes = [0.0; 8];
+    let chunks = v.chunks_exact(8);
+    let rest: f64 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for (l, x) in lanes.iter_mut().zip(c) {
+            *l += x;
+        }
+    }
+    lanes.iter().sum::<f64>() + rest
+}
+
+/// Adds up contributions to the same flat block (consecutive rows often share one).
+fn merge_runs(mut runs: Vec<(usize, f64)>) -> Vec<(usize, f64)> {
+    runs.sort_unstable_by_key(|r| r.0);
+    let mut out: Vec<(usize, f64)> = Vec::with_capacity(runs.len());
+    for (b, y) in runs {
+        match out.last_mut() {
+            Some(last) if last.0 == b => last.1 += y,
+            _ => out.push((b, y)),
+        }
+    }
+    out
+}
