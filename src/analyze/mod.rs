@@ -136,6 +136,21 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// Memory left for per-coordinate state once the blocks in flight are counted.
+    fn state_budget(&self) -> u64 {
+        self.mem_budget
+            .saturating_sub(BLOCKS_IN_FLIGHT * self.block_bytes as u64)
+    }
+
+    /// Whether a run over `coords` coordinates in all keeps only a plotting sample of each
+    /// tensor's per-coordinate table in its [`Analysis`] (the sink of [`analyze_with`] sees
+    /// every table whole).
+    pub fn samples_coords(&self, coords: usize) -> bool {
+        coords as u64 * STATE_BYTES_PER_COORD > self.state_budget()
+    }
+}
+
 pub struct TensorResult {
     pub meta: TensorMeta,
     pub summary: TensorSummary,
@@ -195,7 +210,7 @@ pub fn with_fallback<T>(
 
 /// Runs both passes over `sources` on `backend` and finishes every statistic.
 pub fn analyze(
-    sources: &[Box<dyn TensorSource>],
+    sources: &[Box<dyn TensorSource + '_>],
     opts: &Options,
     backend: &mut dyn Backend,
 ) -> Result<Analysis> {
@@ -205,7 +220,7 @@ pub fn analyze(
 /// As [`analyze`], handing each finished tensor to `sink` (which writes its maps) before its
 /// per-coordinate table is reduced to a plotting sample, when memory requires it.
 pub fn analyze_with(
-    sources: &[Box<dyn TensorSource>],
+    sources: &[Box<dyn TensorSource + '_>],
     opts: &Options,
     backend: &mut dyn Backend,
     sink: &mut dyn FnMut(&TensorResult) -> Result<()>,
@@ -219,9 +234,7 @@ pub fn analyze_with(
         Center::File(p) => Some(read_centre(p, total)?),
         _ => None,
     };
-    let state_budget = opts
-        .mem_budget
-        .saturating_sub(BLOCKS_IN_FLIGHT * opts.block_bytes as u64);
+    let state_budget = opts.state_budget();
     for (s, &p) in sources.iter().zip(&coords) {
         let need = p as u64 * STATE_BYTES_PER_COORD;
         if need > state_budget {
@@ -238,7 +251,7 @@ pub fn analyze_with(
         }
     }
     let groups = group_tensors(&coords, state_budget);
-    let coords_sampled = (total as u64) * STATE_BYTES_PER_COORD > state_budget;
+    let coords_sampled = opts.samples_coords(total);
     tracing::info!(
         groups = groups.len(),
         budget = opts.mem_budget,
