@@ -5,7 +5,6 @@
 //! (`Backend::coord_fits`: host code on the CPU engine, the `coord_fits` kernel on the GPU
 //! engine), timed on their own at K = 512.
 
-use std::ops::Range;
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -14,17 +13,14 @@ use serde::Serialize;
 use crate::analyze::{self, Analysis, Options};
 use crate::engine::{AdapterInfo, Backend, PhaseTimes};
 use crate::error::Result;
-use crate::input::{Block, BlockData, Dtype, TensorMeta, TensorSource};
+use crate::input::{BlockData, Dtype, TensorSource};
 use crate::stats::fits::Fits;
 use crate::stats::{compare, COORD_STATS};
 
-/// A (K, P) tensor held in memory: the input of `bench`, so timings exclude the disk.
-pub struct MemTensor {
-    meta: TensorMeta,
-    data: BlockData,
-}
+/// The input of `bench`: a (K, P) tensor held in memory, so timings exclude the disk.
+pub use crate::input::mem::MemTensor;
 
-impl MemTensor {
+impl MemTensor<'static> {
     /// SαS(α = 1.7) noise with per-coordinate scales spread by e^N(0, 0.5), seeded.
     pub fn synthetic(samples: usize, params: usize, dtype: Dtype, seed: u64) -> Self {
         let spec = crate::synth::SynthSpec {
@@ -59,45 +55,7 @@ impl MemTensor {
             ),
             Dtype::F64 => BlockData::F64(values),
         };
-        MemTensor {
-            meta: TensorMeta {
-                name: "bench".into(),
-                path: "<memory>".into(),
-                dtype,
-                samples,
-                shape: vec![params],
-            },
-            data,
-        }
-    }
-}
-
-impl TensorSource for MemTensor {
-    fn meta(&self) -> &TensorMeta {
-        &self.meta
-    }
-
-    fn read_block_into(
-        &self,
-        rows: Range<usize>,
-        cols: Range<usize>,
-        reuse: Option<BlockData>,
-    ) -> Result<Block> {
-        let p = self.meta.coords();
-        let esize = self.meta.dtype.size();
-        let src: &[u8] = match &self.data {
-            BlockData::F16(v) | BlockData::BF16(v) => bytemuck::cast_slice(v),
-            BlockData::F32(v) => bytemuck::cast_slice(v),
-            BlockData::F64(v) => bytemuck::cast_slice(v),
-        };
-        let mut data = BlockData::reuse_or_empty(reuse, self.meta.dtype);
-        let nc = cols.len();
-        let dst = data.bytes_mut(rows.len() * nc);
-        for (i, r) in rows.clone().enumerate() {
-            let at = (r * p + cols.start) * esize;
-            dst[i * nc * esize..(i + 1) * nc * esize].copy_from_slice(&src[at..at + nc * esize]);
-        }
-        Ok(Block::new(rows, cols, data))
+        MemTensor::owned("bench", samples, params, data)
     }
 }
 
@@ -294,7 +252,11 @@ pub struct Candidate {
 }
 
 /// Runs every candidate on `src`: one warm-up, then `repeat` timed analyses.
-pub fn run(src: MemTensor, candidates: &mut [Candidate], repeat: usize) -> Result<BenchReport> {
+pub fn run(
+    src: MemTensor<'static>,
+    candidates: &mut [Candidate],
+    repeat: usize,
+) -> Result<BenchReport> {
     let sources: Vec<Box<dyn TensorSource>> = vec![Box::new(src)];
     let m = sources[0].meta().clone();
     let input_bytes = (m.samples * m.coords() * m.dtype.size()) as u64;

@@ -232,24 +232,7 @@ fn init_tracing() {
 }
 
 fn make_backend(args: &EngineArgs) -> Result<Box<dyn Backend>> {
-    match args.backend {
-        BackendChoice::Cpu => Ok(Box::new(CpuEngine::new(args.threads)?)),
-        BackendChoice::Gpu => Ok(Box::new(GpuEngine::new(GpuOptions::default())?)),
-        BackendChoice::Auto => match GpuEngine::new_real_gpu(GpuOptions::default()) {
-            Ok(Some(gpu)) => {
-                tracing::info!(adapter = %gpu.adapter().name, "backend auto: using the GPU engine");
-                Ok(Box::new(gpu))
-            }
-            Ok(None) => {
-                tracing::info!("backend auto: no real GPU adapter; using the CPU engine");
-                Ok(Box::new(CpuEngine::new(args.threads)?))
-            }
-            Err(e) => {
-                tracing::info!("backend auto: {e}; using the CPU engine");
-                Ok(Box::new(CpuEngine::new(args.threads)?))
-            }
-        },
-    }
+    Ok(args.backend.make(args.threads)?)
 }
 
 /// Coordinates of `bench`'s fits timing, at most: enough for a steady rate, about a second

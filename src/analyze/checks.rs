@@ -11,7 +11,7 @@ use crate::input::{self, TensorMeta, TensorSource};
 use crate::stats::tail;
 
 /// Checks that the inputs can be analysed together; returns K.
-pub fn validate(sources: &[Box<dyn TensorSource>]) -> Result<usize> {
+pub fn validate(sources: &[Box<dyn TensorSource + '_>]) -> Result<usize> {
     let first = sources
         .first()
         .ok_or_else(|| Error::Config("no input given".into()))?

@@ -162,7 +162,7 @@ pub fn with_fallback<T>(
 
 /// Runs both passes over `sources` on `backend` and finishes every statistic.
 pub fn analyze(
-    sources: &[Box<dyn TensorSource>],
+    sources: &[Box<dyn TensorSource + '_>],
     opts: &Options,
     backend: &mut dyn Backend,
 ) -> Result<Analysis> {
@@ -173,7 +173,7 @@ pub fn analyze(
 /// per-coordinate table is reduced to a plotting sample, when memory requires it: plan, run
 /// every tensor whole, finish each as it comes.
 pub fn analyze_with(
-    sources: &[Box<dyn TensorSource>],
+    sources: &[Box<dyn TensorSource + '_>],
     opts: &Options,
     backend: &mut dyn Backend,
     sink: &mut dyn FnMut(&TensorResult) -> Result<()>,

@@ -116,7 +116,7 @@ pub struct Plan {
 impl Plan {
     /// Plans a run over every coordinate of `sources`, one piece per tensor.
     pub fn new(
-        sources: &[Box<dyn TensorSource>],
+        sources: &[Box<dyn TensorSource + '_>],
         opts: &Options,
         single_read: bool,
     ) -> Result<Plan> {
@@ -181,7 +181,7 @@ impl Plan {
     pub fn set_pieces(
         &mut self,
         pieces: Vec<Piece>,
-        sources: &[Box<dyn TensorSource>],
+        sources: &[Box<dyn TensorSource + '_>],
         opts: &Options,
     ) -> Result<()> {
         let budget = state_budget(opts);

@@ -127,7 +127,7 @@ impl TensorSource for PieceSource<'_> {
 /// and folding the whole input's flat state into `model`.
 pub fn run(
     plan: &Plan,
-    sources: &[Box<dyn TensorSource>],
+    sources: &[Box<dyn TensorSource + '_>],
     opts: &Options,
     backend: &mut dyn Backend,
     model: &mut FlatAcc,

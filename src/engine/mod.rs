@@ -180,6 +180,30 @@ pub enum BackendChoice {
 
 impl BackendChoice {
     pub const NAMES: [&'static str; 3] = ["auto", "cpu", "gpu"];
+
+    /// Starts the engine: `auto` takes a real GPU when there is one (not a CPU device such
+    /// as lavapipe), else the CPU engine with `threads` threads (0: every core).
+    pub fn make(self, threads: usize) -> Result<Box<dyn Backend>> {
+        use gpu::{GpuEngine, GpuOptions};
+        match self {
+            BackendChoice::Cpu => Ok(Box::new(cpu::CpuEngine::new(threads)?)),
+            BackendChoice::Gpu => Ok(Box::new(GpuEngine::new(GpuOptions::default())?)),
+            BackendChoice::Auto => match GpuEngine::new_real_gpu(GpuOptions::default()) {
+                Ok(Some(gpu)) => {
+                    tracing::info!(adapter = %gpu.adapter().name, "backend auto: using the GPU engine");
+                    Ok(Box::new(gpu))
+                }
+                Ok(None) => {
+                    tracing::info!("backend auto: no real GPU adapter; using the CPU engine");
+                    Ok(Box::new(cpu::CpuEngine::new(threads)?))
+                }
+                Err(e) => {
+                    tracing::info!("backend auto: {e}; using the CPU engine");
+                    Ok(Box::new(cpu::CpuEngine::new(threads)?))
+                }
+            },
+        }
+    }
 }
 
 impl std::str::FromStr for BackendChoice {

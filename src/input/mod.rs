@@ -3,6 +3,7 @@
 //! O(block) whatever K and P are; its row range starts at a multiple of the block-sum length
 //! K1, so time blocks never straddle two blocks (see `engine::accum::TailAcc`).
 
+pub mod mem;
 pub mod npy;
 pub mod npz;
 pub mod plan;
