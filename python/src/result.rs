@@ -9,8 +9,8 @@ use pyo3::types::PyDict;
 
 use gradtail::analyze::{Analysis, Center};
 use gradtail::engine::EngineInfo;
-use gradtail::input::Skipped;
-use gradtail::report::{print_table, CoordsDtype, CoordsWriter, RunReport, Staging};
+use gradtail::input::{Dtype, Skipped};
+use gradtail::report::{print_table, CoordsWriter, RunReport, Staging};
 use gradtail::stats::{CoordTable, Stat};
 
 use crate::py_err;
@@ -109,7 +109,7 @@ impl NativeResult {
                 &Stat::CORE
             };
             let path = staging.path().join("coords.safetensors");
-            let mut coords = CoordsWriter::create(&path, &layout, maps, CoordsDtype::F32)?;
+            let mut coords = CoordsWriter::create(&path, &layout, maps, Dtype::F32)?;
             for (name, _, table) in self.run.tables() {
                 coords.write(name, table)?;
             }
