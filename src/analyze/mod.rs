@@ -8,6 +8,7 @@
 mod checks;
 pub(crate) mod columns;
 mod progress;
+pub mod structure;
 
 use std::path::PathBuf;
 
@@ -18,7 +19,10 @@ use crate::engine::{Backend, StatsJob, TensorAcc};
 use crate::error::{Error, Result};
 use crate::input::{plan, TensorMeta, TensorSource};
 use crate::stats::fits::Fits;
+use crate::stats::structure::summary::SpectrumSummary;
+use crate::stats::structure::{Centre, Gram};
 use crate::stats::{self, tail, CoordTable, Stat, TensorSummary};
+use structure::{PowerLawCoord, StructureAcc, StructureOptions};
 pub use checks::{block_size, validate};
 use checks::{check_magnitudes, read_centre};
 use progress::{group_label, progress_bar, step_name, stream};
@@ -55,6 +59,8 @@ pub struct Options {
     pub fits: bool,
     /// Host threads for the whole-column step (0: every core).
     pub threads: usize,
+    /// The covariance spectrum, noise scale and power-law fits (`structure`).
+    pub structure: StructureOptions,
 }
 
 /// Host bytes per coordinate while its tensor is in flight: pass-1 and pass-2 accumulators,
@@ -132,6 +138,7 @@ impl Default for Options {
             progress: false,
             fits: true,
             threads: 0,
+            structure: StructureOptions::default(),
         }
     }
 }
@@ -152,6 +159,10 @@ pub struct ModelSummary {
     pub few_finite_coords: u64,
     pub zero_entries: u64,
     pub nonfinite_samples: u64,
+    /// The spectrum of the sum of the tensors' Grams (null when not computed or undefined).
+    pub spectrum: Option<SpectrumSummary>,
+    /// The noise scale over every coordinate (with a batch size).
+    pub noise_scale: Option<f64>,
     /// Why an estimate is null, one sentence each.
     pub notes: Vec<String>,
 }
@@ -262,7 +273,13 @@ pub fn analyze_with(
     // The whole-column step (medians for `--center median`, the fits): inside the one read
     // of a tensor read in whole columns; one more read, in whole columns, otherwise.
     let median = opts.center == Center::Median;
-    let column_step = median || opts.fits;
+    let so = &opts.structure;
+    let dim_samples = if so.powerlaw {
+        so.samples(samples).map_err(Error::Config)?
+    } else {
+        Vec::new()
+    };
+    let column_step = median || opts.fits || so.any();
     // Bytes to read: once per tensor read in whole columns, once per pass otherwise, plus
     // the extra whole-column read.
     let bytes: u64 = sources
@@ -311,6 +328,14 @@ pub fn analyze_with(
     let n_model = (samples * total) as u64;
     let m_model = tail::largest_divisor_below_sqrt(n_model);
     let mut model = FlatAcc::new((n_model / m_model) as usize);
+    // The covariance is about the sample mean unless the noise is given exactly (a centre
+    // file, or data that are noise already).
+    let cov_centre = match opts.center {
+        Center::Mean | Center::Median => Centre::SampleMean,
+        Center::File(_) | Center::None => Centre::Exact,
+    };
+    let mut model_gram = so.spectrum.then(|| Gram::new(samples));
+    let (mut model_sum_sq, mut model_mean_sq) = (0.0, 0.0);
     let mut results = Vec::with_capacity(sources.len());
     for (g, group) in groups.iter().enumerate() {
         // Pass 1 (means and ranges) for tensors read in row chunks; tensors read as whole
@@ -369,6 +394,11 @@ pub fn analyze_with(
             };
             let centre_is_mean = opts.center == Center::Mean;
             let mut fits = opts.fits.then(|| vec![Fits::NAN; p]);
+            let mut sacc = StructureAcc::new(samples, p, so.spectrum, &dim_samples);
+            let mut pl_coords = so.powerlaw_coords.then(|| vec![PowerLawCoord::NAN; p]);
+            let structure_err = |e: stats::structure::StructureError| {
+                Error::unusable(&meta.path, Some(&meta.name), e.to_string())
+            };
             let (mean, shift) = match mean {
                 // The whole-column step, then pass 2: moments about the mean, tails about the
                 // centre, flat blocks.
@@ -393,7 +423,24 @@ pub fn analyze_with(
                         stream(s.as_ref(), &plan, &pb, |blocks| {
                             for block in blocks {
                                 let (fits, block) = (fits.as_deref_mut(), &block?);
-                                columns::run(block, &pool_mask, median, &mut centre, fits, &pool);
+                                if median || opts.fits {
+                                    columns::run(block, &pool_mask, median, &mut centre, fits, &pool);
+                                }
+                                if so.any() {
+                                    let gc = if cov_centre == Centre::Exact { &centre } else { &shift };
+                                    structure::run(
+                                        block,
+                                        gc,
+                                        &centre,
+                                        &pool_mask,
+                                        &mut sacc,
+                                        so.batch_size.is_some(),
+                                        pl_coords.as_deref_mut(),
+                                        so.exact_max_n,
+                                        &pool,
+                                    )
+                                    .map_err(structure_err)?;
+                                }
                             }
                             Ok(())
                         })?;
@@ -429,9 +476,24 @@ pub fn analyze_with(
                                     centre[j] = shift[j];
                                 }
                             }
-                            if column_step {
+                            if median || opts.fits {
                                 let fits = fits.as_deref_mut();
                                 columns::run(&block, &pool_mask, median, &mut centre, fits, &pool);
+                            }
+                            if so.any() {
+                                let gc = if cov_centre == Centre::Exact { &centre } else { &shift };
+                                structure::run(
+                                    &block,
+                                    gc,
+                                    &centre,
+                                    &pool_mask,
+                                    &mut sacc,
+                                    so.batch_size.is_some(),
+                                    pl_coords.as_deref_mut(),
+                                    so.exact_max_n,
+                                    &pool,
+                                )
+                                .map_err(structure_err)?;
                             }
                             backend.coord_stats(
                                 &job.with(&shift, &centre, &pool_mask),
@@ -445,7 +507,7 @@ pub fn analyze_with(
                     (mean, shift)
                 }
             };
-            let (summary, coords) = stats::finish_tensor(
+            let (mut summary, mut coords) = stats::finish_tensor(
                 &meta.name,
                 &meta.shape,
                 &mean,
@@ -456,6 +518,34 @@ pub fn analyze_with(
                 block_rows,
                 m_tensor,
             );
+            // |ḡ|² of the noise scale: the sample mean's, or the exact centre's.
+            let mean_sq: structure::MeanSqNorm = match opts.center {
+                Center::None => Err("the data were taken as noise (--center none), so the mean gradient is unknown; give the full-batch gradient with --center FILE".into()),
+                Center::File(_) => Ok(centre.iter().map(|c| c * c).sum()),
+                _ => Ok(shift.iter().map(|c| c * c).sum()),
+            };
+            if let Ok(g2) = &mean_sq {
+                model_mean_sq += g2;
+            }
+            model_sum_sq += sacc.sum_sq;
+            if let (Some(m), Some(g)) = (model_gram.as_mut(), sacc.gram.as_ref()) {
+                m.combine(g).map_err(structure_err)?;
+            }
+            summary.structure = structure::finish(
+                &sacc,
+                pl_coords.as_deref(),
+                &mean_sq,
+                samples,
+                cov_centre,
+                so,
+                &mut summary.notes,
+            );
+            if let Some(pl) = &pl_coords {
+                for (i, col) in pl_columns(pl).into_iter().enumerate() {
+                    debug_assert_eq!(Stat::POWERLAW[i].index(), Stat::ALL.len() - 3 + i);
+                    coords.columns.push(col);
+                }
+            }
             tracing::info!(tensor = %meta.name, alpha_time_blocked = summary.alpha_time_blocked, "tensor done");
             let mut result = TensorResult {
                 meta: meta.clone(),
@@ -488,6 +578,15 @@ pub fn analyze_with(
         }
         tail::simsekli_flat(m_model, &model.blocks, model.lx, model.n)
     };
+    let spectrum = model_gram
+        .as_ref()
+        .and_then(|g| structure::spectrum_of(g, cov_centre, &mut notes));
+    let mean_sq: structure::MeanSqNorm = match opts.center {
+        Center::None => Err("the data were taken as noise (--center none), so the mean gradient is unknown; give the full-batch gradient with --center FILE".into()),
+        _ => Ok(model_mean_sq),
+    };
+    let noise_scale =
+        structure::noise_scale_of(so, model_sum_sq, &mean_sq, samples, cov_centre, &mut notes);
     let model = ModelSummary {
         alpha_simsekli_flat,
         simsekli_m: m_model,
@@ -496,6 +595,8 @@ pub fn analyze_with(
         few_finite_coords,
         zero_entries: results.iter().map(|r| r.summary.zero_entries).sum(),
         nonfinite_samples: results.iter().map(|r| r.summary.nonfinite_samples).sum(),
+        spectrum,
+        noise_scale,
         notes,
     };
     Ok(Analysis {
@@ -507,6 +608,17 @@ pub fn analyze_with(
         tensors: results,
         model,
     })
+}
+
+/// The [`Stat::POWERLAW`] columns of a tensor's coordinate fits.
+fn pl_columns(pl: &[PowerLawCoord]) -> [Vec<f64>; 3] {
+    let mut out: [Vec<f64>; 3] = Default::default();
+    for c in pl {
+        for (col, v) in out.iter_mut().zip(c.to_array()) {
+            col.push(v);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
