@@ -13,3 +13,4 @@ mod gpu_smoke;
 mod report_html;
 mod shaders;
 mod structure;
+mod structure_cli;
