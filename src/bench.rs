@@ -2,7 +2,11 @@
 //! repeats of the whole analysis without the fits — with throughput, the ceiling measured in
 //! the same run (host memory streaming for the CPU; device copy and upload for a GPU), and the
 //! largest disagreement between engines per statistic; then the per-coordinate fits, which run
-//! on the host for every engine, timed on their own at K = 512.
+//! on the host for every engine, timed on their own at K = 512, and the structure statistics
+//! (`structure`: the Gram pass and the xmin scans), also host code, timed on their own.
+
+mod structure;
+pub use structure::{time_structure, StructureRun, STRUCTURE_COORDS};
 
 use std::ops::Range;
 use std::time::Instant;
@@ -199,6 +203,8 @@ pub struct BenchReport {
     pub agreement: Vec<(String, Vec<Agreement>)>,
     /// The host fits, timed on their own ([`time_fits`]); the engine runs leave them out.
     pub fits: Option<FitsRun>,
+    /// The Gram pass and xmin scans ([`time_structure`]); the engine runs leave them out.
+    pub structure: Option<StructureRun>,
 }
 
 /// The per-coordinate fits (`stats::fits`, as `analyze` runs them over whole columns) on the
@@ -290,9 +296,15 @@ pub fn run(src: MemTensor, candidates: Vec<Candidate>, repeat: usize) -> Result<
     let sources: Vec<Box<dyn TensorSource>> = vec![Box::new(src)];
     let m = sources[0].meta().clone();
     let input_bytes = (m.samples * m.coords() * m.dtype.size()) as u64;
-    // The fits run on the host whatever the engine; they are timed on their own.
+    // The fits and the structure statistics run on the host whatever the engine; they are
+    // timed on their own.
     let opts = Options {
         fits: false,
+        structure: crate::analyze::structure::StructureOptions {
+            spectrum: false,
+            powerlaw: false,
+            ..Default::default()
+        },
         ..Options::default()
     };
     let mut runs = Vec::new();
@@ -391,6 +403,7 @@ pub fn run(src: MemTensor, candidates: Vec<Candidate>, repeat: usize) -> Result<
         engines: runs,
         agreement,
         fits: None,
+        structure: None,
     })
 }
 
@@ -457,6 +470,9 @@ pub fn print(r: &BenchReport, out: &mut impl std::io::Write) -> std::io::Result<
             f.us_per_coord,
             f.us_per_coord_thread
         )?;
+    }
+    if let Some(s) = &r.structure {
+        structure::print(s, out)?;
     }
     for (pair, rows) in &r.agreement {
         writeln!(

@@ -318,6 +318,18 @@ fn bench_cmd(b: BenchArgs) -> Result<()> {
         bench::FITS_SAMPLES
     );
     report.fits = Some(bench::time_fits(fit_coords, b.threads, b.repeat, b.seed)?);
+    eprintln!(
+        "timing the Gram pass and the xmin scans: {} × {} on the host ...",
+        b.samples,
+        b.params.min(bench::STRUCTURE_COORDS)
+    );
+    report.structure = Some(bench::time_structure(
+        b.samples,
+        b.params,
+        b.threads,
+        b.repeat.min(3),
+        b.seed,
+    )?);
     bench::print(&report, &mut std::io::stdout().lock())?;
     if let Some(path) = &b.json {
         let text = serde_json::to_string_pretty(&report)?;
