@@ -64,12 +64,15 @@ pub struct Options {
 }
 
 /// Host bytes per coordinate while its tensor is in flight: pass-1 and pass-2 accumulators,
-/// shift and centre, the fits, and the finished table.
+/// shift and centre, the fits, the iteration-wise power-law fits, |u_k| of the three default
+/// dimension-wise power-law samples, and the finished table.
 pub const STATE_BYTES_PER_COORD: u64 = (std::mem::size_of::<MeanAcc>()
     + std::mem::size_of::<CoordAcc>()
     + 2 * 8
     + 1
     + std::mem::size_of::<Fits>()
+    + std::mem::size_of::<PowerLawCoord>()
+    + 3 * 8
     + Stat::ALL.len() * 8) as u64;
 
 /// Blocks alive at once: the one in use, those read ahead, and one being read.
