@@ -22,10 +22,10 @@ use crate::stats::fits::Fits;
 use crate::stats::structure::summary::SpectrumSummary;
 use crate::stats::structure::{Centre, Gram};
 use crate::stats::{self, tail, CoordTable, Stat, TensorSummary};
-use structure::{PowerLawCoord, StructureAcc, StructureOptions};
 pub use checks::{block_size, validate};
 use checks::{check_magnitudes, read_centre};
 use progress::{group_label, progress_bar, step_name, stream};
+use structure::{PowerLawCoord, StructureAcc, StructureOptions};
 
 /// Fewest samples gradtail accepts: block sums need K1 ≥ 2 with at least two blocks.
 pub const MIN_SAMPLES: usize = 4;
@@ -427,10 +427,21 @@ pub fn analyze_with(
                             for block in blocks {
                                 let (fits, block) = (fits.as_deref_mut(), &block?);
                                 if median || opts.fits {
-                                    columns::run(block, &pool_mask, median, &mut centre, fits, &pool);
+                                    columns::run(
+                                        block,
+                                        &pool_mask,
+                                        median,
+                                        &mut centre,
+                                        fits,
+                                        &pool,
+                                    );
                                 }
                                 if so.any() {
-                                    let gc = if cov_centre == Centre::Exact { &centre } else { &shift };
+                                    let gc = if cov_centre == Centre::Exact {
+                                        &centre
+                                    } else {
+                                        &shift
+                                    };
                                     structure::run(
                                         block,
                                         gc,
@@ -484,7 +495,11 @@ pub fn analyze_with(
                                 columns::run(&block, &pool_mask, median, &mut centre, fits, &pool);
                             }
                             if so.any() {
-                                let gc = if cov_centre == Centre::Exact { &centre } else { &shift };
+                                let gc = if cov_centre == Centre::Exact {
+                                    &centre
+                                } else {
+                                    &shift
+                                };
                                 structure::run(
                                     &block,
                                     gc,

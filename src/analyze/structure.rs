@@ -301,8 +301,7 @@ impl Tile<'_> {
             let gc = &self.gram_centre[cols.clone()];
             part.centred.clear();
             for row in x.chunks_exact(w) {
-                part.centred
-                    .extend(row.iter().zip(gc).map(|(v, c)| v - c));
+                part.centred.extend(row.iter().zip(gc).map(|(v, c)| v - c));
             }
             part.sum_sq += part.centred.iter().map(|u| u * u).sum::<f64>();
             if let Some(g) = part.gram.as_mut() {
@@ -355,9 +354,9 @@ pub fn noise_scale_of(
     notes: &mut Vec<String>,
 ) -> Option<f64> {
     let batch = opts.batch_size?;
-    let value = mean_sq.clone().and_then(|g2| {
-        noise_scale(batch, sum_sq / (k - 1) as f64, g2, k, centre).map_err(|e| e.0)
-    });
+    let value = mean_sq
+        .clone()
+        .and_then(|g2| noise_scale(batch, sum_sq / (k - 1) as f64, g2, k, centre).map_err(|e| e.0));
     match value {
         Ok(v) => Some(v),
         Err(why) => {
@@ -488,7 +487,10 @@ mod tests {
                 .unwrap();
             let mut acc = StructureAcc::new(k, p, true, &[0, 3]);
             let usable = vec![true; p];
-            run(&block, &centre, &centre, &usable, &mut acc, true, None, 100, &pool).unwrap();
+            run(
+                &block, &centre, &centre, &usable, &mut acc, true, None, 100, &pool,
+            )
+            .unwrap();
             acc
         };
         let one = run_on(1, &x);
@@ -504,7 +506,10 @@ mod tests {
         direct.add_tile(&centred, p, p).unwrap();
         let d = direct.finish(Centre::Exact).unwrap();
         for (a, b) in g1.eigenvalues.iter().zip(&d.eigenvalues) {
-            assert!((a - b).abs() < 1e-12 * d.eigenvalues[0], "{a} vs {b} ({g01})");
+            assert!(
+                (a - b).abs() < 1e-12 * d.eigenvalues[0],
+                "{a} vs {b} ({g01})"
+            );
         }
         for threads in [2, 3] {
             let other = run_on(threads, &x);

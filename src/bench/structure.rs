@@ -75,8 +75,18 @@ pub fn time_structure(
     let mut acc = StructureAcc::new(k, p, true, &[0]);
     let gram_s = time(&mut || {
         acc = StructureAcc::new(k, p, true, &[0]);
-        structure::run(&block, &centre, &centre, &usable, &mut acc, true, None, EXACT_MAX_N, &pool)
-            .map_err(err)
+        structure::run(
+            &block,
+            &centre,
+            &centre,
+            &usable,
+            &mut acc,
+            true,
+            None,
+            EXACT_MAX_N,
+            &pool,
+        )
+        .map_err(err)
     })?;
     let gram = acc.gram.clone().expect("the spectrum was asked for");
     let eigen_s = time(&mut || {

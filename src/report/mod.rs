@@ -107,7 +107,8 @@ impl RunReport<'_> {
         fs::write(dir.join("tensors.csv"), tensors_csv(self.analysis)).map_err(io)?;
         if self.structure.spectrum {
             let path = dir.join("spectrum.safetensors");
-            fs::write(&path, spectrum_safetensors(self.analysis)?).map_err(|e| Error::io(&path, e))?;
+            fs::write(&path, spectrum_safetensors(self.analysis)?)
+                .map_err(|e| Error::io(&path, e))?;
         }
         html::write(dir, self)?;
         Ok(())

@@ -208,8 +208,12 @@ impl Stat {
             Stat::KsStable => "KS distance to the fitted stable law",
             Stat::Top1Share => "share of Σu² in the largest 1 % of u² (Wu et al. 2021)",
             Stat::VarRatio => "variance of all K over the first K/2 samples",
-            Stat::AlphaPl => "power-law PDF exponent of |u| above xmin (Clauset et al. 2009; tail index α − 1)",
-            Stat::XminPl => "where the power-law tail of |u| starts (KS-selected, as the powerlaw package)",
+            Stat::AlphaPl => {
+                "power-law PDF exponent of |u| above xmin (Clauset et al. 2009; tail index α − 1)"
+            }
+            Stat::XminPl => {
+                "where the power-law tail of |u| starts (KS-selected, as the powerlaw package)"
+            }
             Stat::KsPl => "KS distance D of the power-law fit (the powerlaw package's)",
         }
     }

@@ -89,7 +89,10 @@ fn analyze_writes_all_outputs() {
         (safetensors::Dtype::F32, &[4810][..])
     );
     // Every statistic, the fits included (they are on by default).
-    assert_eq!(st.names().len(), gradtail::stats::Stat::maps(true, false).len());
+    assert_eq!(
+        st.names().len(),
+        gradtail::stats::Stat::maps(true, false).len()
+    );
     assert!(st.tensor("stack/ks_stable").is_ok());
 }
 

@@ -109,7 +109,10 @@ fn check_spectrum(s: &Value, noise_scale: &Value, want: &Value, tol: f64, what: 
     let mut worst: f64 = 0.0;
     for (g, w) in got.iter().zip(&top) {
         if w.abs() < floor {
-            assert!(g.abs() < floor, "{what}: eigenvalue {g} where numpy has {w}");
+            assert!(
+                g.abs() < floor,
+                "{what}: eigenvalue {g} where numpy has {w}"
+            );
         } else {
             worst = worst.max(rel(*g, *w));
         }
@@ -149,7 +152,10 @@ fn check_ratio(got: &Value, want: &Value, what: &str) {
     let (gr, gp) = (got["R"].as_f64().unwrap(), got["p"].as_f64().unwrap());
     let er = (gr - r).abs() / r.abs().max(1.0);
     let ep = (gp.log10() - p.log10()).abs();
-    assert!(er < RATIO && ep < RATIO, "{what}: R {gr} vs {r}, p {gp} vs {p}");
+    assert!(
+        er < RATIO && ep < RATIO,
+        "{what}: R {gr} vs {r}, p {gp} vs {p}"
+    );
 }
 
 /// Checks a whole digits run against the reference; `tol` for spectra, `fit_tol` for fits.
@@ -176,7 +182,10 @@ fn check_digits(out: &Path, spectrum_tol: f64, fit_tol: f64, ratios: bool) {
         let all = &eig[&format!("{name}/eigenvalues")];
         assert_eq!(all.len(), 255.min(t["coords"].as_u64().unwrap() as usize));
         assert!(all.windows(2).all(|w| w[0] >= w[1]), "{name}");
-        for (a, s) in all.iter().zip(t["spectrum"]["eigenvalues"].as_array().unwrap()) {
+        for (a, s) in all
+            .iter()
+            .zip(t["spectrum"]["eigenvalues"].as_array().unwrap())
+        {
             // serde_json's default float parsing may be one ulp off.
             assert!(rel(*a, s.as_f64().unwrap()) < 1e-15, "{name}: {a} vs {s}");
         }
@@ -338,7 +347,11 @@ fn an_all_zero_sample_and_an_unresolved_mean_are_null_with_their_reasons() {
         .iter()
         .map(|v| (v * 1024.0).round() / 1024.0)
         .collect();
-    let mut x: Vec<f64> = half.iter().copied().chain(half.iter().map(|v| -v)).collect();
+    let mut x: Vec<f64> = half
+        .iter()
+        .copied()
+        .chain(half.iter().map(|v| -v))
+        .collect();
     x[..p].iter_mut().for_each(|v| *v = 0.0);
     x[(k / 2) * p..(k / 2 + 1) * p]
         .iter_mut()
@@ -346,9 +359,16 @@ fn an_all_zero_sample_and_an_unresolved_mean_are_null_with_their_reasons() {
     let (s, _) = run_npy(dir.path(), k, p, &x, &["--batch-size", "32"]);
     let t = &s["tensors"][0];
     assert!(t["noise_scale"].is_null() && s["model"]["noise_scale"].is_null());
-    assert!(notes(t).contains("noise_scale: |ḡ|² − tr(C)/K"), "{}", notes(t));
+    assert!(
+        notes(t).contains("noise_scale: |ḡ|² − tr(C)/K"),
+        "{}",
+        notes(t)
+    );
     let dim = &t["powerlaw_dimension"][0];
-    assert_eq!((dim["sample"].as_u64(), dim["n"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(
+        (dim["sample"].as_u64(), dim["n"].as_u64()),
+        (Some(0), Some(0))
+    );
     assert!(dim["alpha"].is_null() && dim["n_tail"].is_null());
     assert!(
         notes(t).contains("powerlaw_dimension sample 0: the sample has only 0 distinct"),
@@ -416,7 +436,10 @@ fn switches_turn_the_parts_off() {
     assert_eq!(t["notes"], serde_json::json!([]));
     assert!(!out.join("spectrum.safetensors").exists());
     let bytes = std::fs::read(out.join("coords.safetensors")).unwrap();
-    let names = safetensors::SafeTensors::deserialize(&bytes).unwrap().names().len();
+    let names = safetensors::SafeTensors::deserialize(&bytes)
+        .unwrap()
+        .names()
+        .len();
     // The core maps and the fits, no power-law maps.
     assert_eq!(names, gradtail::stats::Stat::maps(true, false).len());
     // Chosen samples, in order.

@@ -9,8 +9,8 @@ use super::format::{fmt_f, fmt_int};
 use super::plots::{self, Plot, SpectrumSpec};
 use super::RunReport;
 use crate::error::Result;
-use crate::stats::structure::summary::SpectrumSummary;
 use crate::stats::structure::powerlaw::KS_C_05;
+use crate::stats::structure::summary::SpectrumSummary;
 
 fn plot(s: &SpectrumSummary, slug: &str, name: &str) -> Result<Plot> {
     plots::spectrum(

@@ -55,7 +55,10 @@ pub fn spectrum(eigenvalues: &[f64], spec: &SpectrumSpec) -> Result<Plot> {
         .filter(|&k| eigenvalues[k - 1] > 0.0)
         .map(|k| ((k as f64).log10(), eigenvalues[k - 1].log10()))
         .collect();
-    let a = in_window.iter().map(|(x, y)| y + spec.slope * x).sum::<f64>()
+    let a = in_window
+        .iter()
+        .map(|(x, y)| y + spec.slope * x)
+        .sum::<f64>()
         / in_window.len().max(1) as f64;
     let (xhi, ylo, yhi) = pts.iter().fold(
         (1.0f64, f64::INFINITY, f64::NEG_INFINITY),
@@ -140,7 +143,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.svg.matches("<circle").count(), 40);
-        assert!(p.svg.contains("s = 1.500, R² = 1.000 over ranks 2–20"), "{}", p.svg);
+        assert!(
+            p.svg.contains("s = 1.500, R² = 1.000 over ranks 2–20"),
+            "{}",
+            p.svg
+        );
         assert!(p.svg.contains("1 eigenvalue(s) ≤ 0"));
         assert!(p.svg.contains("<polyline") || p.svg.contains("<path"));
     }
