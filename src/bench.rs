@@ -3,7 +3,11 @@
 //! the same run (host memory streaming for the CPU; device copy and upload for a GPU), and the
 //! largest disagreement between engines per statistic; then each engine's per-coordinate fits
 //! (`Backend::coord_fits`: host code on the CPU engine, the `coord_fits` kernel on the GPU
-//! engine), timed on their own at K = 512.
+//! engine), timed on their own at K = 512; and the structure statistics
+//! (`structure`: the Gram pass and the xmin scans), host code, timed on their own.
+
+mod structure;
+pub use structure::{time_structure, StructureRun, STRUCTURE_COORDS};
 
 use std::time::Instant;
 
@@ -157,6 +161,8 @@ pub struct BenchReport {
     pub agreement: Vec<(String, Vec<Agreement>)>,
     /// Each engine's fits, timed on their own ([`time_fits`]); the engine runs leave them out.
     pub fits: Vec<FitsRun>,
+    /// The Gram pass and xmin scans ([`time_structure`]); the engine runs leave them out.
+    pub structure: Option<StructureRun>,
 }
 
 /// One engine's per-coordinate fits (`Backend::coord_fits`, as `analyze` runs them over whole
@@ -260,9 +266,15 @@ pub fn run(
     let sources: Vec<Box<dyn TensorSource>> = vec![Box::new(src)];
     let m = sources[0].meta().clone();
     let input_bytes = (m.samples * m.coords() * m.dtype.size()) as u64;
-    // The fits are timed on their own (`time_fits`).
+    // The fits (`time_fits`) and the structure statistics (`time_structure`, host code
+    // whatever the engine) are timed on their own.
     let opts = Options {
         fits: false,
+        structure: crate::analyze::structure::StructureOptions {
+            spectrum: false,
+            powerlaw: false,
+            ..Default::default()
+        },
         ..Options::default()
     };
     let mut runs = Vec::new();
@@ -361,6 +373,7 @@ pub fn run(
         engines: runs,
         agreement,
         fits: Vec::new(),
+        structure: None,
     })
 }
 
@@ -441,6 +454,9 @@ pub fn print(r: &BenchReport, out: &mut impl std::io::Write) -> std::io::Result<
             )?;
         }
         writeln!(out)?;
+    }
+    if let Some(s) = &r.structure {
+        structure::print(s, out)?;
     }
     for (pair, rows) in &r.agreement {
         writeln!(

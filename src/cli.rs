@@ -137,12 +137,64 @@ struct RunArgs {
     /// Block-sum length K1 (default: largest divisor of K not above √K).
     #[arg(long)]
     block: Option<usize>,
+    #[command(flatten)]
+    structure: StructureArgs,
     /// Float type of coords.safetensors.
     #[arg(long, default_value = "f32", value_parser = dtype_of(&["f32", "f64"]))]
     coords_dtype: Dtype,
     /// Report progress as JSON lines on stderr (for `gradtail serve`).
     #[arg(long, hide = true)]
     progress_json: bool,
+}
+
+/// The covariance spectrum, the noise scale and the power-law fits.
+#[derive(Args, Debug)]
+struct StructureArgs {
+    /// Skip the covariance spectrum (eigenvalues of each tensor's and the model's K × K Gram
+    /// matrix; spectrum.safetensors).
+    #[arg(long)]
+    no_spectrum: bool,
+    /// Minibatch size B of the snapshots: adds the gradient noise scale B·tr(C)/|G|².
+    #[arg(long, value_name = "B")]
+    batch_size: Option<f64>,
+    /// Skip the dimension-wise power-law fits (|u_k| over a tensor's coordinates).
+    #[arg(long)]
+    no_powerlaw: bool,
+    /// Samples k of the dimension-wise power-law fits, comma-separated (default: 0, K/2 and
+    /// K − 1).
+    #[arg(long, value_delimiter = ',', value_name = "K")]
+    powerlaw_samples: Option<Vec<usize>>,
+    /// Bootstrap replicates of the goodness-of-fit p-value of each dimension-wise fit (each
+    /// replicate refits, xmin search included).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    powerlaw_bootstrap: usize,
+    /// Seed of the bootstrap.
+    #[arg(long, default_value_t = 0)]
+    powerlaw_seed: u64,
+    /// Also fit a power law to each coordinate's K magnitudes (maps alpha_pl, xmin_pl,
+    /// ks_pl; O(K²) per coordinate).
+    #[arg(long)]
+    powerlaw_coords: bool,
+}
+
+impl StructureArgs {
+    fn options(&self) -> Result<analyze::structure::StructureOptions> {
+        if let Some(b) = self.batch_size {
+            if !(b.is_finite() && b > 0.0) {
+                bail!("--batch-size {b}: the minibatch size must be a positive number");
+            }
+        }
+        Ok(analyze::structure::StructureOptions {
+            spectrum: !self.no_spectrum,
+            powerlaw: !self.no_powerlaw,
+            powerlaw_coords: self.powerlaw_coords,
+            powerlaw_samples: self.powerlaw_samples.clone(),
+            powerlaw_bootstrap: self.powerlaw_bootstrap,
+            powerlaw_seed: self.powerlaw_seed,
+            batch_size: self.batch_size,
+            ..Default::default()
+        })
+    }
 }
 
 #[derive(Args, Debug)]
@@ -286,6 +338,18 @@ fn bench_cmd(b: BenchArgs) -> Result<()> {
         )?;
         report.fits.push(f);
     }
+    eprintln!(
+        "timing the Gram pass and the xmin scans: {} × {} on the host ...",
+        b.samples,
+        b.params.min(bench::STRUCTURE_COORDS)
+    );
+    report.structure = Some(bench::time_structure(
+        b.samples,
+        b.params,
+        b.threads,
+        b.repeat.min(3),
+        b.seed,
+    )?);
     bench::print(&report, &mut std::io::stdout().lock())?;
     if let Some(path) = &b.json {
         let text = serde_json::to_string_pretty(&report)?;
@@ -362,6 +426,7 @@ fn prepare(a: &RunArgs, progress: bool) -> Result<(gradtail::input::Inputs, Opti
         mem_budget: a.mem_budget.unwrap_or_else(analyze::default_mem_budget),
         fits: !a.no_fits,
         threads: a.engine.threads,
+        structure: a.structure.options()?,
         ..Options::default()
     };
     Ok((inputs, opts))
@@ -381,7 +446,7 @@ fn analyze_cmd(args: AnalyzeArgs, progress: bool) -> Result<analyze::Analysis> {
     let sources = &inputs.sources;
     let mut backend = make_backend(&a.engine)?;
     let out = &args.out;
-    let maps: &'static [Stat] = if opts.fits { &Stat::ALL } else { &Stat::CORE };
+    let maps = Stat::maps(opts.fits, opts.structure.powerlaw_coords);
     let staging = Staging::new(out)?;
     let layout: Vec<(String, Vec<usize>)> = sources
         .iter()
@@ -412,6 +477,7 @@ fn analyze_cmd(args: AnalyzeArgs, progress: bool) -> Result<analyze::Analysis> {
         block: a.block,
         backend: info.engine,
         fits: opts.fits,
+        structure: &opts.structure,
         elapsed_s: start.elapsed().as_secs_f64(),
         skipped: &inputs.skipped,
         bad_files: &inputs.bad_files,
@@ -423,8 +489,13 @@ fn analyze_cmd(args: AnalyzeArgs, progress: bool) -> Result<analyze::Analysis> {
     print_table(&analysis, &mut std::io::stdout().lock())?;
     println!("{}", gradtail::report::centre_note(&center));
     println!(
-        "wrote {}/{{report.html, summary.json, tensors.csv, coords.safetensors}} in {:.2} s",
+        "wrote {}/{{report.html, summary.json, tensors.csv, coords.safetensors{}}} in {:.2} s",
         out.display(),
+        if opts.structure.spectrum {
+            ", spectrum.safetensors"
+        } else {
+            ""
+        },
         start.elapsed().as_secs_f64()
     );
     Ok(analysis)
@@ -549,6 +620,15 @@ fn demo_cmd(d: DemoArgs, progress: bool) -> Result<()> {
             block: None,
             coords_dtype: Dtype::F32,
             no_fits: false,
+            structure: StructureArgs {
+                no_spectrum: false,
+                batch_size: None,
+                no_powerlaw: false,
+                powerlaw_samples: None,
+                powerlaw_bootstrap: 0,
+                powerlaw_seed: 0,
+                powerlaw_coords: false,
+            },
             progress_json: false,
         },
         out: out.clone(),

@@ -17,6 +17,7 @@ pub mod finish;
 pub mod plan;
 mod progress;
 pub mod run;
+pub mod structure;
 
 use std::path::PathBuf;
 
@@ -32,6 +33,8 @@ pub use checks::{block_size, validate};
 pub use plan::{
     coords_sampled, default_mem_budget, group_tensors, Piece, Plan, STATE_BYTES_PER_COORD,
 };
+use crate::stats::structure::summary::SpectrumSummary;
+use structure::StructureOptions;
 
 /// Fewest samples gradtail accepts: block sums need K1 ≥ 2 with at least two blocks.
 pub const MIN_SAMPLES: usize = 4;
@@ -67,6 +70,8 @@ pub struct Options {
     pub fits: bool,
     /// Host threads for the medians of the whole-column step (0: every core).
     pub threads: usize,
+    /// The covariance spectrum, noise scale and power-law fits (`structure`).
+    pub structure: StructureOptions,
 }
 
 /// The moment shift of a coordinate: its mean; for a constant coordinate its value exactly (a
@@ -99,6 +104,7 @@ impl Default for Options {
             progress_json: false,
             fits: true,
             threads: 0,
+            structure: StructureOptions::default(),
         }
     }
 }
@@ -119,6 +125,10 @@ pub struct ModelSummary {
     pub few_finite_coords: u64,
     pub zero_entries: u64,
     pub nonfinite_samples: u64,
+    /// The spectrum of the sum of the tensors' Grams (null when not computed or undefined).
+    pub spectrum: Option<SpectrumSummary>,
+    /// The noise scale over every coordinate (with a batch size).
+    pub noise_scale: Option<f64>,
     /// Why an estimate is null, one sentence each.
     pub notes: Vec<String>,
 }
@@ -192,10 +202,11 @@ pub fn analyze_with(
         k1: plan.k1,
         block_rows: plan.block_rows,
     };
+    let mut finisher = finish::Finisher::new(shape, &opts.center, &opts.structure);
     let mut results = Vec::with_capacity(sources.len());
     run::run(&plan, sources, opts, backend, &mut model, &mut |state| {
         let meta = sources[state.piece.tensor].meta();
-        let mut result = finish::tensor(meta, state, shape)?;
+        let mut result = finisher.tensor(meta, state)?;
         sink(&result)?;
         if sampled {
             result.coords = result.coords.sample(PLOT_SAMPLE);
@@ -203,7 +214,7 @@ pub fn analyze_with(
         results.push(result);
         Ok(())
     })?;
-    let model = finish::model(&results, &model, plan.total, plan.m_model);
+    let model = finisher.model(&results, &model, plan.total, plan.m_model);
     Ok(Analysis {
         samples: plan.samples,
         block_size: plan.k1,

@@ -13,16 +13,20 @@ use super::{block_size, read_centre, validate, Center, Options};
 use crate::engine::accum::{CoordAcc, MeanAcc};
 use crate::error::{Error, Result};
 use crate::input::{plan, TensorSource};
+use super::structure::PowerLawCoord;
 use crate::stats::fits::Fits;
 use crate::stats::{tail, Stat};
 
 /// Host bytes per coordinate while its tensor is in flight: pass-1 and pass-2 accumulators,
-/// shift and centre, the fits, and the finished table.
+/// shift and centre, the fits, the iteration-wise power-law fits, |u_k| of the three default
+/// dimension-wise power-law samples, and the finished table.
 pub const STATE_BYTES_PER_COORD: u64 = (std::mem::size_of::<MeanAcc>()
     + std::mem::size_of::<CoordAcc>()
     + 2 * 8
     + 1
     + std::mem::size_of::<Fits>()
+    + std::mem::size_of::<PowerLawCoord>()
+    + 3 * 8
     + Stat::ALL.len() * 8) as u64;
 
 /// Blocks alive at once: the one in use, those read ahead, and one being read.
@@ -98,7 +102,8 @@ pub struct Plan {
     /// one read of each such block feeds both passes (engines that take blocks one at a time).
     pub columns: Vec<bool>,
     pub whole: Vec<bool>,
-    /// The whole-column step runs (medians for `--center median`, the fits).
+    /// The whole-column step runs (medians for `--center median`, the fits, the structure
+    /// statistics).
     pub median: bool,
     pub column_step: bool,
     /// The pieces this run covers, in order, and their groups (consecutive pieces whose
@@ -109,6 +114,8 @@ pub struct Plan {
     pub m_model: u64,
     /// The `--center` file's values, one per coordinate of the whole input.
     pub centre_file: Option<Vec<f64>>,
+    /// The samples k of the dimension-wise power-law fits (empty without them).
+    pub dim_samples: Vec<usize>,
     elem: Vec<usize>,
     block_bytes: usize,
 }
@@ -148,6 +155,12 @@ impl Plan {
             .collect();
         let whole = columns.iter().map(|&c| c && single_read).collect();
         let median = opts.center == Center::Median;
+        let so = &opts.structure;
+        let dim_samples = if so.powerlaw {
+            so.samples(samples).map_err(Error::Config)?
+        } else {
+            Vec::new()
+        };
         let n_model = (samples * total) as u64;
         let pieces = (0..coords.len())
             .map(|tensor| Piece {
@@ -165,11 +178,12 @@ impl Plan {
             columns,
             whole,
             median,
-            column_step: median || opts.fits,
+            column_step: median || opts.fits || so.any(),
             pieces: Vec::new(),
             groups: Vec::new(),
             m_model: tail::largest_divisor_below_sqrt(n_model),
             centre_file,
+            dim_samples,
             elem,
             block_bytes: opts.block_bytes,
         };
@@ -185,8 +199,14 @@ impl Plan {
         opts: &Options,
     ) -> Result<()> {
         let budget = state_budget(opts);
+        // A piece's K × K Gram (f64), with the spectrum.
+        let gram = if opts.structure.spectrum {
+            (self.samples * self.samples * 8) as u64
+        } else {
+            0
+        };
         for piece in &pieces {
-            let need = piece.cols.len() as u64 * STATE_BYTES_PER_COORD;
+            let need = piece.cols.len() as u64 * STATE_BYTES_PER_COORD + gram;
             if need > budget {
                 let m = sources[piece.tensor].meta();
                 return Err(Error::unusable(

@@ -1,6 +1,7 @@
 //! Run: drives an engine through a plan's passes, group by group, and hands each piece's
 //! accumulated state to the caller — `analyze` finishes it at once, `shard` keeps it.
-//! Pass 1 (means and ranges), the whole-column step (medians, fits; `columns`), then pass 2
+//! Pass 1 (means and ranges), the whole-column step (medians, fits; `columns`, and the
+//! structure statistics; `structure`), then pass 2
 //! (moments, tails, flat blocks); a piece read in whole columns by an engine that takes one
 //! block per call gets all three from one read of each block.
 
@@ -8,6 +9,7 @@ use std::ops::Range;
 
 use super::checks::check_magnitudes;
 use super::columns;
+use super::structure::{self, PowerLawCoord, StructureAcc};
 use super::plan::{Piece, Plan};
 use super::progress::{group_label, step_name, stream, Progress};
 use super::{pooled, shift_of, Center, Options};
@@ -16,26 +18,33 @@ use crate::engine::{Backend, StatsJob, TensorAcc};
 use crate::error::{Error, Result};
 use crate::input::{Block, BlockData, TensorMeta, TensorSource};
 use crate::stats::fits::Fits;
+use crate::stats::structure::Centre;
 use crate::stats::tail;
 
 /// Everything the finishing step needs of one piece: per coordinate its pass-1 and pass-2
 /// accumulators and fits, and the piece's share of its tensor's pooled sums (`acc.blocks`,
-/// `acc.flat`). Pieces of one tensor concatenate coordinate-wise and `combine` pool-wise.
-/// A new accumulator (e.g. a per-tensor Gram matrix from the whole-column step) is one more
-/// field here: filled in [`run`], combined in [`PieceState::append`], written and read by
-/// `shard::state` (`writer::piece_layout`/`piece_data`, `StateFile::piece`) and finished in
-/// `finish::tensor`.
+/// `acc.flat`) and structure state (`structure`: Gram and Σu² add; |u_k| concatenate).
+/// Pieces of one tensor concatenate coordinate-wise and `combine` pool-wise.
+/// A new accumulator is one more field here: filled in [`run`], combined in
+/// [`PieceState::append`], written and read by `shard::state` (`writer::piece_layout`/
+/// `piece_data`, `StateFile::piece`) and finished in `finish::Finisher::tensor`.
 #[derive(Clone, Debug)]
 pub struct PieceState {
     pub piece: Piece,
     pub mean: Vec<MeanAcc>,
     pub acc: TensorAcc,
     pub fits: Option<Vec<Fits>>,
+    /// The structure step's Gram, Σu² and |u_k| of the dimension-wise samples.
+    pub structure: StructureAcc,
+    /// The iteration-wise power-law fit of each coordinate (`--powerlaw-coords`).
+    pub powerlaw: Option<Vec<PowerLawCoord>>,
+    /// Σ c² of the `--center` file's values over the piece (|ḡ|² of the noise scale).
+    pub centre_sq: f64,
 }
 
 impl PieceState {
     /// The identity of a piece: nothing accumulated yet.
-    pub fn empty(plan: &Plan, piece: Piece, fits: bool) -> Self {
+    pub fn empty(plan: &Plan, piece: Piece, opts: &Options) -> Self {
         let (samples, p) = (plan.samples as u64, plan.coords[piece.tensor]);
         let n_tensor = samples * p as u64;
         let m_tensor = tail::largest_divisor_below_sqrt(n_tensor);
@@ -47,7 +56,18 @@ impl PieceState {
                 flat: FlatAcc::new((n_tensor / m_tensor) as usize),
                 blocks: vec![BlockSums::default(); plan.block_rows / plan.k1],
             },
-            fits: fits.then(|| vec![Fits::NAN; len]),
+            fits: opts.fits.then(|| vec![Fits::NAN; len]),
+            structure: StructureAcc::new(
+                plan.samples,
+                len,
+                opts.structure.spectrum,
+                &plan.dim_samples,
+            ),
+            powerlaw: opts
+                .structure
+                .powerlaw_coords
+                .then(|| vec![PowerLawCoord::NAN; len]),
+            centre_sq: 0.0,
             piece,
         }
     }
@@ -77,6 +97,19 @@ impl PieceState {
                 ))
             }
         }
+        self.structure
+            .append(next.structure)
+            .map_err(|e| Error::Config(format!("internal: {e}")))?;
+        match (&mut self.powerlaw, next.powerlaw) {
+            (Some(a), Some(b)) => a.extend(b),
+            (None, None) => {}
+            _ => {
+                return Err(Error::Config(
+                    "internal: pieces with and without power-law fits".into(),
+                ))
+            }
+        }
+        self.centre_sq += next.centre_sq;
         Ok(())
     }
 }
@@ -140,6 +173,11 @@ pub fn run(
         .build()
         .map_err(|e| Error::Config(format!("cannot start {} threads: {e}", opts.threads)))?;
     let (median, column_step) = (plan.median, plan.column_step);
+    // The medians and fits run when asked for; the column step may run for the structure
+    // statistics alone.
+    let fit_step = median || opts.fits;
+    let so = &opts.structure;
+    let exact = super::finish::cov_centre(&opts.center) == Centre::Exact;
     let n_groups = plan.groups.len();
     for (g, group) in plan.groups.iter().enumerate() {
         let pieces = &plan.pieces[group.clone()];
@@ -195,7 +233,7 @@ pub fn run(
                     m: plan.m_model,
                 },
             };
-            let mut state = PieceState::empty(plan, piece.clone(), opts.fits);
+            let mut state = PieceState::empty(plan, piece.clone(), opts);
             let len = piece.cols.len();
             let mut centre = match &plan.centre_file {
                 Some(c) => {
@@ -206,6 +244,10 @@ pub fn run(
             };
             let centre_is_mean = opts.center == Center::Mean;
             let (acc, fits) = (&mut state.acc, &mut state.fits);
+            let (sacc, pl) = (&mut state.structure, &mut state.powerlaw);
+            let structure_err = |e: crate::stats::structure::StructureError| {
+                Error::unusable(&meta.path, Some(&meta.name), e.to_string())
+            };
             state.mean = match mean {
                 // The whole-column step, then pass 2: moments about the mean, tails about the
                 // centre, flat blocks.
@@ -230,15 +272,32 @@ pub fn run(
                         stream(s, &cols, &pb, |blocks| {
                             for block in blocks {
                                 let (fits, block) = (fits.as_deref_mut(), &block?);
-                                columns::run(
-                                    block,
-                                    &pool_mask,
-                                    median,
-                                    &mut centre,
-                                    fits,
-                                    &pool,
-                                    backend,
-                                )?;
+                                if fit_step {
+                                    columns::run(
+                                        block,
+                                        &pool_mask,
+                                        median,
+                                        &mut centre,
+                                        fits,
+                                        &pool,
+                                        backend,
+                                    )?;
+                                }
+                                if so.any() {
+                                    let gc = if exact { &centre } else { &shift };
+                                    structure::run(
+                                        block,
+                                        gc,
+                                        &centre,
+                                        &pool_mask,
+                                        sacc,
+                                        so.batch_size.is_some(),
+                                        pl.as_deref_mut(),
+                                        so.exact_max_n,
+                                        &pool,
+                                    )
+                                    .map_err(structure_err)?;
+                                }
                             }
                             Ok(())
                         })?;
@@ -274,7 +333,7 @@ pub fn run(
                                     centre[j] = shift[j];
                                 }
                             }
-                            if column_step {
+                            if fit_step {
                                 let fits = fits.as_deref_mut();
                                 columns::run(
                                     &block,
@@ -285,6 +344,21 @@ pub fn run(
                                     &pool,
                                     backend,
                                 )?;
+                            }
+                            if so.any() {
+                                let gc = if exact { &centre } else { &shift };
+                                structure::run(
+                                    &block,
+                                    gc,
+                                    &centre,
+                                    &pool_mask,
+                                    sacc,
+                                    so.batch_size.is_some(),
+                                    pl.as_deref_mut(),
+                                    so.exact_max_n,
+                                    &pool,
+                                )
+                                .map_err(structure_err)?;
                             }
                             backend.coord_stats(
                                 &job.with(&shift, &centre, &pool_mask),
@@ -298,6 +372,9 @@ pub fn run(
                     mean
                 }
             };
+            if plan.centre_file.is_some() {
+                state.centre_sq = centre.iter().map(|c| c * c).sum();
+            }
             each(state)?;
         }
     }

@@ -92,11 +92,7 @@ pub(super) fn merge_cmd(m: MergeArgs) -> Result<()> {
         .iter()
         .map(|t| (t.name.clone(), t.shape.clone()))
         .collect();
-    let maps: &'static [Stat] = if fp.options.fits {
-        &Stat::ALL
-    } else {
-        &Stat::CORE
-    };
+    let maps = Stat::maps(fp.options.fits, fp.options.structure.powerlaw_coords);
     let dtype: Dtype = fp
         .options
         .coords_dtype
@@ -116,6 +112,7 @@ pub(super) fn merge_cmd(m: MergeArgs) -> Result<()> {
         block: merged.fingerprint.options.block,
         backend: merged.engine.engine,
         fits: merged.fingerprint.options.fits,
+        structure: &merged.fingerprint.options.structure,
         elapsed_s: merged.elapsed_s,
         skipped: &merged.skipped,
         bad_files: &merged.bad_files,
@@ -127,9 +124,14 @@ pub(super) fn merge_cmd(m: MergeArgs) -> Result<()> {
     print_table(analysis, &mut std::io::stdout().lock())?;
     println!("{}", gradtail::report::centre_note(&merged.center));
     println!(
-        "merged {} shards into {}/{{report.html, summary.json, tensors.csv, coords.safetensors}} in {:.2} s",
+        "merged {} shards into {}/{{report.html, summary.json, tensors.csv, coords.safetensors{}}} in {:.2} s",
         m.states.len(),
         m.out.display(),
+        if merged.fingerprint.options.structure.spectrum {
+            ", spectrum.safetensors"
+        } else {
+            ""
+        },
         start.elapsed().as_secs_f64()
     );
     Ok(())

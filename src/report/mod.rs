@@ -1,5 +1,6 @@
 //! Reports: `summary.json` (versioned schema), `tensors.csv` (one row per tensor),
-//! `coords.safetensors` (per-coordinate maps) and the terminal table. Outputs are written
+//! `coords.safetensors` (per-coordinate maps), `spectrum.safetensors` (every eigenvalue) and
+//! the terminal table. Outputs are written
 //! into a staging folder and moved into place only once all of them are complete.
 
 mod coords;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::analyze::structure::StructureOptions;
 use crate::analyze::{Analysis, Center, ModelSummary};
 use crate::engine::EngineInfo;
 use crate::error::{Error, Result};
@@ -21,7 +23,7 @@ use crate::input::{Skipped, TensorMeta};
 use crate::stats::TensorSummary;
 
 /// Version tag of `summary.json`; bump on any incompatible change (README "Output schema").
-pub const SUMMARY_SCHEMA: &str = "gradtail.summary/2";
+pub const SUMMARY_SCHEMA: &str = "gradtail.summary/3";
 
 #[derive(Serialize)]
 struct Options<'a> {
@@ -30,6 +32,8 @@ struct Options<'a> {
     backend: &'a str,
     /// Whether the per-coordinate fits were computed (`--no-fits` turns them off).
     fits: bool,
+    /// What of the spectrum, noise scale and power-law fits was computed.
+    structure: &'a StructureOptions,
 }
 
 #[derive(Serialize)]
@@ -58,6 +62,7 @@ pub struct RunReport<'a> {
     pub block: Option<usize>,
     pub backend: &'a str,
     pub fits: bool,
+    pub structure: &'a StructureOptions,
     pub elapsed_s: f64,
     pub skipped: &'a [Skipped],
     pub bad_files: &'a [Skipped],
@@ -79,6 +84,7 @@ impl RunReport<'_> {
                 block: self.block,
                 backend: self.backend,
                 fits: self.fits,
+                structure: self.structure,
             },
             engine: self.engine,
             elapsed_s: self.elapsed_s,
@@ -99,6 +105,11 @@ impl RunReport<'_> {
         let json = self.summary_json()?;
         fs::write(dir.join("summary.json"), json + "\n").map_err(io)?;
         fs::write(dir.join("tensors.csv"), tensors_csv(self.analysis)).map_err(io)?;
+        if self.structure.spectrum {
+            let path = dir.join("spectrum.safetensors");
+            fs::write(&path, spectrum_safetensors(self.analysis)?)
+                .map_err(|e| Error::io(&path, e))?;
+        }
         html::write(dir, self)?;
         Ok(())
     }
@@ -234,12 +245,35 @@ struct CsvRow<'a> {
     zero_entries: u64,
     nonfinite_samples: u64,
     dropped_blocks: u64,
+    spectrum_slope: CsvF64,
+    spectrum_r2: CsvF64,
+    spectrum_trace: CsvF64,
+    spectrum_effective_rank: CsvF64,
+    /// The largest eigenvalue of the covariance.
+    spectrum_lambda1: CsvF64,
+    noise_scale: CsvF64,
+    /// The dimension-wise fit of the first sample fitted (sample 0 by default).
+    powerlaw_dim_sample: Option<usize>,
+    powerlaw_dim_alpha: CsvF64,
+    powerlaw_dim_xmin: CsvF64,
+    powerlaw_dim_n_tail: Option<usize>,
+    powerlaw_dim_lr_lognormal_r: CsvF64,
+    powerlaw_dim_lr_exponential_r: CsvF64,
+    powerlaw_iter_ks_pass_frac: CsvF64,
+    powerlaw_iter_alpha_median: CsvF64,
 }
 
 impl<'a> CsvRow<'a> {
     fn of(s: &'a TensorSummary) -> Self {
         let (b, l) = (&s.alpha_block_quantiles, &s.alpha_logm_quantiles);
         let (f, m) = (&s.fits, &s.fits.alpha_mcculloch_quantiles);
+        let st = &s.structure;
+        let sp = |get: fn(&crate::stats::structure::summary::SpectrumSummary) -> f64| {
+            CsvF64(st.spectrum.as_ref().map_or(f64::NAN, get))
+        };
+        let dim = st.powerlaw_dimension.as_ref().and_then(|d| d.first());
+        let it = st.powerlaw_iteration.as_ref();
+        let nan = f64::NAN;
         CsvRow {
             name: &s.name,
             shape: shape_label(&s.shape),
@@ -280,8 +314,61 @@ impl<'a> CsvRow<'a> {
             zero_entries: s.zero_entries,
             nonfinite_samples: s.nonfinite_samples,
             dropped_blocks: s.dropped_blocks,
+            spectrum_slope: sp(|s| s.slope),
+            spectrum_r2: sp(|s| s.r2),
+            spectrum_trace: sp(|s| s.trace),
+            spectrum_effective_rank: sp(|s| s.effective_rank),
+            spectrum_lambda1: sp(|s| s.eigenvalues.first().copied().unwrap_or(f64::NAN)),
+            noise_scale: CsvF64(st.noise_scale.unwrap_or(nan)),
+            powerlaw_dim_sample: dim.map(|d| d.sample),
+            powerlaw_dim_alpha: CsvF64(dim.map_or(nan, |d| d.alpha)),
+            powerlaw_dim_xmin: CsvF64(dim.map_or(nan, |d| d.xmin)),
+            powerlaw_dim_n_tail: dim.and_then(|d| d.n_tail),
+            powerlaw_dim_lr_lognormal_r: CsvF64(
+                dim.and_then(|d| d.lr_lognormal).map_or(nan, |l| l.r),
+            ),
+            powerlaw_dim_lr_exponential_r: CsvF64(
+                dim.and_then(|d| d.lr_exponential).map_or(nan, |l| l.r),
+            ),
+            powerlaw_iter_ks_pass_frac: CsvF64(it.map_or(nan, |i| i.ks_pass_frac)),
+            powerlaw_iter_alpha_median: CsvF64(it.map_or(nan, |i| i.alpha_median)),
         }
     }
+}
+
+/// `spectrum.safetensors`: every eigenvalue of each tensor's covariance (`<tensor>/eigenvalues`)
+/// and of the model's (`model/eigenvalues`), descending, f64; spectra that are undefined are
+/// absent (their reason is in `summary.json`).
+pub fn spectrum_safetensors(a: &Analysis) -> Result<Vec<u8>> {
+    let spectra = a
+        .tensors
+        .iter()
+        .map(|t| (t.summary.name.as_str(), &t.summary.structure.spectrum))
+        .chain(std::iter::once(("model", &a.model.spectrum)));
+    let mut bytes: Vec<(String, Vec<u8>, usize)> = Vec::new();
+    for (name, s) in spectra {
+        if let Some(s) = s {
+            let data = s.all.iter().flat_map(|v| v.to_le_bytes()).collect();
+            bytes.push((format!("{name}/eigenvalues"), data, s.all.len()));
+        }
+    }
+    let views = bytes
+        .iter()
+        .map(|(name, data, n)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F64, vec![*n], data)
+                .map(|v| (name.clone(), v))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Config(format!("cannot encode the eigenvalues: {e}")))?;
+    let meta = std::collections::HashMap::from([
+        ("schema".to_owned(), "gradtail.spectrum/1".to_owned()),
+        (
+            "gradtail_version".to_owned(),
+            env!("CARGO_PKG_VERSION").to_owned(),
+        ),
+    ]);
+    safetensors::serialize(views, Some(meta))
+        .map_err(|e| Error::Config(format!("cannot encode the eigenvalues: {e}")))
 }
 
 /// `tensors.csv`: one row per tensor (the `csv` crate quotes names that need it).

@@ -109,6 +109,10 @@ fn differs(first: &Path, s: &StateFile, want: &Fingerprint) -> Option<Error> {
             ("--no-fits", a.fits != b.fits),
             ("--backend", a.backend != b.backend),
             ("--coords-dtype", a.coords_dtype != b.coords_dtype),
+            (
+                "the structure options (--no-spectrum, --no-powerlaw, --batch-size, --powerlaw-*)",
+                a.structure != b.structure,
+            ),
         ]
         .iter()
         .filter(|d| d.1)
@@ -222,8 +226,15 @@ pub fn merge(
     let mut model = FlatAcc::new((n_model / m_model) as usize);
     let mut results: Vec<TensorResult> = Vec::with_capacity(metas.len());
     let mut open: Option<PieceState> = None;
+    let so = &fp.options.structure;
+    let dim_samples = if so.powerlaw {
+        so.samples(samples).map_err(Error::Config)?
+    } else {
+        Vec::new()
+    };
+    let mut finisher = finish::Finisher::new(shape, &first.run.center, so);
     let mut done = |state: PieceState, results: &mut Vec<TensorResult>| -> Result<()> {
-        let mut result = finish::tensor(&metas[state.piece.tensor], state, shape)?;
+        let mut result = finisher.tensor(&metas[state.piece.tensor], state)?;
         sink(&result)?;
         if sampled {
             result.coords = result.coords.sample(PLOT_SAMPLE);
@@ -243,7 +254,7 @@ pub fn merge(
         }
         model.combine(&part);
         for k in 0..s.header.pieces.len() {
-            let piece = s.piece(k, fp.options.fits)?;
+            let piece = s.piece(k, fp.options.fits, so, samples, &dim_samples)?;
             match open.as_mut() {
                 Some(o) if o.piece.tensor == piece.piece.tensor => o.append(piece)?,
                 _ => {
@@ -257,7 +268,8 @@ pub fn merge(
     if let Some(o) = open {
         done(o, &mut results)?;
     }
-    let model = finish::model(&results, &model, total, m_model);
+    drop(done);
+    let model = finisher.model(&results, &model, total, m_model);
     let shards_s = states
         .iter()
         .map(StateFile::elapsed_s)

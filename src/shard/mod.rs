@@ -78,6 +78,7 @@ pub fn fingerprint(
             fits: opts.fits,
             backend: backend.into(),
             coords_dtype: coords_dtype.into(),
+            structure: opts.structure.clone(),
         },
     })
 }
@@ -163,6 +164,7 @@ pub fn shard(
         opts.fits,
         plan.block_rows / plan.k1,
         &flat,
+        &state::StructureLayout::new(&opts.structure, plan.samples, &plan.dim_samples),
         model.blocks.len(),
     )?;
     let (mut pieces, mut coords) = (0, 0);

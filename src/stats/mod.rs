@@ -20,7 +20,9 @@ use crate::engine::TensorAcc;
 use fits::{Fits, FitsSummary};
 
 /// One column per statistic, one row per coordinate (C order over the tensor's shape): the
-/// columns of [`Stat::CORE`], then those of [`Stat::FITS`] when the fits were computed.
+/// columns of [`Stat::CORE`], then those of [`Stat::FITS`] when the fits were computed, then
+/// those of [`Stat::POWERLAW`] when the per-coordinate power-law fits were (the column count
+/// says which of [`Stat::maps`] it holds).
 #[derive(Clone, Debug)]
 pub struct CoordTable {
     pub columns: Vec<Vec<f64>>,
@@ -30,18 +32,22 @@ impl CoordTable {
     /// One statistic's column, by [`Stat`] or by name. Panics for a fit of a table without
     /// fits; see [`CoordTable::try_get`].
     pub fn get(&self, stat: impl StatKey) -> &[f64] {
-        &self.columns[stat.stat().index()]
+        let stat = stat.stat();
+        self.try_get(stat)
+            .unwrap_or_else(|| panic!("the table has no column {}", stat.name()))
     }
 
     /// One statistic's column, `None` when the table does not hold it (a fit of a run with
     /// `--no-fits`).
     pub fn try_get(&self, stat: impl StatKey) -> Option<&[f64]> {
-        self.columns.get(stat.stat().index()).map(Vec::as_slice)
+        let stat = stat.stat();
+        let at = self.stats().iter().position(|&s| s == stat)?;
+        Some(&self.columns[at])
     }
 
     /// The statistics the table holds, in column order.
     pub fn stats(&self) -> &'static [Stat] {
-        &Stat::ALL[..self.columns.len()]
+        Stat::maps_of_len(self.columns.len())
     }
 
     /// Every `ceil(len / max)`-th coordinate, for plots of very large tensors.
@@ -215,6 +221,9 @@ pub struct TensorSummary {
     pub zero_entries: u64,
     pub nonfinite_samples: u64,
     pub dropped_blocks: u64,
+    /// The covariance spectrum, noise scale and power-law fits (null when not computed).
+    #[serde(flatten)]
+    pub structure: structure::summary::TensorStructure,
     /// Why an estimate is null, one sentence each (empty when every estimate is defined).
     pub notes: Vec<String>,
 }
@@ -241,10 +250,7 @@ pub fn finish_tensor(
     simsekli_m: u64,
 ) -> (TensorSummary, CoordTable) {
     let p = means.len();
-    let width = match fits {
-        Some(_) => Stat::ALL.len(),
-        None => Stat::CORE.len(),
-    };
+    let width = Stat::maps(fits.is_some(), false).len();
     let mut columns = vec![Vec::with_capacity(p); width];
     let (mut constant_coords, mut few_finite) = (0, 0);
     let mut clamped = 0;
@@ -338,6 +344,7 @@ pub fn finish_tensor(
         zero_entries: zeros,
         nonfinite_samples: nonfinite,
         dropped_blocks: bad_blocks,
+        structure: Default::default(),
         notes,
     };
     (summary, table)

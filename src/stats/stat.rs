@@ -5,7 +5,9 @@
 //! [`crate::stats::fits::Fits`]); every list of names is derived from [`Stat::ALL`].
 //!
 //! [`Stat::CORE`] are the streamed statistics every run writes; [`Stat::FITS`] need all K
-//! samples of a coordinate at once and are left out with `--no-fits`.
+//! samples of a coordinate at once and are left out with `--no-fits`; [`Stat::POWERLAW`], the
+//! iteration-wise power-law fits, also need whole columns and are left out unless asked for.
+//! A table holds one of the four lists of [`Stat::maps`].
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Stat {
@@ -32,11 +34,14 @@ pub enum Stat {
     KsStable,
     Top1Share,
     VarRatio,
+    AlphaPl,
+    XminPl,
+    KsPl,
 }
 
 impl Stat {
     /// Every per-coordinate statistic, in output order: [`Stat::CORE`], then [`Stat::FITS`].
-    pub const ALL: [Stat; 23] = [
+    pub const ALL: [Stat; 26] = [
         Stat::N,
         Stat::Nonfinite,
         Stat::Mean,
@@ -60,6 +65,9 @@ impl Stat {
         Stat::KsStable,
         Stat::Top1Share,
         Stat::VarRatio,
+        Stat::AlphaPl,
+        Stat::XminPl,
+        Stat::KsPl,
     ];
 
     /// The streamed statistics (two passes over the data), written by every run.
@@ -67,7 +75,62 @@ impl Stat {
 
     /// The distribution fits over each coordinate's K samples, in the field order of
     /// [`crate::stats::fits::Fits`]; `--no-fits` leaves them out.
-    pub const FITS: [Stat; 10] = tail(Stat::ALL);
+    pub const FITS: [Stat; 10] = [
+        Stat::AlphaMcculloch,
+        Stat::BetaMcculloch,
+        Stat::ScaleMcculloch,
+        Stat::LocMcculloch,
+        Stat::Ad,
+        Stat::AdP,
+        Stat::KsGauss,
+        Stat::KsStable,
+        Stat::Top1Share,
+        Stat::VarRatio,
+    ];
+
+    /// The power-law fit (Clauset, Shalizi & Newman 2009, as the `powerlaw` package) of each
+    /// coordinate's K magnitudes |u|, in the field order of
+    /// [`crate::analyze::structure::PowerLawCoord`].
+    pub const POWERLAW: [Stat; 3] = tail(Stat::ALL);
+
+    /// [`Stat::CORE`] then [`Stat::FITS`].
+    const CORE_FITS: [Stat; 23] = head(Stat::ALL);
+
+    /// [`Stat::CORE`] then [`Stat::POWERLAW`]: the maps of a run with power-law maps and
+    /// without the distribution fits.
+    const CORE_POWERLAW: [Stat; 16] = {
+        let mut out = [Stat::N; 16];
+        let mut i = 0;
+        while i < 16 {
+            out[i] = if i < 13 {
+                Stat::CORE[i]
+            } else {
+                Stat::POWERLAW[i - 13]
+            };
+            i += 1;
+        }
+        out
+    };
+
+    /// The maps a run writes, in column order: [`Stat::CORE`], then [`Stat::FITS`] with the
+    /// fits, then [`Stat::POWERLAW`] with the per-coordinate power-law fits.
+    pub const fn maps(fits: bool, powerlaw: bool) -> &'static [Stat] {
+        match (fits, powerlaw) {
+            (false, false) => &Stat::CORE,
+            (true, false) => &Stat::CORE_FITS,
+            (false, true) => &Stat::CORE_POWERLAW,
+            (true, true) => &Stat::ALL,
+        }
+    }
+
+    /// The list of [`Stat::maps`] with `len` columns (the four lengths differ).
+    pub fn maps_of_len(len: usize) -> &'static [Stat] {
+        [(false, false), (true, false), (false, true), (true, true)]
+            .into_iter()
+            .map(|(f, p)| Stat::maps(f, p))
+            .find(|m| m.len() == len)
+            .unwrap_or_else(|| panic!("no list of maps has {len} columns"))
+    }
 
     /// The output name.
     pub const fn name(self) -> &'static str {
@@ -95,6 +158,9 @@ impl Stat {
             Stat::KsStable => "ks_stable",
             Stat::Top1Share => "top1_share",
             Stat::VarRatio => "var_ratio",
+            Stat::AlphaPl => "alpha_pl",
+            Stat::XminPl => "xmin_pl",
+            Stat::KsPl => "ks_pl",
         }
     }
 
@@ -107,7 +173,9 @@ impl Stat {
             Stat::Var => "data units²",
             Stat::JbP | Stat::K2P | Stat::AdP => "p-value",
             Stat::AlphaLogm | Stat::AlphaBlock | Stat::AlphaMcculloch => "tail index α",
-            Stat::KsGauss | Stat::KsStable => "KS distance",
+            Stat::KsGauss | Stat::KsStable | Stat::KsPl => "KS distance",
+            Stat::AlphaPl => "PDF exponent",
+            Stat::XminPl => "|u|, data units",
             Stat::Top1Share => "share of Σu²",
             Stat::VarRatio => "ratio",
             Stat::Skew | Stat::Kurt | Stat::Jb | Stat::K2 | Stat::BetaMcculloch | Stat::Ad => "",
@@ -140,6 +208,13 @@ impl Stat {
             Stat::KsStable => "KS distance to the fitted stable law",
             Stat::Top1Share => "share of Σu² in the largest 1 % of u² (Wu et al. 2021)",
             Stat::VarRatio => "variance of all K over the first K/2 samples",
+            Stat::AlphaPl => {
+                "power-law PDF exponent of |u| above xmin (Clauset et al. 2009; tail index α − 1)"
+            }
+            Stat::XminPl => {
+                "where the power-law tail of |u| starts (KS-selected, as the powerlaw package)"
+            }
+            Stat::KsPl => "KS distance D of the power-law fit (the powerlaw package's)",
         }
     }
 
@@ -154,12 +229,12 @@ impl Stat {
 
     /// Whether it is one of [`Stat::FITS`].
     pub const fn is_fit(self) -> bool {
-        self.index() >= Stat::CORE.len()
+        self.index() >= Stat::CORE.len() && self.index() < Stat::CORE.len() + Stat::FITS.len()
     }
 }
 
 /// The first N statistics of `all`.
-const fn head<const N: usize>(all: [Stat; 23]) -> [Stat; N] {
+const fn head<const N: usize>(all: [Stat; 26]) -> [Stat; N] {
     let mut out = [Stat::N; N];
     let mut i = 0;
     while i < N {
@@ -170,7 +245,7 @@ const fn head<const N: usize>(all: [Stat; 23]) -> [Stat; N] {
 }
 
 /// The last N statistics of `all`.
-const fn tail<const N: usize>(all: [Stat; 23]) -> [Stat; N] {
+const fn tail<const N: usize>(all: [Stat; 26]) -> [Stat; N] {
     let mut out = [Stat::N; N];
     let mut i = 0;
     while i < N {
@@ -224,9 +299,20 @@ mod tests {
                 assert_eq!(COORD_STATS[i], s.name());
             }
             assert!(!s.meaning().is_empty());
-            assert_eq!(s.is_fit(), i >= COORD_STATS.len());
+            assert_eq!(s.is_fit(), Stat::FITS.contains(s));
         }
-        assert_eq!(Stat::CORE.len() + Stat::FITS.len(), Stat::ALL.len());
+        assert_eq!(
+            Stat::CORE.len() + Stat::FITS.len() + Stat::POWERLAW.len(),
+            Stat::ALL.len()
+        );
+        assert_eq!(Stat::ALL[13..23], Stat::FITS);
+        for (f, p) in [(false, false), (true, false), (false, true), (true, true)] {
+            let m = Stat::maps(f, p);
+            assert_eq!(Stat::maps_of_len(m.len()), m);
+            assert_eq!(m.iter().any(|s| s.is_fit()), f);
+            assert_eq!(m.contains(&Stat::KsPl), p);
+            assert_eq!(&m[..13], &Stat::CORE);
+        }
         assert_eq!(Stat::CORE[12], Stat::AlphaBlock);
         assert_eq!(Stat::FITS[0], Stat::AlphaMcculloch);
         // The fits' field order is theirs; the names must agree position by position.

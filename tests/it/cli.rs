@@ -37,7 +37,7 @@ fn analyze_writes_all_outputs() {
         .stdout(predicate::str::contains("stack").and(predicate::str::contains("α_tb")));
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
-    assert_eq!(summary["schema"], "gradtail.summary/2");
+    assert_eq!(summary["schema"], "gradtail.summary/3");
     assert_eq!(summary["samples"], 256);
     assert_eq!(summary["coords"], 4810);
     assert_eq!(summary["engine"]["engine"], "cpu");
@@ -89,7 +89,10 @@ fn analyze_writes_all_outputs() {
         (safetensors::Dtype::F32, &[4810][..])
     );
     // Every statistic, the fits included (they are on by default).
-    assert_eq!(st.names().len(), gradtail::stats::Stat::ALL.len());
+    assert_eq!(
+        st.names().len(),
+        gradtail::stats::Stat::maps(true, false).len()
+    );
     assert!(st.tensor("stack/ks_stable").is_ok());
 }
 

@@ -17,3 +17,4 @@ mod shaders;
 mod shard;
 mod structure;
 mod sweep;
+mod structure_cli;

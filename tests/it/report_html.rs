@@ -513,7 +513,9 @@ fn report_is_self_contained_and_renders() {
         .into_iter()
         .filter_map(|(s, _)| attr(s, "id"))
         .collect();
-    assert_eq!(ids.len(), 2 + 4 * 5, "plots in the page: {ids:?}");
+    // alpha and reject, five per tensor, and the spectra of the model and each tensor.
+    assert_eq!(ids.len(), 2 + 4 * 5 + 1 + 4, "plots in the page: {ids:?}");
+    assert!(ids.contains(&"spectrum-_model") && ids.contains(&"spectrum-fc0.weight"));
     for id in ids {
         assert!(
             dom.contains(&format!("<svg id=\"{id}\"")),

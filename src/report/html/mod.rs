@@ -1,7 +1,8 @@
 //! `report.html`: one self-contained page (inline SVG and CSS; no script, no network, no web
 //! fonts) that shows a run at a glance, and each of its plots as a standalone `.svg` file next
-//! to it (`alpha.svg`, `reject.svg`, `hist_<tensor>_<stat>.svg`, and with the fits
-//! `scatter_<tensor>_ks.svg`).
+//! to it (`alpha.svg`, `reject.svg`, `hist_<tensor>_<stat>.svg`, with the fits
+//! `scatter_<tensor>_ks.svg`, with the spectrum `spectrum_<tensor>.svg` and
+//! `spectrum__model.svg`).
 //!
 //! The page is a `maud` template of typed sections ([`sections`]); the figures are chosen in
 //! [`figures`] and drawn by [`plots`]. Everything is a pure function of the run; [`write`] only
@@ -12,6 +13,7 @@ pub mod format;
 pub mod plots;
 mod sections;
 pub mod sweep;
+mod structure;
 #[cfg(test)]
 mod tests;
 
@@ -68,6 +70,7 @@ pub fn render(r: &RunReport) -> Result<Page> {
         })
         .collect::<Result<Vec<_>>>()?;
 
+    let spectra = structure::spectrum_plots(r, &slugs)?;
     let fitted = hists
         .iter()
         .any(|h| h.plots.iter().any(|p| p.file.starts_with("scatter_")));
@@ -97,11 +100,13 @@ pub fn render(r: &RunReport) -> Result<Page> {
                 (sections::reject(&reject))
                 (sections::tensor_table(&a.tensors))
                 (sections::histograms(a.tensors.len(), a.coords_sampled, &hists, kurt_top))
+                (structure::section(r, &spectra))
                 footer.note {
                     "gradtail " (env!("CARGO_PKG_VERSION")) " · files next to this page: \
                     summary.json, tensors.csv, coords.safetensors, alpha.svg, reject.svg"
                     @if !hists.is_empty() { ", hist_<tensor>_<stat>.svg" }
                     @if fitted { ", scatter_<tensor>_ks.svg" }
+                    @if !spectra.is_empty() { ", spectrum.safetensors, spectrum_<tensor>.svg" }
                     ". Definitions: README “Statistics”."
                 }
             } }
@@ -109,6 +114,7 @@ pub fn render(r: &RunReport) -> Result<Page> {
     };
     let mut plots = vec![alpha, reject];
     plots.extend(hists.into_iter().flat_map(|h| h.plots));
+    plots.extend(spectra);
     Ok(Page {
         html: page.into_string(),
         plots,

@@ -11,7 +11,13 @@
 //! `piece{k}/fit_<stat>` (F64) per fit statistic when the fits ran; the pooled sums of the
 //! piece: `piece{k}/time_blocks` (F64, [blocks, 5]: Σln|u|, count, Σln|Y|, count, Σln m per
 //! time block), `piece{k}/flat_blocks` (F64), `piece{k}/flat_n` (U64, [1]) and
-//! `piece{k}/flat_lx` (F64, [1]). The whole input's flat state: `model/flat_blocks`,
+//! `piece{k}/flat_lx` (F64, [1]); the structure state of the piece: `piece{k}/sum_sq` (F64,
+//! [1]: Σu² over its coordinates), `piece{k}/centre_sq` (F64, [1]: Σc² of the `--center`
+//! file's values), with the spectrum `piece{k}/gram` (F64, [K, K]: the lower triangle of UUᵀ)
+//! and `piece{k}/gram_coords` (U64, [1]), with dimension-wise power-law fits `piece{k}/abs_u`
+//! (F64, [samples, len]: |u_k| of each fitted sample k), with `--powerlaw-coords`
+//! `piece{k}/pl_alpha`, `pl_xmin`, `pl_ks` (F64) and `pl_ks_pass` (U64), one per coordinate.
+//! The whole input's flat state: `model/flat_blocks`,
 //! `model/flat_n`, `model/flat_lx`; the shard's wall time: `run/elapsed_s` (F64, [1]).
 
 mod writer;
@@ -21,12 +27,14 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::analyze::run::PieceState;
+use crate::analyze::structure::{PowerLawCoord, StructureAcc, StructureOptions};
 use crate::analyze::{Center, Piece};
 use crate::engine::accum::{BlockSums, CoordAcc, FlatAcc, MeanAcc};
 use crate::engine::TensorAcc;
 use crate::error::{Error, Result};
 use crate::input::Dtype;
 use crate::stats::fits::{Fits, FIT_STATS};
+use crate::stats::structure::Gram;
 pub use writer::StateWriter;
 
 /// Version tag of the state file; bump on any incompatible change.
@@ -68,7 +76,33 @@ pub struct FingerprintOptions {
     /// The engine asked for (`auto`, `cpu`, `gpu`).
     pub backend: String,
     pub coords_dtype: String,
+    /// The structure statistics asked for (spectrum, power-law fits and their settings,
+    /// batch size).
+    pub structure: StructureOptions,
 }
+
+/// The structure tensors of each piece: the Gram's K (with the spectrum), how many samples'
+/// |u_k| (dimension-wise fits), and whether the iteration-wise fits ran.
+#[derive(Clone, Debug)]
+pub struct StructureLayout {
+    pub gram: Option<usize>,
+    pub samples: usize,
+    pub coords: bool,
+}
+
+impl StructureLayout {
+    /// The layout for `opts` over `k` samples, whose dimension-wise fits use `dim_samples`.
+    pub fn new(opts: &StructureOptions, k: usize, dim_samples: &[usize]) -> Self {
+        StructureLayout {
+            gram: opts.spectrum.then_some(k),
+            samples: dim_samples.len(),
+            coords: opts.powerlaw_coords,
+        }
+    }
+}
+
+/// The iteration-wise power-law fit's fields stored as F64, in `PowerLawCoord::to_array` order.
+pub const PL_FIELDS: [&str; 3] = ["pl_alpha", "pl_xmin", "pl_ks"];
 
 /// What a merged report shows that is not a statistic: the input paths and centre as the
 /// shard saw them, the engine that ran it, and the bytes it read.
@@ -243,8 +277,16 @@ impl StateFile {
         Ok(state)
     }
 
-    /// The piece of `k`-th entry of the header, read back.
-    pub fn piece(&self, k: usize, fits: bool) -> Result<PieceState> {
+    /// The piece of `k`-th entry of the header, read back; `dim_samples` are the samples of
+    /// the dimension-wise fits (in the layout's order).
+    pub fn piece(
+        &self,
+        k: usize,
+        fits: bool,
+        structure: &StructureOptions,
+        samples: usize,
+        dim_samples: &[usize],
+    ) -> Result<PieceState> {
         let (tensor, c0, c1) = self.header.pieces[k];
         let len = c1 - c0;
         let prefix = format!("piece{k}");
@@ -297,6 +339,42 @@ impl StateFile {
                 sm: b[4],
             })
             .collect();
+        let mut st = StructureAcc::new(samples, 0, false, &[]);
+        st.sum_sq = self.f64s(&format!("{prefix}/sum_sq"), 1)?[0];
+        let centre_sq = self.f64s(&format!("{prefix}/centre_sq"), 1)?[0];
+        if structure.spectrum {
+            let name = format!("{prefix}/gram");
+            let g = self.f64s(&name, samples * samples)?;
+            let n = self.u64s(&format!("{prefix}/gram_coords"), 1)?[0];
+            st.gram = Some(Gram::from_parts(samples, n, &g).map_err(|_| self.damaged(&name))?);
+        }
+        if !dim_samples.is_empty() {
+            let u = self.f64s(&format!("{prefix}/abs_u"), dim_samples.len() * len)?;
+            st.rows = dim_samples
+                .iter()
+                .zip(u.chunks_exact(len.max(1)))
+                .map(|(&s, row)| (s, row.to_vec()))
+                .collect();
+        }
+        let powerlaw = if structure.powerlaw_coords {
+            let cols: Vec<Vec<f64>> = PL_FIELDS
+                .iter()
+                .map(|f| self.f64s(&format!("{prefix}/{f}"), len))
+                .collect::<Result<_>>()?;
+            let pass = self.u64s(&format!("{prefix}/pl_ks_pass"), len)?;
+            Some(
+                (0..len)
+                    .map(|j| PowerLawCoord {
+                        alpha: cols[0][j],
+                        xmin: cols[1][j],
+                        ks: cols[2][j],
+                        ks_pass: pass[j] != 0,
+                    })
+                    .collect(),
+            )
+        } else {
+            None
+        };
         Ok(PieceState {
             piece: Piece {
                 tensor,
@@ -309,6 +387,9 @@ impl StateFile {
                 blocks,
             },
             fits,
+            structure: st,
+            powerlaw,
+            centre_sq,
         })
     }
 

@@ -6,7 +6,9 @@
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::{f64_fields, u64_fields, Header, F64_FIELDS, HEADER_KEY, U64_FIELDS};
+use super::{
+    f64_fields, u64_fields, Header, StructureLayout, F64_FIELDS, HEADER_KEY, PL_FIELDS, U64_FIELDS,
+};
 use crate::analyze::run::PieceState;
 use crate::engine::accum::FlatAcc;
 use crate::error::{Error, Result};
@@ -19,8 +21,16 @@ const NO_SUM: &str = "00000000";
 type Slot = (String, &'static str, Vec<usize>);
 
 /// The tensors of piece `k`, in file order: `len` coordinates, the fits or not, `blocks` time
-/// blocks and `flat` flat blocks. [`piece_data`] yields their bytes in this order.
-fn piece_layout(k: usize, len: usize, fits: bool, blocks: usize, flat: usize) -> Vec<Slot> {
+/// blocks, `flat` flat blocks and the structure state `st`. [`piece_data`] yields their bytes
+/// in this order.
+fn piece_layout(
+    k: usize,
+    len: usize,
+    fits: bool,
+    blocks: usize,
+    flat: usize,
+    st: &StructureLayout,
+) -> Vec<Slot> {
     let p = |name: &str| format!("piece{k}/{name}");
     let mut out: Vec<Slot> = Vec::new();
     out.extend(U64_FIELDS.iter().map(|f| (p(f), "U64", vec![len])));
@@ -34,6 +44,19 @@ fn piece_layout(k: usize, len: usize, fits: bool, blocks: usize, flat: usize) ->
     }
     out.push((p("time_blocks"), "F64", vec![blocks, 5]));
     out.extend(flat_layout(&format!("piece{k}"), flat));
+    out.push((p("sum_sq"), "F64", vec![1]));
+    out.push((p("centre_sq"), "F64", vec![1]));
+    if let Some(kk) = st.gram {
+        out.push((p("gram"), "F64", vec![kk, kk]));
+        out.push((p("gram_coords"), "U64", vec![1]));
+    }
+    if st.samples > 0 {
+        out.push((p("abs_u"), "F64", vec![st.samples, len]));
+    }
+    if st.coords {
+        out.extend(PL_FIELDS.iter().map(|f| (p(f), "F64", vec![len])));
+        out.push((p("pl_ks_pass"), "U64", vec![len]));
+    }
     out
 }
 
@@ -71,6 +94,22 @@ fn piece_data(s: &PieceState) -> Vec<Vec<u8>> {
     let b = &s.acc.blocks;
     out.push(f64s(b.iter().flat_map(|b| [b.sx, b.nx, b.sy, b.ny, b.sm])));
     out.extend(flat_data(&s.acc.flat));
+    let st = &s.structure;
+    out.push(f64s([st.sum_sq]));
+    out.push(f64s([s.centre_sq]));
+    if let Some(g) = &st.gram {
+        out.push(f64s(g.to_parts()));
+        out.push(u64s([g.coords()]));
+    }
+    if !st.rows.is_empty() {
+        out.push(f64s(st.rows.iter().flat_map(|r| r.1.iter().copied())));
+    }
+    if let Some(pl) = &s.powerlaw {
+        for f in 0..PL_FIELDS.len() {
+            out.push(f64s(pl.iter().map(|c| c.to_array()[f])));
+        }
+        out.push(u64s(pl.iter().map(|c| u64::from(c.ks_pass))));
+    }
     out
 }
 
@@ -93,18 +132,20 @@ pub struct StateWriter {
 
 impl StateWriter {
     /// Lays out the file for `header.pieces` (with `fits` or not, `blocks` time blocks and
-    /// `flat[k]` flat blocks for piece k, `model` for the whole input) and writes its header.
+    /// `flat[k]` flat blocks for piece k, the structure state `st`, `model` for the whole
+    /// input) and writes its header.
     pub fn create(
         path: &Path,
         header: &Header,
         fits: bool,
         blocks: usize,
         flat: &[usize],
+        st: &StructureLayout,
         model: usize,
     ) -> Result<StateWriter> {
         let mut slots = Vec::new();
         for (k, (&(_, a, b), &f)) in header.pieces.iter().zip(flat).enumerate() {
-            slots.extend(piece_layout(k, b - a, fits, blocks, f));
+            slots.extend(piece_layout(k, b - a, fits, blocks, f, st));
         }
         slots.extend(flat_layout("model", model));
         slots.push(("run/elapsed_s".into(), "F64", vec![1]));

@@ -17,6 +17,7 @@ pub mod noise_scale;
 pub mod numpy;
 pub mod powerlaw;
 pub mod spectrum;
+pub mod summary;
 pub mod sweep;
 
 pub use noise_scale::noise_scale;

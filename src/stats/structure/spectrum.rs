@@ -42,6 +42,13 @@ impl Gram {
         })
     }
 
+    /// The matrix row-major K × K as [`Gram::from_parts`] reads it (the lower triangle
+    /// holds the sums; the upper is zero).
+    pub fn to_parts(&self) -> Vec<f64> {
+        let k = self.samples();
+        (0..k * k).map(|i| self.g[(i / k, i % k)]).collect()
+    }
+
     pub fn samples(&self) -> usize {
         self.g.nrows()
     }

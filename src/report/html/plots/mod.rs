@@ -15,11 +15,13 @@ mod interval;
 pub mod lines;
 mod rows;
 mod scatter;
+mod spectrum;
 
 pub use bars::{bar_plot, BarSeries, BarSpec};
 pub use histogram::{histogram, Edges, Hist, HistSpec, Scale};
 pub use interval::{interval_plot, Estimate, IntervalSeries, IntervalSpec};
 pub use scatter::{scatter, ScatterSpec};
+pub use spectrum::{spectrum, SpectrumSpec};
 
 use std::path::Path;
 

@@ -1,0 +1,155 @@
+//! `gradtail bench`'s rows for the structure statistics, which run on the host for every
+//! engine: the Gram pass (UUᵀ over whole columns, as `analyze` accumulates it) with the K × K
+//! eigensolve, and the power-law xmin scans — a dimension-wise fit over many coordinates (the
+//! grid beyond `EXACT_MAX_N` values), an exact scan of `EXACT_MAX_N` values, and the
+//! iteration-wise fits of K values per coordinate.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::{MemTensor, Timing};
+use crate::analyze::structure::{self, PowerLawCoord, StructureAcc};
+use crate::error::Result;
+use crate::input::{Dtype, TensorSource};
+use crate::stats::structure::powerlaw::EXACT_MAX_N;
+use crate::stats::structure::{Centre, Sample, XminSearch};
+
+/// Most coordinates in the Gram and dimension-wise timings (about a second each on one core).
+pub const STRUCTURE_COORDS: usize = 200_000;
+/// Coordinates of the iteration-wise timing.
+pub const COORD_FITS: usize = 2_000;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StructureRun {
+    pub samples: usize,
+    /// Coordinates of the Gram pass and of the dimension-wise fit.
+    pub coords: usize,
+    pub threads: usize,
+    /// The Gram pass over `coords` coordinates (centring included).
+    pub gram_s: Timing,
+    /// K²·P multiply-adds (the lower triangle is half of that) per second, in 10⁹.
+    pub gram_gmac_s: f64,
+    /// Eigenvalues of the K × K matrix, slope, trace and effective rank.
+    pub eigen_s: Timing,
+    /// One dimension-wise fit of |u_0| over `coords` coordinates.
+    pub dim_fit_s: Timing,
+    pub dim_fit_search: XminSearch,
+    /// One exact xmin scan and fit of `EXACT_MAX_N` values.
+    pub exact_fit_n: usize,
+    pub exact_fit_s: Timing,
+    /// Iteration-wise fits (K values each) on every thread, µs per coordinate.
+    pub coord_fit_us: f64,
+}
+
+/// Times the structure statistics on a seeded K × min(P, [`STRUCTURE_COORDS`]) stack on
+/// `threads` host threads: one warm-up, then `repeat` runs of each part.
+pub fn time_structure(
+    samples: usize,
+    params: usize,
+    threads: usize,
+    repeat: usize,
+    seed: u64,
+) -> Result<StructureRun> {
+    let (k, p) = (samples, params.clamp(1, STRUCTURE_COORDS));
+    let src = MemTensor::synthetic(k, p, Dtype::F32, seed);
+    let block = src.read_block(0..k, 0..p)?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| crate::Error::Config(format!("cannot start {threads} threads: {e}")))?;
+    let centre = vec![0.0; p];
+    let usable = vec![true; p];
+    let err = |e: crate::stats::structure::StructureError| crate::Error::Config(e.to_string());
+    let time = |f: &mut dyn FnMut() -> Result<()>| -> Result<Timing> {
+        let mut times = Vec::new();
+        for i in 0..=repeat.max(1) {
+            let t = Instant::now();
+            f()?;
+            if i > 0 {
+                times.push(t.elapsed().as_secs_f64());
+            }
+        }
+        Ok(Timing::of(times))
+    };
+    let mut acc = StructureAcc::new(k, p, true, &[0]);
+    let gram_s = time(&mut || {
+        acc = StructureAcc::new(k, p, true, &[0]);
+        structure::run(
+            &block,
+            &centre,
+            &centre,
+            &usable,
+            &mut acc,
+            true,
+            None,
+            EXACT_MAX_N,
+            &pool,
+        )
+        .map_err(err)
+    })?;
+    let gram = acc.gram.clone().expect("the spectrum was asked for");
+    let eigen_s = time(&mut || {
+        std::hint::black_box(gram.finish(Centre::Exact).ok());
+        Ok(())
+    })?;
+    let row = acc.rows[0].1.clone();
+    let mut search = XminSearch::Exact;
+    let dim_fit_s = time(&mut || {
+        let s = Sample::new(&row).map_err(err)?;
+        search = s.fit(EXACT_MAX_N).map_err(err)?.xmin_search;
+        Ok(())
+    })?;
+    let exact: Vec<f64> = row.iter().copied().cycle().take(EXACT_MAX_N).collect();
+    let exact_fit_s = time(&mut || {
+        Sample::new(&exact)
+            .and_then(|s| s.fit(EXACT_MAX_N))
+            .map(drop)
+            .map_err(err)
+    })?;
+    let n = COORD_FITS.min(p);
+    let narrow = src.read_block(0..k, 0..n)?;
+    let mut fits = vec![PowerLawCoord::NAN; n];
+    let mut none = StructureAcc::new(k, n, false, &[]);
+    let coord_s = time(&mut || {
+        structure::run(
+            &narrow,
+            &centre[..n],
+            &centre[..n],
+            &usable[..n],
+            &mut none,
+            false,
+            Some(&mut fits),
+            EXACT_MAX_N,
+            &pool,
+        )
+        .map_err(err)
+    })?;
+    Ok(StructureRun {
+        samples: k,
+        coords: p,
+        threads: pool.current_num_threads(),
+        gram_gmac_s: (k * k * p) as f64 / gram_s.median / 1e9,
+        gram_s,
+        eigen_s,
+        dim_fit_s,
+        dim_fit_search: search,
+        exact_fit_n: EXACT_MAX_N,
+        exact_fit_s,
+        coord_fit_us: coord_s.median / n as f64 * 1e6,
+    })
+}
+
+/// The rows `gradtail bench` prints.
+pub fn print(s: &StructureRun, out: &mut impl std::io::Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "Gram pass on the host (both engines; K = {}, {} coordinates, {} threads): {:.3} s [{:.3}, {:.3}], {:.1} G multiply-adds/s; K × K eigenvalues {:.4} s",
+        s.samples, s.coords, s.threads, s.gram_s.median, s.gram_s.min, s.gram_s.max, s.gram_gmac_s, s.eigen_s.median
+    )?;
+    writeln!(
+        out,
+        "xmin scans: dimension-wise fit of {} values ({:?}) {:.3} s; exact scan of {} values {:.3} s; iteration-wise fits of K = {} values {:.1} µs per coordinate ({} threads)",
+        s.coords, s.dim_fit_search, s.dim_fit_s.median, s.exact_fit_n, s.exact_fit_s.median, s.samples, s.coord_fit_us, s.threads
+    )
+}
