@@ -92,8 +92,8 @@ def analyze(
             all tensors in order (e.g. the full-batch gradient).
         block: block-sum length K1 (default: the largest divisor of K not above √K).
         backend: ``"auto"`` (a GPU when there is one, else the CPU), ``"cpu"`` or ``"gpu"``.
-        batch_size: the minibatch size behind each sample; not supported by this version
-            (passing it raises ``ValueError``).
+        batch_size: the minibatch size B behind each sample; adds the gradient noise scale
+            B·tr(C)/|G|² (McCandlish et al. 2018) to the model and each tensor.
 
     Raises:
         ValueError: unusable input (too few samples, a dtype gradtail does not read, tensors

@@ -12,6 +12,7 @@ use numpy::{PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
+use gradtail::analyze::structure::StructureOptions;
 use gradtail::analyze::{self, Center, Options};
 use gradtail::engine::{Backend, BackendChoice};
 use gradtail::input::mem::MemTensor;
@@ -34,6 +35,8 @@ struct RunOptions {
     center: Center,
     block: Option<usize>,
     backend: BackendChoice,
+    /// The minibatch size B of the samples (the gradient noise scale).
+    batch_size: Option<usize>,
 }
 
 impl RunOptions {
@@ -43,9 +46,9 @@ impl RunOptions {
         backend: &str,
         batch_size: Option<usize>,
     ) -> PyResult<Self> {
-        if batch_size.is_some() {
+        if batch_size == Some(0) {
             return Err(PyValueError::new_err(
-                "batch_size needs the gradient noise scale, which this version of gradtail does not compute; leave batch_size out",
+                "batch_size=0: the minibatch size must be a positive number",
             ));
         }
         let center = match center {
@@ -73,6 +76,7 @@ impl RunOptions {
             center,
             block,
             backend,
+            batch_size,
         })
     }
 }
@@ -88,6 +92,10 @@ fn run(
     let opts = Options {
         center: o.center.clone(),
         block: o.block,
+        structure: StructureOptions {
+            batch_size: o.batch_size.map(|b| b as f64),
+            ..StructureOptions::default()
+        },
         ..Options::default()
     };
     let total = sources.iter().map(|s| s.meta().coords()).sum();
@@ -116,6 +124,7 @@ fn run(
         center: o.center,
         block: o.block,
         fits: opts.fits,
+        structure: opts.structure.clone(),
         elapsed_s: start.elapsed().as_secs_f64(),
         skipped,
     })

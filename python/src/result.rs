@@ -7,6 +7,7 @@ use numpy::{PyArray1, PyArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use gradtail::analyze::structure::StructureOptions;
 use gradtail::analyze::{Analysis, Center};
 use gradtail::engine::EngineInfo;
 use gradtail::input::{Dtype, Skipped};
@@ -24,6 +25,7 @@ pub struct Run {
     pub center: Center,
     pub block: Option<usize>,
     pub fits: bool,
+    pub structure: StructureOptions,
     pub elapsed_s: f64,
     pub skipped: Vec<Skipped>,
 }
@@ -37,6 +39,7 @@ impl Run {
             block: self.block,
             backend: self.engine.engine,
             fits: self.fits,
+            structure: &self.structure,
             elapsed_s: self.elapsed_s,
             skipped: &self.skipped,
             bad_files: &[],
@@ -103,11 +106,7 @@ impl NativeResult {
                 .tables()
                 .map(|(name, shape, _)| (name.to_owned(), shape.to_vec()))
                 .collect();
-            let maps: &'static [Stat] = if self.run.fits {
-                &Stat::ALL
-            } else {
-                &Stat::CORE
-            };
+            let maps = Stat::maps(self.run.fits, self.run.structure.powerlaw_coords);
             let path = staging.path().join("coords.safetensors");
             let mut coords = CoordsWriter::create(&path, &layout, maps, Dtype::F32)?;
             for (name, _, table) in self.run.tables() {

@@ -34,8 +34,9 @@ pub struct Spec {
 }
 
 /// The options a job may set: every `analyze` option except `--out`, which the server owns.
-const OPTIONS: [&str; 9] = [
+const OPTIONS: [&str; 12] = [
     "backend",
+    "batch_size",
     "block",
     "center",
     "coords_dtype",
@@ -43,6 +44,8 @@ const OPTIONS: [&str; 9] = [
     "include",
     "mem_budget",
     "no_fits",
+    "no_powerlaw",
+    "no_spectrum",
     "skip_bad",
 ];
 
@@ -115,6 +118,10 @@ pub fn analyze_args(spec: &Spec, root: &Path, out: &Path) -> Result<Vec<OsString
                 Some(v) if v > 0 => args.push(flag(name, v.to_string())),
                 _ => return Err(bad("a positive integer")),
             },
+            "batch_size" => match value.as_f64() {
+                Some(v) if v.is_finite() && v > 0.0 => args.push(flag(name, v.to_string())),
+                _ => return Err(bad("a positive number")),
+            },
             "mem_budget" => {
                 let text = match value {
                     Value::Number(n) => n.to_string(),
@@ -135,7 +142,7 @@ pub fn analyze_args(spec: &Spec, root: &Path, out: &Path) -> Result<Vec<OsString
                     args.push(flag(name, g));
                 }
             }
-            "no_fits" | "skip_bad" => match value.as_bool() {
+            "no_fits" | "no_powerlaw" | "no_spectrum" | "skip_bad" => match value.as_bool() {
                 Some(true) => args.push(format!("--{}", name.replace('_', "-")).into()),
                 Some(false) => {}
                 None => return Err(bad("true or false")),
@@ -226,7 +233,8 @@ mod tests {
         let root = r.path().canonicalize().unwrap();
         let s = spec(
             serde_json::json!({"backend": "cpu", "block": 8, "no_fits": true,
-            "include": ["fc*", "x"], "mem_budget": "1G", "skip_bad": false}),
+            "include": ["fc*", "x"], "mem_budget": "1G", "skip_bad": false,
+            "batch_size": 32, "no_spectrum": true, "no_powerlaw": false}),
         );
         let args = analyze_args(&s, &root, Path::new("/o")).unwrap();
         let args: Vec<String> = args.iter().map(|a| a.to_string_lossy().into()).collect();
@@ -239,11 +247,13 @@ mod tests {
                 "--progress-json",
                 "--out=/o",
                 "--backend=cpu",
+                "--batch-size=32",
                 "--block=8",
                 "--include=fc*",
                 "--include=x",
                 "--mem-budget=1073741824",
                 "--no-fits",
+                "--no-spectrum",
                 "--",
                 &a
             ]
@@ -260,6 +270,9 @@ mod tests {
             (serde_json::json!({"block": "8"}), "option `block`"),
             (serde_json::json!({"backend": "tpu"}), "option `backend`"),
             (serde_json::json!({"no_fits": 1}), "option `no_fits`"),
+            (serde_json::json!({"batch_size": 0}), "option `batch_size`"),
+            (serde_json::json!({"batch_size": "32"}), "option `batch_size`"),
+            (serde_json::json!({"no_spectrum": "yes"}), "option `no_spectrum`"),
             (
                 serde_json::json!({"mem_budget": "lots"}),
                 "option `mem_budget`",
