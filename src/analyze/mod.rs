@@ -27,13 +27,13 @@ use crate::engine::accum::{FlatAcc, MeanAcc};
 use crate::engine::Backend;
 use crate::error::{Error, Result};
 use crate::input::{TensorMeta, TensorSource};
+use crate::stats::structure::summary::SpectrumSummary;
 use crate::stats::{self, CoordTable, TensorSummary};
 pub(crate) use checks::read_centre;
 pub use checks::{block_size, validate};
 pub use plan::{
     coords_sampled, default_mem_budget, group_tensors, Piece, Plan, STATE_BYTES_PER_COORD,
 };
-use crate::stats::structure::summary::SpectrumSummary;
 use structure::StructureOptions;
 
 /// Fewest samples gradtail accepts: block sums need K1 ≥ 2 with at least two blocks.

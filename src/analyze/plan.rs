@@ -9,11 +9,11 @@
 
 use std::ops::Range;
 
+use super::structure::PowerLawCoord;
 use super::{block_size, read_centre, validate, Center, Options};
 use crate::engine::accum::{CoordAcc, MeanAcc};
 use crate::error::{Error, Result};
 use crate::input::{plan, TensorSource};
-use super::structure::PowerLawCoord;
 use crate::stats::fits::Fits;
 use crate::stats::{tail, Stat};
 

@@ -9,9 +9,9 @@ use std::ops::Range;
 
 use super::checks::check_magnitudes;
 use super::columns;
-use super::structure::{self, PowerLawCoord, StructureAcc};
 use super::plan::{Piece, Plan};
 use super::progress::{group_label, step_name, stream, Progress};
+use super::structure::{self, PowerLawCoord, StructureAcc};
 use super::{pooled, shift_of, Center, Options};
 use crate::engine::accum::{BlockSums, CoordAcc, FlatAcc, FlatSpec, MeanAcc};
 use crate::engine::{Backend, StatsJob, TensorAcc};

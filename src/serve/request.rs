@@ -271,8 +271,14 @@ mod tests {
             (serde_json::json!({"backend": "tpu"}), "option `backend`"),
             (serde_json::json!({"no_fits": 1}), "option `no_fits`"),
             (serde_json::json!({"batch_size": 0}), "option `batch_size`"),
-            (serde_json::json!({"batch_size": "32"}), "option `batch_size`"),
-            (serde_json::json!({"no_spectrum": "yes"}), "option `no_spectrum`"),
+            (
+                serde_json::json!({"batch_size": "32"}),
+                "option `batch_size`",
+            ),
+            (
+                serde_json::json!({"no_spectrum": "yes"}),
+                "option `no_spectrum`",
+            ),
             (
                 serde_json::json!({"mem_budget": "lots"}),
                 "option `mem_budget`",

@@ -16,5 +16,5 @@ mod serve;
 mod shaders;
 mod shard;
 mod structure;
-mod sweep;
 mod structure_cli;
+mod sweep;

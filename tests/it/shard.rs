@@ -16,7 +16,9 @@ use gradtail::shard::{self, StateFile};
 /// Three tensors whose bytes one dominates, so 2 and 3 shards cut it into coordinate ranges:
 /// `big` (64 × 3000 f32, SαS 1.5, 10 % exact zeros, a constant coordinate and a NaN
 /// sample), `mid` (64 × 400 f32, SαS 1.8) and `small` (64 × 100 f64, Gaussian).
-fn inputs(dir: &Path) -> Vec<PathBuf> {
+/// Three tensors; with `nan`, one non-finite entry in `big` (its spectrum, and the model's,
+/// are then undefined).
+fn inputs(dir: &Path, nan: bool) -> Vec<PathBuf> {
     let k = 64;
     let mut d = Draws(0x5eed);
     let mut big: Vec<f32> = (0..k * 3000)
@@ -31,7 +33,9 @@ fn inputs(dir: &Path) -> Vec<PathBuf> {
     for r in 0..k {
         big[r * 3000 + 5] = 0.25;
     }
-    big[10 * 3000 + 7] = f32::NAN;
+    if nan {
+        big[10 * 3000 + 7] = f32::NAN;
+    }
     let mid: Vec<f32> = (0..k * 400).map(|_| d.sas(1.8) as f32).collect();
     let small: Vec<f64> = (0..k * 100).map(|_| d.sas(2.0)).collect();
     let paths = ["big.npy", "mid.npy", "small.npy"].map(|n| dir.join(n));
@@ -139,10 +143,32 @@ fn same_analysis(got: &Analysis, want: &Analysis, tol: f64) {
     );
 }
 
-fn merged_equals_single(opts: &Options, backend: &mut dyn Backend, tol: f64) {
+fn merged_equals_single(opts: &Options, backend: &mut dyn Backend, tol: f64, nan: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let paths = inputs(dir.path());
+    let paths = inputs(dir.path(), nan);
     let want = single(&paths, opts, backend);
+    // The structure statistics are compared field by field with the rest of the summaries;
+    // make sure there is something to compare.
+    let so = &opts.structure;
+    for t in &want.tensors {
+        let st = &t.summary.structure;
+        let finite = !(nan && t.meta.name == "big");
+        assert_eq!(
+            st.spectrum.is_some(),
+            so.spectrum && finite,
+            "{}",
+            t.meta.name
+        );
+        assert_eq!(
+            st.powerlaw_dimension.is_some(),
+            so.powerlaw,
+            "{}",
+            t.meta.name
+        );
+        assert_eq!(st.noise_scale.is_some(), so.batch_size.is_some());
+        assert_eq!(st.powerlaw_iteration.is_some(), so.powerlaw_coords);
+    }
+    assert_eq!(want.model.spectrum.is_some(), so.spectrum && !nan);
     for of in [1, 2, 3] {
         let (got, held) = sharded(&paths, opts, backend, of);
         same_analysis(&got, &want, tol);
@@ -156,7 +182,12 @@ fn merged_equals_single(opts: &Options, backend: &mut dyn Backend, tol: f64) {
 
 #[test]
 fn merged_equals_single_run_cpu() {
-    merged_equals_single(&opts(), &mut CpuEngine::new(2).unwrap(), tolerance::MERGED);
+    merged_equals_single(
+        &opts(),
+        &mut CpuEngine::new(2).unwrap(),
+        tolerance::MERGED,
+        true,
+    );
 }
 
 /// Small blocks: tensors read in row chunks of K1 rows and column strips, not whole columns,
@@ -168,7 +199,39 @@ fn merged_equals_single_run_cpu_row_chunks_median() {
         center: analyze::Center::Median,
         ..opts()
     };
-    merged_equals_single(&opts, &mut CpuEngine::new(2).unwrap(), tolerance::MERGED);
+    merged_equals_single(
+        &opts,
+        &mut CpuEngine::new(2).unwrap(),
+        tolerance::MERGED,
+        true,
+    );
+}
+
+/// Every structure accumulator in the state: the Gram, Σu², |u_k| of chosen samples, the
+/// iteration-wise power-law fits and, with a centre file, Σc² for the noise scale.
+#[test]
+fn merged_equals_single_run_cpu_structure() {
+    let dir = tempfile::tempdir().unwrap();
+    let centre = dir.path().join("centre.npy");
+    let mut d = Draws(3);
+    let c: Vec<f64> = (0..3500).map(|_| 0.1 * d.sas(2.0)).collect();
+    common::write_npy_f64(&centre, &[3500], &c);
+    let opts = Options {
+        center: analyze::Center::File(centre),
+        structure: analyze::structure::StructureOptions {
+            powerlaw_coords: true,
+            powerlaw_samples: Some(vec![1, 30, 63]),
+            batch_size: Some(32.0),
+            ..Default::default()
+        },
+        ..opts()
+    };
+    merged_equals_single(
+        &opts,
+        &mut CpuEngine::new(2).unwrap(),
+        tolerance::MERGED,
+        false,
+    );
 }
 
 #[test]
@@ -176,7 +239,7 @@ fn merged_equals_single_run_gpu() {
     let Some(mut gpu) = common::gpu_or_skip(Default::default()) else {
         return;
     };
-    merged_equals_single(&opts(), &mut gpu, tolerance::MERGED_GPU);
+    merged_equals_single(&opts(), &mut gpu, tolerance::MERGED_GPU, true);
 }
 
 fn gradtail() -> Command {
@@ -230,6 +293,20 @@ fn merge_writes_what_analyze_writes() {
     let read = |dir: &str, f: &str| std::fs::read(d.join(dir).join(f)).unwrap();
     assert!(read("single", "tensors.csv") == read("merged", "tensors.csv"));
     assert!(read("single", "coords.safetensors") == read("merged", "coords.safetensors"));
+    // Eigenvalues to the bit (the file's metadata map has no fixed order, so not its bytes).
+    let eig = |dir: &str| {
+        let bytes = read(dir, "spectrum.safetensors");
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let mut v: Vec<(String, Vec<u8>)> = st
+            .tensors()
+            .into_iter()
+            .map(|(n, t)| (n, t.data().to_vec()))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(eig("single").len(), 5, "four tensors and the model");
+    assert!(eig("single") == eig("merged"));
     let json = |dir| {
         let mut v: serde_json::Value = serde_json::from_slice(&read(dir, "summary.json")).unwrap();
         v.as_object_mut().unwrap().remove("elapsed_s");
@@ -320,6 +397,13 @@ fn merge_refuses_states_that_do_not_belong_together() {
     let fits = d.join("fits.st");
     shard_cli(&data, 1, 3, &fits, &[]);
     refused(&[s0, &fits, s2], "other options (--no-fits)", Some(&fits));
+    let spectrum = d.join("spectrum.st");
+    shard_cli(&data, 1, 3, &spectrum, &["--no-fits", "--no-spectrum"]);
+    refused(
+        &[s0, &spectrum, s2],
+        "other options (the structure options",
+        Some(&spectrum),
+    );
 
     let newer = d.join("newer.st");
     edit_header(s1, &newer, |h| h["schema"] = "gradtail.state/2".into());
@@ -393,7 +477,7 @@ impl input::TensorSource for Counting {
 #[test]
 fn a_shard_reads_only_its_coordinates() {
     let dir = tempfile::tempdir().unwrap();
-    let paths = inputs(dir.path());
+    let paths = inputs(dir.path(), true);
     let opts = opts();
     let mut cpu = CpuEngine::new(2).unwrap();
     for i in 0..3 {

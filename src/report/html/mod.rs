@@ -12,8 +12,8 @@ mod figures;
 pub mod format;
 pub mod plots;
 mod sections;
-pub mod sweep;
 mod structure;
+pub mod sweep;
 #[cfg(test)]
 mod tests;
 
