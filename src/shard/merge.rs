@@ -268,7 +268,6 @@ pub fn merge(
     if let Some(o) = open {
         done(o, &mut results)?;
     }
-    drop(done);
     let model = finisher.model(&results, &model, total, m_model);
     let shards_s = states
         .iter()
