@@ -84,6 +84,13 @@ pub fn run(s: SweepArgs, progress: bool) -> Result<()> {
         progress,
         mem_budget: s.mem_budget.unwrap_or_else(analyze::default_mem_budget),
         threads: s.engine.threads,
+        // The sweep's page and summary use none of the per-batch spectra or power-law fits;
+        // leaving them out keeps each analysis at its cost without them.
+        structure: analyze::structure::StructureOptions {
+            spectrum: false,
+            powerlaw: false,
+            ..Default::default()
+        },
         ..Options::default()
     };
     let staging = Staging::new(&s.out)?;
