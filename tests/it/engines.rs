@@ -123,7 +123,7 @@ fn digits_tensors(dir: &std::path::Path) -> Vec<PathBuf> {
 fn digits_matches_reference(mut e: Engine) {
     let dir = tempfile::tempdir().unwrap();
     let paths = digits_tensors(dir.path());
-    let a = common::analyze_files(&paths, &Options::default(), e.backend.as_mut());
+    let a = common::analyze_files(&paths, &common::tail_options(), e.backend.as_mut());
     let reference = common::digits_reference_json();
     let mut tables: Vec<Vec<f64>> =
         vec![Vec::new(); gradtail::stats::Stat::maps(true, false).len()];
@@ -225,7 +225,7 @@ fn x20_vector(mut e: Engine) {
     common::write_npy_f64(&path, &[20], &X20);
     let opts = Options {
         center: Center::None,
-        ..Options::default()
+        ..common::tail_options()
     };
     let a = common::analyze_files(&[path], &opts, e.backend.as_mut());
     let t = &a.tensors[0].coords;
@@ -295,7 +295,7 @@ fn adversarial(mut e: Engine) {
         for block_bytes in [64 << 20, 256] {
             let opts = Options {
                 block_bytes,
-                ..Options::default()
+                ..common::tail_options()
             };
             let a = common::analyze_files(std::slice::from_ref(&path), &opts, e.backend.as_mut());
             let k1 = a.block_size;
@@ -343,7 +343,7 @@ fn sas_recovery(mut e: Engine) {
         // sample mean would shift each coordinate by a draw of the same law (spec §1).
         let opts = Options {
             center: Center::None,
-            ..Options::default()
+            ..common::tail_options()
         };
         let a = common::analyze_files(&[path], &opts, e.backend.as_mut());
         let s = &a.tensors[0].summary;
@@ -390,7 +390,7 @@ fn input_forms(mut e: Engine) {
     let reference = common::digits_reference_json();
     let stack = common::analyze_files(
         &[common::data("digits/stack.npy")],
-        &Options::default(),
+        &common::tail_options(),
         e.backend.as_mut(),
     );
     let layout: serde_json::Value =
@@ -403,7 +403,7 @@ fn input_forms(mut e: Engine) {
     ] {
         let a = common::analyze_files(
             &[common::data(form)],
-            &Options::default(),
+            &common::tail_options(),
             e.backend.as_mut(),
         );
         assert_eq!(a.tensors.len(), 4, "{form}");
@@ -468,7 +468,7 @@ fn run_synth(
     gradtail::synth::write_npy(spec, &path).unwrap();
     let opts = Options {
         center: Center::None,
-        ..Options::default()
+        ..common::tail_options()
     };
     common::analyze_files(&[path], &opts, e.backend.as_mut())
 }
@@ -575,7 +575,7 @@ fn centre_file(mut e: Engine) {
     common::write_npy_f64(&cpath, &[p], &centre);
     let opts = Options {
         center: Center::File(cpath),
-        ..Options::default()
+        ..common::tail_options()
     };
     let a = common::analyze_files(&[path], &opts, e.backend.as_mut());
     let want = naive::compute(&x, k, p, a.block_size, Some(&centre));
@@ -621,7 +621,8 @@ fn scale_extremes(mut e: Engine) {
         let path = dir.path().join(format!("{name}.npy"));
         common::write_npy_f32(&path, &[k, p], &stored);
         let sources = gradtail::input::open(&path).unwrap();
-        let result = gradtail::analyze::analyze(&sources, &Options::default(), e.backend.as_mut());
+        let result =
+            gradtail::analyze::analyze(&sources, &common::tail_options(), e.backend.as_mut());
         // An engine that declares a magnitude range (the GPU's f32 arithmetic) must refuse
         // data outside it by name, not return wrong numbers.
         let largest = x.iter().fold(0f64, |m, v| m.max(v.abs()));
@@ -738,7 +739,7 @@ fn jackknife_ci_coverage() {
     let opts = Options {
         center: Center::None,
         fits: false,
-        ..Options::default()
+        ..common::tail_options()
     };
     for (case, p, shared) in [
         ("independent", 200usize, false),
@@ -878,7 +879,7 @@ fn cpu_equals_gpu_on_random_inputs() {
         let path = write_dtype(dir.path(), &format!("case{case}"), dtype, k, p, &x);
         let run = |e: &mut Engine| {
             let sources = gradtail::input::open(&path).unwrap();
-            gradtail::analyze::analyze(&sources, &Options::default(), e.backend.as_mut())
+            gradtail::analyze::analyze(&sources, &common::tail_options(), e.backend.as_mut())
                 .unwrap_or_else(|err| panic!("{what}: {err}"))
         };
         let (a, b) = (run(&mut c), run(&mut g));
@@ -961,7 +962,7 @@ fn gpu_lost_mid_run_falls_back_to_cpu() {
     };
     let sources = gradtail::input::open(&common::data("digits/stack.npy")).unwrap();
     let mut backend = g.backend;
-    let err = gradtail::analyze::analyze(&sources, &Options::default(), backend.as_mut())
+    let err = gradtail::analyze::analyze(&sources, &common::tail_options(), backend.as_mut())
         .err()
         .expect("a lost device must fail the run");
     assert!(matches!(err, gradtail::Error::GpuFault(_)), "{err}");
@@ -972,12 +973,12 @@ fn gpu_lost_mid_run_falls_back_to_cpu() {
         Ok(Box::new(gradtail::engine::cpu::CpuEngine::new(0)?))
     };
     let a = gradtail::analyze::with_fallback(&mut backend, Some(&cpu), |b| {
-        gradtail::analyze::analyze(&sources, &Options::default(), b)
+        gradtail::analyze::analyze(&sources, &common::tail_options(), b)
     })
     .unwrap();
     assert_eq!(backend.info().engine, "cpu");
     let mut c = cpu().unwrap();
-    let want = gradtail::analyze::analyze(&sources, &Options::default(), c.as_mut()).unwrap();
+    let want = gradtail::analyze::analyze(&sources, &common::tail_options(), c.as_mut()).unwrap();
     for (stat, col) in a.tensors[0].coords.iter() {
         let same = col
             .iter()
@@ -1027,7 +1028,7 @@ fn input_shrinks_between_passes(mut e: Engine) {
     std::fs::copy(common::data("digits/stack.npy"), &path).unwrap();
     let opts = Options {
         block_bytes: 64 << 10,
-        ..Options::default()
+        ..common::tail_options()
     };
     let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let source = |at: usize| -> Vec<Box<dyn gradtail::input::TensorSource>> {
@@ -1059,8 +1060,9 @@ fn input_shrinks_between_passes(mut e: Engine) {
 fn gpu_runs_are_deterministic() {
     let Some(mut g) = gpu() else { return };
     let sources = gradtail::input::open(&common::data("digits/stack.npy")).unwrap();
-    let mut run =
-        || gradtail::analyze::analyze(&sources, &Options::default(), g.backend.as_mut()).unwrap();
+    let mut run = || {
+        gradtail::analyze::analyze(&sources, &common::tail_options(), g.backend.as_mut()).unwrap()
+    };
     let (a, b) = (run(), run());
     for (stat, col) in a.tensors[0].coords.iter() {
         let same = col

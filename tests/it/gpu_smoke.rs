@@ -187,7 +187,7 @@ fn digits_matches_cpu() {
     let stack = vec![common::data("digits/stack.npy")];
     both(
         &stack,
-        &Options::default(),
+        &common::tail_options(),
         &mut g,
         "digits stack",
         &mut worst,
@@ -202,14 +202,14 @@ fn digits_matches_cpu() {
     let split = digits_tensors(dir.path());
     both(
         &split,
-        &Options::default(),
+        &common::tail_options(),
         &mut g,
         "digits split",
         &mut worst,
     );
     let none = Options {
         center: Center::None,
-        ..Options::default()
+        ..common::tail_options()
     };
     both(
         &split,
@@ -233,7 +233,7 @@ fn digits_matches_cpu_with_tiny_bindings() {
     let stack = vec![common::data("digits/stack.npy")];
     both(
         &stack,
-        &Options::default(),
+        &common::tail_options(),
         &mut g,
         "digits stack, 4 KiB bindings",
         &mut worst,
@@ -241,7 +241,7 @@ fn digits_matches_cpu_with_tiny_bindings() {
     // Small input blocks too: column-split blocks that start mid-row.
     let small = Options {
         block_bytes: 16 * 1000 * 4,
-        ..Options::default()
+        ..common::tail_options()
     };
     both(
         &stack,
@@ -349,7 +349,7 @@ fn adversarial_inputs_match_cpu() {
                     let opts = Options {
                         center: center.clone(),
                         block_bytes,
-                        ..Options::default()
+                        ..common::tail_options()
                     };
                     let what = format!(
                         "{name} {dtype} (K = {k}, P = {p}, centre {center:?}, block bytes {block_bytes})"
@@ -556,7 +556,7 @@ fn impossible_binding_is_an_error() {
     let src: Vec<Box<dyn TensorSource>> = vec![Box::new(
         NpyTensor::open(&common::data("digits/stack.npy")).unwrap(),
     )];
-    match analyze::analyze(&src, &Options::default(), &mut g) {
+    match analyze::analyze(&src, &common::tail_options(), &mut g) {
         Err(gradtail::Error::Gpu(msg)) => assert!(msg.contains("max_binding_bytes"), "{msg}"),
         Err(e) => panic!("wrong error: {e}"),
         Ok(_) => panic!("a 64-byte binding cannot hold a unit"),

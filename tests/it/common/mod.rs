@@ -145,3 +145,13 @@ pub fn fits_of(map: impl Fn(&str) -> Vec<f64>) -> Vec<gradtail::stats::fits::Fit
         })
         .collect()
 }
+
+/// The analysis without the structure statistics (covariance spectrum, power-law fits): for
+/// the suites that test the per-coordinate and pooled estimators, which run hundreds of
+/// analyses in a debug build; `structure_cli` and `shard` test the structure statistics.
+pub fn tail_options() -> Options {
+    let mut opts = Options::default();
+    opts.structure.spectrum = false;
+    opts.structure.powerlaw = false;
+    opts
+}
