@@ -248,6 +248,35 @@ pub fn run(
             let structure_err = |e: crate::stats::structure::StructureError| {
                 Error::unusable(&meta.path, Some(&meta.name), e.to_string())
             };
+            // The whole-column step on one block: medians and fits, then the structure
+            // statistics (the covariance about the exact centre when there is one).
+            let mut whole_columns = |block: &Block,
+                                     pool_mask: &[bool],
+                                     shift: &[f64],
+                                     centre: &mut Vec<f64>,
+                                     backend: &mut dyn Backend|
+             -> Result<()> {
+                if fit_step {
+                    let fits = fits.as_deref_mut();
+                    columns::run(block, pool_mask, median, centre, fits, &pool, backend)?;
+                }
+                if so.any() {
+                    let gc: &[f64] = if exact { centre } else { shift };
+                    structure::run(
+                        block,
+                        gc,
+                        centre,
+                        pool_mask,
+                        sacc,
+                        so.batch_size.is_some(),
+                        pl.as_deref_mut(),
+                        so.exact_max_n,
+                        &pool,
+                    )
+                    .map_err(structure_err)?;
+                }
+                Ok(())
+            };
             state.mean = match mean {
                 // The whole-column step, then pass 2: moments about the mean, tails about the
                 // centre, flat blocks.
@@ -271,33 +300,8 @@ pub fn run(
                         };
                         stream(s, &cols, &pb, |blocks| {
                             for block in blocks {
-                                let (fits, block) = (fits.as_deref_mut(), &block?);
-                                if fit_step {
-                                    columns::run(
-                                        block,
-                                        &pool_mask,
-                                        median,
-                                        &mut centre,
-                                        fits,
-                                        &pool,
-                                        backend,
-                                    )?;
-                                }
-                                if so.any() {
-                                    let gc = if exact { &centre } else { &shift };
-                                    structure::run(
-                                        block,
-                                        gc,
-                                        &centre,
-                                        &pool_mask,
-                                        sacc,
-                                        so.batch_size.is_some(),
-                                        pl.as_deref_mut(),
-                                        so.exact_max_n,
-                                        &pool,
-                                    )
-                                    .map_err(structure_err)?;
-                                }
+                                let block = &block?;
+                                whole_columns(block, &pool_mask, &shift, &mut centre, backend)?;
                             }
                             Ok(())
                         })?;
@@ -333,33 +337,7 @@ pub fn run(
                                     centre[j] = shift[j];
                                 }
                             }
-                            if fit_step {
-                                let fits = fits.as_deref_mut();
-                                columns::run(
-                                    &block,
-                                    &pool_mask,
-                                    median,
-                                    &mut centre,
-                                    fits,
-                                    &pool,
-                                    backend,
-                                )?;
-                            }
-                            if so.any() {
-                                let gc = if exact { &centre } else { &shift };
-                                structure::run(
-                                    &block,
-                                    gc,
-                                    &centre,
-                                    &pool_mask,
-                                    sacc,
-                                    so.batch_size.is_some(),
-                                    pl.as_deref_mut(),
-                                    so.exact_max_n,
-                                    &pool,
-                                )
-                                .map_err(structure_err)?;
-                            }
+                            whole_columns(&block, &pool_mask, &shift, &mut centre, backend)?;
                             backend.coord_stats(
                                 &job.with(&shift, &centre, &pool_mask),
                                 &mut std::iter::once(Ok(block)),
