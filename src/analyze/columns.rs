@@ -18,7 +18,6 @@ use crate::stats::fits::{self, Fits};
 struct Scratch {
     /// The tile, column-major: column j is `cols[j*K..(j+1)*K]`.
     cols: Vec<f64>,
-    row: Vec<f64>,
     /// One column's finite samples.
     finite: Vec<f64>,
     /// The selection copy of `fits::median`.
@@ -72,7 +71,7 @@ pub fn run(
 /// The numpy medians of columns `cols` of the block over their finite samples.
 fn medians(block: &Block, cols: std::ops::Range<usize>, s: &mut Scratch) -> Vec<f64> {
     let k = block.rows.len();
-    block.gather_columns(cols.clone(), &mut s.row, &mut s.cols);
+    block.gather_columns(cols.clone(), &mut s.cols);
     (0..cols.len())
         .map(|j| {
             s.finite.clear();

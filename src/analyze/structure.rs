@@ -272,14 +272,12 @@ struct Tile<'a> {
 
 impl Tile<'_> {
     fn run(&self, cols: std::ops::Range<usize>, part: &mut Part) {
-        let (k, width, w) = (self.block.rows.len(), self.block.width(), cols.len());
+        let (k, w) = (self.block.rows.len(), cols.len());
         // Row-major K × w, as read.
         part.buf.resize(k * w, 0.0);
+        let view = self.block.view();
         for r in 0..k {
-            let at = r * width + cols.start;
-            self.block
-                .data
-                .widen_into(at..at + w, &mut part.buf[r * w..(r + 1) * w]);
+            view.widen_row(r, cols.clone(), &mut part.buf[r * w..(r + 1) * w]);
         }
         let x = &part.buf;
         let mut rows = Vec::with_capacity(self.samples.len() * w);

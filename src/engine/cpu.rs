@@ -3,6 +3,9 @@
 //! they are; pass 2 widens each value to f64 once. Accumulation is f64 throughout, so this
 //! engine is also the reference the GPU engine is tested against.
 
+use std::ops::Range;
+
+use ndarray::{s, ArrayView2};
 use rayon::prelude::*;
 
 mod tile;
@@ -11,7 +14,7 @@ use tile::coord_stats_body;
 use super::accum::{BlockSums, CoordAcc, FlatAcc, MeanAcc};
 use super::{Backend, Blocks, EngineInfo, StatsJob, TensorAcc};
 use crate::error::Result;
-use crate::input::{Block, BlockData};
+use crate::input::{Block, BlockView};
 use crate::stats::fits::{self, Fits};
 
 /// Columns per rayon task: enough work to amortise scheduling, small enough to stay in L2.
@@ -127,7 +130,6 @@ pub fn tile_columns(k: usize) -> usize {
 /// One fitting task's buffers, reused across its tiles.
 #[derive(Default)]
 struct FitScratch {
-    row: Vec<f64>,
     /// The tile, column-major (`Block::gather_columns`).
     cols: Vec<f64>,
     /// One column's finite samples less its centre.
@@ -148,7 +150,7 @@ pub fn coord_fits(block: &Block, usable: &[bool], centre: &[f64], out: &mut [Fit
         .enumerate()
         .for_each_init(FitScratch::default, |s, (t, out)| {
             let first = t * tile;
-            block.gather_columns(first..first + out.len(), &mut s.row, &mut s.cols);
+            block.gather_columns(first..first + out.len(), &mut s.cols);
             for (j, o) in out.iter_mut().enumerate() {
                 let c = first + j;
                 *o = if usable[c] {
@@ -167,9 +169,10 @@ pub fn coord_fits(block: &Block, usable: &[bool], centre: &[f64], out: &mut [Fit
 /// Body of [`coord_mean`].
 #[inline(always)]
 fn coord_mean_body(block: &Block, first: usize, acc: &mut [MeanAcc]) {
-    let (n, sum, lo, hi) = match &*block.data {
-        BlockData::F32(v) => mean_rows_f32(v, block.width(), block.rows.len(), first, acc.len()),
-        _ => mean_rows_wide(block, first, acc.len()),
+    let cols = first..first + acc.len();
+    let (n, sum, lo, hi) = match block.view() {
+        BlockView::F32(tile) => mean_rows_f32(tile.slice(s![.., cols])),
+        view => mean_rows_wide(view, cols),
     };
     let rows = block.rows.len() as u64;
     for (j, a) in acc.iter_mut().enumerate() {
@@ -189,14 +192,17 @@ type StripMeans = (Vec<u32>, Vec<f64>, Vec<f64>, Vec<f64>);
 
 /// Pass 1 over f32 values without widening them to f64 first: the range is taken in f32
 /// (widening is exact, so the f64 range is the same) and only the sum is widened, eight lanes
-/// to a 256-bit register instead of four. Subnormals count as 0, as in `widen_into`.
+/// to a 256-bit register instead of four. Subnormals count as 0, as in `BlockView`.
 #[inline(always)]
-fn mean_rows_f32(v: &[f32], width: usize, rows: usize, first: usize, w: usize) -> StripMeans {
+fn mean_rows_f32(tile: ArrayView2<f32>) -> StripMeans {
+    let w = tile.ncols();
     let mut n = vec![0u32; w];
     let mut sum = vec![0.0f64; w];
     let (mut lo, mut hi) = (vec![f32::INFINITY; w], vec![f32::NEG_INFINITY; w]);
-    for r in 0..rows {
-        let row = &v[r * width + first..][..w];
+    for row in tile.rows() {
+        let row = row
+            .to_slice()
+            .expect("rows of a C-order tile are contiguous");
         let (n, sum, lo, hi) = (&mut n[..w], &mut sum[..w], &mut lo[..w], &mut hi[..w]);
         for j in 0..w {
             let x = row[j];
@@ -220,15 +226,14 @@ fn mean_rows_f32(v: &[f32], width: usize, rows: usize, first: usize, w: usize) -
 
 /// Pass 1 over values widened to f64 (f16, bf16, f64 inputs).
 #[inline(always)]
-fn mean_rows_wide(block: &Block, first: usize, w: usize) -> StripMeans {
-    let width = block.width();
+fn mean_rows_wide(view: BlockView<'_>, cols: Range<usize>) -> StripMeans {
+    let w = cols.len();
     let mut row = vec![0.0; w];
     // Branch-free running sums, one array each, so the row loop vectorises.
     let (mut n, mut sum) = (vec![0u32; w], vec![0.0; w]);
     let (mut lo, mut hi) = (vec![f64::INFINITY; w], vec![f64::NEG_INFINITY; w]);
-    for r in 0..block.rows.len() {
-        let at = r * width + first;
-        block.data.widen_into(at..at + w, &mut row);
+    for r in 0..view.rows() {
+        view.widen_row(r, cols.clone(), &mut row);
         for j in 0..w {
             let x = row[j];
             let fin = x.is_finite();

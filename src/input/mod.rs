@@ -3,6 +3,7 @@
 //! O(block) whatever K and P are; its row range starts at a multiple of the block-sum length
 //! K1, so time blocks never straddle two blocks (see `engine::accum::TailAcc`).
 
+mod block;
 pub mod mem;
 pub mod npy;
 pub mod npz;
@@ -12,9 +13,10 @@ pub mod safetensors;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use crate::error::{Error, Result};
+
+pub use block::{Block, BlockData, BlockView};
 
 /// Element type of a stored tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -56,181 +58,6 @@ impl std::str::FromStr for Dtype {
             .into_iter()
             .find(|d| d.name() == s)
             .ok_or_else(|| format!("unknown dtype {s:?}: expected f16, bf16, f32 or f64"))
-    }
-}
-
-/// Row-major `rows × cols` values of one tensor, already in native byte order.
-#[derive(Clone, Debug)]
-pub enum BlockData {
-    F16(Vec<u16>),
-    BF16(Vec<u16>),
-    F32(Vec<f32>),
-    F64(Vec<f64>),
-}
-
-impl BlockData {
-    pub fn len(&self) -> usize {
-        match self {
-            BlockData::F16(v) | BlockData::BF16(v) => v.len(),
-            BlockData::F32(v) => v.len(),
-            BlockData::F64(v) => v.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn dtype(&self) -> Dtype {
-        match self {
-            BlockData::F16(_) => Dtype::F16,
-            BlockData::BF16(_) => Dtype::BF16,
-            BlockData::F32(_) => Dtype::F32,
-            BlockData::F64(_) => Dtype::F64,
-        }
-    }
-
-    /// `reuse` when it holds `dtype` values (its allocation is kept), else an empty buffer.
-    pub fn reuse_or_empty(reuse: Option<BlockData>, dtype: Dtype) -> Self {
-        reuse
-            .filter(|d| d.dtype() == dtype)
-            .unwrap_or_else(|| BlockData::empty(dtype))
-    }
-
-    /// An empty buffer of `dtype`.
-    pub fn empty(dtype: Dtype) -> Self {
-        match dtype {
-            Dtype::F16 => BlockData::F16(Vec::new()),
-            Dtype::BF16 => BlockData::BF16(Vec::new()),
-            Dtype::F32 => BlockData::F32(Vec::new()),
-            Dtype::F64 => BlockData::F64(Vec::new()),
-        }
-    }
-
-    /// Resizes to `len` values and returns the storage as bytes, to be filled in place.
-    pub fn bytes_mut(&mut self, len: usize) -> &mut [u8] {
-        match self {
-            BlockData::F16(v) | BlockData::BF16(v) => {
-                v.resize(len, 0);
-                bytemuck::cast_slice_mut(v)
-            }
-            BlockData::F32(v) => {
-                v.resize(len, 0.0);
-                bytemuck::cast_slice_mut(v)
-            }
-            BlockData::F64(v) => {
-                v.resize(len, 0.0);
-                bytemuck::cast_slice_mut(v)
-            }
-        }
-    }
-
-    /// Turns values read in the opposite byte order into native order.
-    pub fn swap_bytes(&mut self) {
-        match self {
-            BlockData::F16(v) | BlockData::BF16(v) => {
-                v.iter_mut().for_each(|x| *x = x.swap_bytes())
-            }
-            BlockData::F32(v) => v
-                .iter_mut()
-                .for_each(|x| *x = f32::from_bits(x.to_bits().swap_bytes())),
-            BlockData::F64(v) => v
-                .iter_mut()
-                .for_each(|x| *x = f64::from_bits(x.to_bits().swap_bytes())),
-        }
-    }
-
-    /// Widens `range` of the values into `out` (same length) as f64. f32 and bf16 subnormals
-    /// (|x| < 1.2e-38, a few significant bits at most) are read as 0, as GPUs flush them, so
-    /// both engines see the same data.
-    #[inline(always)]
-    pub fn widen_into(&self, range: Range<usize>, out: &mut [f64]) {
-        match self {
-            BlockData::F16(v) => {
-                for (o, &b) in out.iter_mut().zip(&v[range]) {
-                    *o = half::f16::from_bits(b).to_f64();
-                }
-            }
-            BlockData::BF16(v) => {
-                for (o, &b) in out.iter_mut().zip(&v[range]) {
-                    let x = half::bf16::from_bits(b).to_f64();
-                    *o = if b & 0x7f80 == 0 { 0.0 } else { x };
-                }
-            }
-            BlockData::F32(v) => {
-                for (o, &x) in out.iter_mut().zip(&v[range]) {
-                    *o = if x.to_bits() & 0x7f80_0000 == 0 {
-                        0.0
-                    } else {
-                        x as f64
-                    };
-                }
-            }
-            BlockData::F64(v) => out.copy_from_slice(&v[range]),
-        }
-    }
-}
-
-/// One piece of a tensor: samples `rows` (axis 0) of coordinates `cols` (the flattened rest).
-/// The values are shared (`Block::share`), so one block read once can feed both passes. A
-/// block read by [`prefetch`] hands its buffer back for reuse when its last holder drops it,
-/// so streaming allocates (and page-faults) a handful of buffers, not one per block.
-#[derive(Debug)]
-pub struct Block {
-    pub rows: Range<usize>,
-    pub cols: Range<usize>,
-    pub data: Arc<BlockData>,
-    recycle: Option<std::sync::mpsc::Sender<BlockData>>,
-}
-
-impl Drop for Block {
-    fn drop(&mut self) {
-        if let Some(tx) = self.recycle.take() {
-            let data = std::mem::replace(&mut self.data, Arc::new(BlockData::F32(Vec::new())));
-            if let Ok(data) = Arc::try_unwrap(data) {
-                let _ = tx.send(data);
-            }
-        }
-    }
-}
-
-impl Block {
-    pub fn new(rows: Range<usize>, cols: Range<usize>, data: BlockData) -> Self {
-        Block {
-            rows,
-            cols,
-            data: Arc::new(data),
-            recycle: None,
-        }
-    }
-
-    /// Another handle on the same values (no copy).
-    pub fn share(&self) -> Block {
-        Block {
-            rows: self.rows.clone(),
-            cols: self.cols.clone(),
-            data: self.data.clone(),
-            recycle: None,
-        }
-    }
-
-    pub fn width(&self) -> usize {
-        self.cols.len()
-    }
-
-    /// Columns `cols` (relative to the block) widened to f64, column-major: column j of the
-    /// range is `out[j*K..(j+1)*K]`, K = the block's rows. `row` is scratch, both reused.
-    pub fn gather_columns(&self, cols: Range<usize>, row: &mut Vec<f64>, out: &mut Vec<f64>) {
-        let (k, width, w) = (self.rows.len(), self.width(), cols.len());
-        out.resize(k * w, 0.0);
-        row.resize(w, 0.0);
-        for r in 0..k {
-            let at = r * width + cols.start;
-            self.data.widen_into(at..at + w, row);
-            for (j, &x) in row.iter().enumerate() {
-                out[j * k + r] = x;
-            }
-        }
     }
 }
 

@@ -283,7 +283,7 @@ pub(super) fn coord_stats_body(
     first: usize,
     acc: &mut [CoordAcc],
 ) -> FlatPartial {
-    let width = block.width();
+    let (width, view) = (block.width(), block.view());
     let w = acc.len();
     let c0 = block.cols.start + first;
     // A lone tensor's flattening is the whole input's: its block sums serve both.
@@ -318,7 +318,7 @@ pub(super) fn coord_stats_body(
             let in_blocks = row < job.used_rows;
             let at = r * width + first + t0;
             prefetch(&block.data, at + PREFETCH_ROWS * width, tw);
-            block.data.widen_into(at..at + tw, &mut x[..tw]);
+            view.widen_row(r, first + t0..first + t0 + tw, &mut x[..tw]);
             tile.push_row(&x[..tw], &tj, &mut u, &mut l, in_blocks);
             tensor_runs.add(r, &cols, &u[..tw]);
             if let Some(m) = model_runs.as_mut() {

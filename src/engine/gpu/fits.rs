@@ -330,25 +330,22 @@ fn pack(
     tile.par_chunks_mut(strip * pitch)
         .zip(counts.par_chunks_mut(strip))
         .enumerate()
-        .for_each_init(
-            || (Vec::new(), Vec::new()),
-            |(row, values), (t, (tile, counts))| {
-                let first = cols.start + t * strip;
-                block.gather_columns(first..first + counts.len(), row, values);
-                for (j, n) in counts.iter_mut().enumerate() {
-                    let c = first + j;
-                    if !usable[c] {
-                        continue;
-                    }
-                    let dst = &mut tile[j * pitch..(j + 1) * pitch];
-                    let finite = values[j * k..(j + 1) * k].iter().filter(|x| x.is_finite());
-                    for (d, x) in dst.iter_mut().zip(finite) {
-                        *d = (x - centre[c]) as f32;
-                        *n += 1;
-                    }
+        .for_each_init(Vec::new, |values, (t, (tile, counts))| {
+            let first = cols.start + t * strip;
+            block.gather_columns(first..first + counts.len(), values);
+            for (j, n) in counts.iter_mut().enumerate() {
+                let c = first + j;
+                if !usable[c] {
+                    continue;
                 }
-            },
-        );
+                let dst = &mut tile[j * pitch..(j + 1) * pitch];
+                let finite = values[j * k..(j + 1) * k].iter().filter(|x| x.is_finite());
+                for (d, x) in dst.iter_mut().zip(finite) {
+                    *d = (x - centre[c]) as f32;
+                    *n += 1;
+                }
+            }
+        });
 }
 
 /// One coordinate's [`Fits`] from the kernel's output, finished in f64 as the module doc says;
