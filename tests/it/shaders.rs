@@ -156,9 +156,9 @@ fn shape_of<S, T: HasShape>(_: impl Fn(&S) -> &T) -> Shape {
     T::SHAPE
 }
 
-/// `host_layout!(Name { a, b, .. })`: the layout of `gpu::Name`, fields in declaration order.
+/// `host_layout!(Name, [a, b, ..])`: the layout of `gpu::Name`, fields in declaration order.
 macro_rules! host_layout {
-    ($ty:ident { $($field:ident),* $(,)? }) => {
+    ($ty:ident, [$($field:ident),* $(,)?]) => {
         HostLayout {
             name: stringify!($ty),
             size: std::mem::size_of::<gpu::$ty>(),
@@ -176,42 +176,51 @@ macro_rules! host_layout {
 fn host_layouts() -> Vec<(HostLayout, &'static [&'static str])> {
     vec![
         (
-            host_layout!(Dims {
-                rows, groups, row_words, chunk_rows, chunks, col_wgs, grid_x, items, row0,
-                used_rows, k1, one
-            }),
+            host_layout!(
+                Dims,
+                [
+                    rows, groups, row_words, chunk_rows, chunks, col_wgs, grid_x, items, row0,
+                    used_rows, k1, one
+                ]
+            ),
             &[],
         ),
         (
-            host_layout!(ColParams { shift_hi, shift_lo, centre_hi, centre_lo, pool }),
+            host_layout!(ColParams, [shift_hi, shift_lo, centre_hi, centre_lo, pool]),
             &["coord_moments", "coord_tails", "flat_blocks"],
         ),
-        (host_layout!(Segment { row, c0, c1, pad }), &["flat_blocks"]),
+        (host_layout!(Segment, [row, c0, c1, pad]), &["flat_blocks"]),
         (
-            host_layout!(MeanPartial { n, bad, xref, s, c, mn, mn_lo, mx, mx_lo }),
+            host_layout!(MeanPartial, [n, bad, xref, s, c, mn, mn_lo, mx, mx_lo]),
             &["coord_mean"],
         ),
         (
-            host_layout!(MomentPartial { s1, s2, s3, s4, e }),
+            host_layout!(MomentPartial, [s1, s2, s3, s4, e]),
             &["coord_moments"],
         ),
         (
-            host_layout!(TailPartial { zeros, nz, sl, sl2, ny, ly, nx, lx, bad, l0, lm }),
+            host_layout!(
+                TailPartial,
+                [zeros, nz, sl, sl2, ny, ly, nx, lx, bad, l0, lm]
+            ),
             &["coord_tails"],
         ),
         (
-            host_layout!(BlockPartial { sx, nx, sy, ny, sm }),
+            host_layout!(BlockPartial, [sx, nx, sy, ny, sm]),
             &["coord_tails"],
         ),
         (
-            host_layout!(FlatPartial { su, su_c, sl, sl_c }),
+            host_layout!(FlatPartial, [su, su_c, sl, sl_c]),
             &["flat_blocks"],
         ),
         (
-            host_layout!(CoordFit {
-                alpha, beta, scale, zeta, ad_excess, ks_gauss, ks_stable, top1_share, var_all,
-                var_half, n, status
-            }),
+            host_layout!(
+                CoordFit,
+                [
+                    alpha, beta, scale, zeta, ad_excess, ks_gauss, ks_stable, top1_share, var_all,
+                    var_half, n, status
+                ]
+            ),
             &["coord_fits"],
         ),
     ]
@@ -260,7 +269,11 @@ fn compare_layout(module: &naga::Module, host: &HostLayout) -> Option<Result<(),
                 (m.name.as_deref().unwrap_or("?"), m.offset as usize, shape)
             })
             .collect();
-        let rust: Vec<_> = host.fields.iter().map(|&(n, o, s)| (n, o, Some(s))).collect();
+        let rust: Vec<_> = host
+            .fields
+            .iter()
+            .map(|&(n, o, s)| (n, o, Some(s)))
+            .collect();
         if wgsl != rust {
             return Err(format!(
                 "{name}: fields (name, offset, shape) differ\n  WGSL {wgsl:?}\n  Rust {rust:?}"
@@ -298,7 +311,12 @@ fn mirrored_structs_match() {
             }
         }
         if kernels.is_empty() {
-            assert_eq!(declared.len(), modules.len(), "{} not in every kernel", host.name);
+            assert_eq!(
+                declared.len(),
+                modules.len(),
+                "{} not in every kernel",
+                host.name
+            );
         }
         for k in kernels {
             assert!(declared.contains(k), "{k} does not declare {}", host.name);
@@ -320,7 +338,9 @@ fn kernels_write_their_output_structs() {
             let store = matches!(g.space, naga::AddressSpace::Storage { access }
                 if access.contains(naga::StorageAccess::STORE));
             let of_ty = match module.types[g.ty].inner {
-                naga::TypeInner::Array { base, .. } => module.types[base].name.as_deref() == Some(ty),
+                naga::TypeInner::Array { base, .. } => {
+                    module.types[base].name.as_deref() == Some(ty)
+                }
                 _ => false,
             };
             store && of_ty
@@ -338,7 +358,12 @@ fn a_wrong_layout_is_caught() {
         .find(|(n, _)| n == "coord_tails")
         .unwrap();
     let module = validate("coord_tails", &src, Capabilities::SUBGROUP).unwrap();
-    let right = || host_layout!(TailPartial { zeros, nz, sl, sl2, ny, ly, nx, lx, bad, l0, lm });
+    let right = || {
+        host_layout!(
+            TailPartial,
+            [zeros, nz, sl, sl2, ny, ly, nx, lx, bad, l0, lm]
+        )
+    };
     assert_eq!(compare_layout(&module, &right()), Some(Ok(())));
     let mut swapped = right();
     swapped.fields.swap(2, 3);

@@ -77,7 +77,10 @@ pub(super) fn fold_stats(
     let moments: &[MomentPartial] = section(words, p.sections[0], n);
     let tails: &[TailPartial] = section(words, p.sections[1], n);
     let mut finite = 0u64;
-    for (m, t) in moments.chunks_exact(p.groups).zip(tails.chunks_exact(p.groups)) {
+    for (m, t) in moments
+        .chunks_exact(p.groups)
+        .zip(tails.chunks_exact(p.groups))
+    {
         for (j, acc) in out.coords[p.cols.clone()].iter_mut().enumerate() {
             let tails = t[j / 4].acc(j % 4);
             let n = tails.zeros + tails.nz;
