@@ -4,7 +4,7 @@
 // chunk of them: finite count, non-finite count, a reference value (the first finite sample it
 // meets), the sum of x - reference in double-f32 (each difference split exactly by TwoSum,
 // the pair accumulated with the rounding errors kept: ~48 bits), min and max. It writes these
-// as a partial state per (chunk, column); the host folds them into `MeanAcc` in f64
+// as one `MeanPartial` per (chunk, column group); the host folds them into `MeanAcc` in f64
 // (sum = n·reference + hi + lo). Why so careful: pass 2 centres by this mean, and ln|x - mean|
 // of a sample that lies within 1e-8 of the mean (real gradients have them) moves the
 // log-moment α by 1e-4 when the mean moves by 1e-10 of the spread; an f32 sum would.
@@ -16,14 +16,27 @@
 // common.wgsl, prepended by the host, supplies Dims, DTYPE, COORD_WG, load4, finite4 and
 // two_sum4.
 
-const MEAN_FIELDS: u32 = 9u;
+// Mirrors `engine::gpu::partials::MeanPartial` (#[repr(C)], 144 bytes): one thread's state of
+// its four columns (lane l is column 4g + l) over one row chunk.
+struct MeanPartial {
+    n: vec4<u32>,      // finite samples
+    bad: vec4<u32>,    // non-finite samples
+    xref: vec4<f32>,   // the first finite sample met
+    s: vec4<f32>,      // Σ(x - xref) as a double-f32 pair s + c
+    c: vec4<f32>,
+    mn: vec4<f32>,     // min and max as (hi, lo) pairs
+    mn_lo: vec4<f32>,
+    mx: vec4<f32>,
+    mx_lo: vec4<f32>,
+}
+
 // Largest finite f32: the min/max start values (inf literals are not WGSL); the host ignores
 // min/max of a column with no finite sample.
 const BIG: f32 = 3.4028234663852886e38;
 
 @group(0) @binding(0) var<uniform> dims: Dims;
 @group(0) @binding(1) var<storage, read> xs: array<vec4<u32>>;
-@group(0) @binding(2) var<storage, read_write> out: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read_write> out: array<MeanPartial>;
 
 @compute @workgroup_size(COORD_WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -71,15 +84,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         mx = select(mx, x, above);
         mx_lo = select(mx_lo, xl, above);
     }
-    // Partial states are [chunk][field][group] vec4 words: coalesced stores.
-    let at = chunk * MEAN_FIELDS * dims.groups + g;
-    out[at] = n;
-    out[at + dims.groups] = bad;
-    out[at + 2u * dims.groups] = bitcast<vec4<u32>>(xref);
-    out[at + 3u * dims.groups] = bitcast<vec4<u32>>(s);
-    out[at + 4u * dims.groups] = bitcast<vec4<u32>>(c);
-    out[at + 5u * dims.groups] = bitcast<vec4<u32>>(mn);
-    out[at + 6u * dims.groups] = bitcast<vec4<u32>>(mn_lo);
-    out[at + 7u * dims.groups] = bitcast<vec4<u32>>(mx);
-    out[at + 8u * dims.groups] = bitcast<vec4<u32>>(mx_lo);
+    // Partial states are [chunk][group].
+    out[chunk * dims.groups + g] = MeanPartial(n, bad, xref, s, c, mn, mn_lo, mx, mx_lo);
 }

@@ -5,18 +5,26 @@
 // centring loses nothing; x_lo is 0 except for f64 input) and sums d, d², d³, d⁴ with Neumaier compensation. Two sweeps: the first finds
 // max |d|, the second sums d' = d·2^-e with 2^e the binade of that maximum, so |d'| < 1 and
 // d'⁴ can neither overflow f32 nor sink into (flushed) subnormals for gradients of 1e-10.
-// The thread writes s1..s4 of d' and e; the host rescales by 2^(k·e) (exact) in f64 and
+// The thread writes s1..s4 of d' and e as one `MomentPartial`; the host rescales by 2^(k·e) (exact) in f64 and
 // folds into `MomentAcc`. The count n comes from coord_tails (zeros + nonzero).
 
 // common.wgsl, prepended by the host, supplies Dims, ColParams, DTYPE, COORD_WG, load4,
 // finite4 and add4.
 
-const MOMENT_FIELDS: u32 = 5u;
+// Mirrors `engine::gpu::partials::MomentPartial` (#[repr(C)], 80 bytes): one thread's power
+// sums of its four columns (lane l is column 4g + l) over one row chunk.
+struct MomentPartial {
+    s1: vec4<f32>, // Σ d'^k, compensated
+    s2: vec4<f32>,
+    s3: vec4<f32>,
+    s4: vec4<f32>,
+    e: vec4<i32>,  // d = d'·2^e
+}
 
 @group(0) @binding(0) var<uniform> dims: Dims;
 @group(0) @binding(1) var<storage, read> xs: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> params: array<ColParams>;
-@group(0) @binding(3) var<storage, read_write> out: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read_write> out: array<MomentPartial>;
 
 @compute @workgroup_size(COORD_WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -67,10 +75,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         add4(&s3, &c3, d2 * d);
         add4(&s4, &c4, d2 * d2);
     }
-    let at = chunk * MOMENT_FIELDS * dims.groups + g;
-    out[at] = bitcast<vec4<u32>>(s1 + c1);
-    out[at + dims.groups] = bitcast<vec4<u32>>(s2 + c2);
-    out[at + 2u * dims.groups] = bitcast<vec4<u32>>(s3 + c3);
-    out[at + 3u * dims.groups] = bitcast<vec4<u32>>(s4 + c4);
-    out[at + 4u * dims.groups] = bitcast<vec4<u32>>(e);
+    // Partial states are [chunk][group].
+    out[chunk * dims.groups + g] = MomentPartial(s1 + c1, s2 + c2, s3 + c3, s4 + c4, e);
 }

@@ -17,22 +17,48 @@
 // far from 0 (the log-moment variance Σl² - (Σl)²/n cancels otherwise); the host adds L0
 // back in f64.
 //
+// The thread writes its columns' state as one `TailPartial` per (row chunk, column group).
 // Each closed time block's five sums, over the columns whose `pool` flag is set (not constant,
 // enough finite samples), are also reduced over the workgroup in workgroup memory and written
-// once per (row chunk, time block, workgroup) after the per-column fields: the host keeps them
-// per time block for the delete-one-time-block jackknife (`engine::accum::BlockSums`). Every
-// thread of a workgroup shares its row chunk, so the block boundaries, and the barriers at
-// them, are uniform; threads past the last column group stay in the loop, masked.
+// as one `BlockPartial` per (row chunk, time block, workgroup) to `blocks`: the host keeps
+// them per time block for the delete-one-time-block jackknife (`engine::accum::BlockSums`).
+// Every thread of a workgroup shares its row chunk, so the block boundaries, and the barriers
+// at them, are uniform; threads past the last column group stay in the loop, masked.
 
 // common.wgsl, prepended by the host, supplies Dims, ColParams, DTYPE, COORD_WG, load4,
 // finite4, add4 and two_sum4.
 
-const TAIL_FIELDS: u32 = 11u;
+// Mirrors `engine::gpu::partials::TailPartial` (#[repr(C)], 176 bytes): one thread's state of
+// its four columns (lane l is column 4g + l) over one row chunk, logs relative to l0.
+struct TailPartial {
+    zeros: vec4<u32>, // finite u = 0
+    nz: vec4<u32>,    // finite u ≠ 0
+    sl: vec4<f32>,    // Σ(l - l0), l = ln|u|
+    sl2: vec4<f32>,   // Σ(l - l0)²
+    ny: vec4<u32>,    // counted time blocks
+    ly: vec4<f32>,    // their Σ(ln|Y| - l0)
+    nx: vec4<u32>,    // nonzero u in good time blocks
+    lx: vec4<f32>,    // their Σ(l - l0)
+    bad: vec4<u32>,   // time blocks with a non-finite sample
+    l0: vec4<f32>,    // the first ln|u| met
+    lm: vec4<f32>,    // Σ ln m over counted blocks
+}
+
+// Mirrors `engine::gpu::partials::BlockPartial` (#[repr(C)], 20 bytes): one time block's sums
+// over the pooled columns of one workgroup, in absolute logs (`engine::accum::BlockSums`).
+struct BlockPartial {
+    sx: f32, // Σ ln|u| over nonzero u
+    nx: f32, // their count
+    sy: f32, // Σ ln|Y| over counted columns
+    ny: f32, // their count
+    sm: f32, // Σ ln m over counted columns
+}
 
 @group(0) @binding(0) var<uniform> dims: Dims;
 @group(0) @binding(1) var<storage, read> xs: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> params: array<ColParams>;
-@group(0) @binding(3) var<storage, read_write> out: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read_write> out: array<TailPartial>;
+@group(0) @binding(4) var<storage, read_write> blocks: array<BlockPartial>;
 
 // One thread's pooled block sums: (Σ ln|u|, #u, Σ ln|Y|, #Y) and Σ ln m.
 var<workgroup> red_a: array<vec4<f32>, COORD_WG>;
@@ -87,10 +113,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var psc = zero;
     var pn = n0;
     var poison = vec4<bool>(false);
-    // Pooled block sums of this workgroup: after the per-column fields, one pair of words
-    // per (row chunk, time block of the chunk, workgroup).
+    // Pooled block sums of this workgroup: one per (row chunk, time block of the chunk,
+    // workgroup).
     let blocks_per_chunk = dims.chunk_rows / dims.k1;
-    let pooled_base = dims.chunks * TAIL_FIELDS * dims.groups;
 
     for (var r = r0; r < r1; r++) {
         var xl: vec4<f32>;
@@ -154,9 +179,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 }
                 if (lid == 0u) {
                     let b = (r - r0) / dims.k1;
-                    let at = pooled_base + 2u * ((chunk * blocks_per_chunk + b) * dims.col_wgs + wg_col);
-                    out[at] = bitcast<vec4<u32>>(red_a[0]);
-                    out[at + 1u] = bitcast<vec4<u32>>(vec4<f32>(red_m[0], 0.0, 0.0, 0.0));
+                    let a = red_a[0];
+                    blocks[(chunk * blocks_per_chunk + b) * dims.col_wgs + wg_col] =
+                        BlockPartial(a.x, a.y, a.z, a.w, red_m[0]);
                 }
                 // The next block's writes to red_* must wait until thread 0 has read them.
                 workgroupBarrier();
@@ -173,16 +198,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (!live) {
         return;
     }
-    let at = chunk * TAIL_FIELDS * dims.groups + g;
-    out[at] = zeros;
-    out[at + dims.groups] = nz;
-    out[at + 2u * dims.groups] = bitcast<vec4<u32>>(sl + slc);
-    out[at + 3u * dims.groups] = bitcast<vec4<u32>>(sl2 + sl2c);
-    out[at + 4u * dims.groups] = ny;
-    out[at + 5u * dims.groups] = bitcast<vec4<u32>>(ly + lyc);
-    out[at + 6u * dims.groups] = nx;
-    out[at + 7u * dims.groups] = bitcast<vec4<u32>>(lx + lxc);
-    out[at + 8u * dims.groups] = bad;
-    out[at + 9u * dims.groups] = bitcast<vec4<u32>>(l0);
-    out[at + 10u * dims.groups] = bitcast<vec4<u32>>(lm + lmc);
+    // Partial states are [chunk][group].
+    out[chunk * dims.groups + g] = TailPartial(
+        zeros, nz, sl + slc, sl2 + sl2c, ny, ly + lyc, nx, lx + lxc, bad, l0, lm + lmc,
+    );
 }

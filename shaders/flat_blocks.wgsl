@@ -30,7 +30,7 @@ struct Segment {
     pad: u32,
 }
 
-// Mirrors `engine::gpu::context::FlatPartial` (#[repr(C)], 16 bytes): Σu and Σ ln(|u| + eps)
+// Mirrors `engine::gpu::partials::FlatPartial` (#[repr(C)], 16 bytes): Σu and Σ ln(|u| + eps)
 // of one segment, each as an f32 (sum, compensation) pair the host adds in f64.
 struct FlatPartial {
     su: f32,

@@ -1,6 +1,7 @@
 //! Every WGSL kernel, assembled as the host builds it (`shaders/common.wgsl` followed by the
 //! kernel's file), parses and validates with naga (no GPU needed), and the host structs and
-//! constants mirrored in the shaders agree with naga's reflection of them.
+//! constants mirrored in the shaders agree with naga's reflection of them: struct sizes, field
+//! names, offsets and types, array strides, and which kernel writes which output struct.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -54,18 +55,6 @@ fn validate(name: &str, src: &str, caps: Capabilities) -> Result<naga::Module, S
         .validate(&module)
         .map_err(|e| format!("{name}: {}", e.emit_to_string(src)))?;
     Ok(module)
-}
-
-/// Sizes of the named structs of a module, as naga lays them out.
-fn struct_sizes(module: &naga::Module) -> HashMap<String, u32> {
-    module
-        .types
-        .iter()
-        .filter_map(|(_, ty)| match (&ty.name, &ty.inner) {
-            (Some(name), naga::TypeInner::Struct { span, .. }) => Some((name.clone(), *span)),
-            _ => None,
-        })
-        .collect()
 }
 
 /// u32 constants of a module by name.
@@ -136,36 +125,261 @@ fn flat_blocks_without_subgroups() {
     assert!(validate("flat_blocks", &full, Capabilities::empty()).is_err());
 }
 
-#[test]
-fn mirrored_structs_match() {
-    let rust: HashMap<&str, usize> = [
-        ("Dims", std::mem::size_of::<gpu::Dims>()),
-        ("ColParams", std::mem::size_of::<gpu::ColParams>()),
-        ("Segment", std::mem::size_of::<gpu::Segment>()),
-        ("FlatPartial", std::mem::size_of::<gpu::FlatPartial>()),
-        ("CoordFit", std::mem::size_of::<gpu::CoordFit>()),
+/// A host struct's layout as Rust has it: size and, per field, name, offset and shape.
+struct HostLayout {
+    name: &'static str,
+    size: usize,
+    fields: Vec<(&'static str, usize, Shape)>,
+}
+
+/// Scalar kind, byte width and lanes of a field (1 for a scalar, 4 for a vec4 / `[T; 4]`).
+type Shape = (naga::ScalarKind, u8, u32);
+
+trait HasShape {
+    const SHAPE: Shape;
+}
+impl HasShape for f32 {
+    const SHAPE: Shape = (naga::ScalarKind::Float, 4, 1);
+}
+impl HasShape for u32 {
+    const SHAPE: Shape = (naga::ScalarKind::Uint, 4, 1);
+}
+impl HasShape for i32 {
+    const SHAPE: Shape = (naga::ScalarKind::Sint, 4, 1);
+}
+impl<T: HasShape> HasShape for [T; 4] {
+    const SHAPE: Shape = (T::SHAPE.0, T::SHAPE.1, 4);
+}
+
+/// The shape of the field a projection picks (the projection is never called).
+fn shape_of<S, T: HasShape>(_: impl Fn(&S) -> &T) -> Shape {
+    T::SHAPE
+}
+
+/// `host_layout!(Name, [a, b, ..])`: the layout of `gpu::Name`, fields in declaration order.
+macro_rules! host_layout {
+    ($ty:ident, [$($field:ident),* $(,)?]) => {
+        HostLayout {
+            name: stringify!($ty),
+            size: std::mem::size_of::<gpu::$ty>(),
+            fields: vec![$((
+                stringify!($field),
+                std::mem::offset_of!(gpu::$ty, $field),
+                shape_of(|s: &gpu::$ty| &s.$field),
+            )),*],
+        }
+    };
+}
+
+/// Every struct mirrored between Rust and WGSL, with the kernels that must declare it
+/// (empty: every kernel).
+fn host_layouts() -> Vec<(HostLayout, &'static [&'static str])> {
+    vec![
+        (
+            host_layout!(
+                Dims,
+                [
+                    rows, groups, row_words, chunk_rows, chunks, col_wgs, grid_x, items, row0,
+                    used_rows, k1, one
+                ]
+            ),
+            &[],
+        ),
+        (
+            host_layout!(ColParams, [shift_hi, shift_lo, centre_hi, centre_lo, pool]),
+            &["coord_moments", "coord_tails", "flat_blocks"],
+        ),
+        (host_layout!(Segment, [row, c0, c1, pad]), &["flat_blocks"]),
+        (
+            host_layout!(MeanPartial, [n, bad, xref, s, c, mn, mn_lo, mx, mx_lo]),
+            &["coord_mean"],
+        ),
+        (
+            host_layout!(MomentPartial, [s1, s2, s3, s4, e]),
+            &["coord_moments"],
+        ),
+        (
+            host_layout!(
+                TailPartial,
+                [zeros, nz, sl, sl2, ny, ly, nx, lx, bad, l0, lm]
+            ),
+            &["coord_tails"],
+        ),
+        (
+            host_layout!(BlockPartial, [sx, nx, sy, ny, sm]),
+            &["coord_tails"],
+        ),
+        (
+            host_layout!(FlatPartial, [su, su_c, sl, sl_c]),
+            &["flat_blocks"],
+        ),
+        (
+            host_layout!(
+                CoordFit,
+                [
+                    alpha, beta, scale, zeta, ad_excess, ks_gauss, ks_stable, top1_share, var_all,
+                    var_half, n, status
+                ]
+            ),
+            &["coord_fits"],
+        ),
     ]
-    .into_iter()
-    .collect();
-    let mut seen = HashMap::new();
-    for (name, src) in shader_files() {
-        let module = validate(&name, &src, Capabilities::SUBGROUP).unwrap();
-        for (ty, size) in struct_sizes(&module) {
-            if let Some(&want) = rust.get(ty.as_str()) {
-                assert_eq!(size as usize, want, "{name}: struct {ty}");
-                *seen.entry(ty).or_insert(0) += 1;
+}
+
+/// The kernels' output structs: each is the element type of a `read_write` storage array the
+/// kernel declares, so the kernel writes what the host reads.
+const OUTPUTS: [(&str, &str); 6] = [
+    ("coord_mean", "MeanPartial"),
+    ("coord_moments", "MomentPartial"),
+    ("coord_tails", "TailPartial"),
+    ("coord_tails", "BlockPartial"),
+    ("flat_blocks", "FlatPartial"),
+    ("coord_fits", "CoordFit"),
+];
+
+/// Shape of a naga type, if it is a scalar or a vector.
+fn naga_shape(inner: &naga::TypeInner) -> Option<Shape> {
+    match *inner {
+        naga::TypeInner::Scalar(s) => Some((s.kind, s.width, 1)),
+        naga::TypeInner::Vector { size, scalar } => Some((scalar.kind, scalar.width, size as u32)),
+        _ => None,
+    }
+}
+
+/// Compares `host` with the WGSL struct of its name in `module`: size, field names in order,
+/// offsets, shapes, and the stride of every array of it. `None` when the module declares no
+/// such struct.
+fn compare_layout(module: &naga::Module, host: &HostLayout) -> Option<Result<(), String>> {
+    let (handle, ty) = module
+        .types
+        .iter()
+        .find(|(_, t)| t.name.as_deref() == Some(host.name))?;
+    let naga::TypeInner::Struct { members, span } = &ty.inner else {
+        return Some(Err(format!("{} is not a struct", host.name)));
+    };
+    let name = host.name;
+    let check = || {
+        if *span as usize != host.size {
+            return Err(format!("{name}: WGSL size {span}, Rust {}", host.size));
+        }
+        let wgsl: Vec<_> = members
+            .iter()
+            .map(|m| {
+                let shape = naga_shape(&module.types[m.ty].inner);
+                (m.name.as_deref().unwrap_or("?"), m.offset as usize, shape)
+            })
+            .collect();
+        let rust: Vec<_> = host
+            .fields
+            .iter()
+            .map(|&(n, o, s)| (n, o, Some(s)))
+            .collect();
+        if wgsl != rust {
+            return Err(format!(
+                "{name}: fields (name, offset, shape) differ\n  WGSL {wgsl:?}\n  Rust {rust:?}"
+            ));
+        }
+        for (_, t) in module.types.iter() {
+            if let naga::TypeInner::Array { base, stride, .. } = t.inner {
+                if base == handle && stride as usize != host.size {
+                    return Err(format!("{name}: array stride {stride}, Rust {}", host.size));
+                }
             }
         }
+        Ok(())
+    };
+    Some(check())
+}
+
+/// Every host struct mirrored in WGSL has the layout of its Rust twin, in every kernel that
+/// declares it, and the kernels that use it declare it.
+#[test]
+fn mirrored_structs_match() {
+    let modules: Vec<(String, naga::Module)> = shader_files()
+        .into_iter()
+        .map(|(name, src)| {
+            let module = validate(&name, &src, Capabilities::SUBGROUP).unwrap();
+            (name, module)
+        })
+        .collect();
+    for (host, kernels) in host_layouts() {
+        let mut declared = Vec::new();
+        for (name, module) in &modules {
+            if let Some(result) = compare_layout(module, &host) {
+                result.unwrap_or_else(|e| panic!("{name}: {e}"));
+                declared.push(name.as_str());
+            }
+        }
+        if kernels.is_empty() {
+            assert_eq!(
+                declared.len(),
+                modules.len(),
+                "{} not in every kernel",
+                host.name
+            );
+        }
+        for k in kernels {
+            assert!(declared.contains(k), "{k} does not declare {}", host.name);
+        }
     }
-    for ty in rust.keys() {
-        assert!(seen.contains_key(*ty), "no shader declares {ty}");
+}
+
+/// Each output struct is the element type of a `read_write` storage array of its kernel: the
+/// kernel writes what the host reads.
+#[test]
+fn kernels_write_their_output_structs() {
+    for (kernel, ty) in OUTPUTS {
+        let (_, src) = shader_files()
+            .into_iter()
+            .find(|(n, _)| n == kernel)
+            .unwrap();
+        let module = validate(kernel, &src, Capabilities::SUBGROUP).unwrap();
+        let written = module.global_variables.iter().any(|(_, g)| {
+            let store = matches!(g.space, naga::AddressSpace::Storage { access }
+                if access.contains(naga::StorageAccess::STORE));
+            let of_ty = match module.types[g.ty].inner {
+                naga::TypeInner::Array { base, .. } => {
+                    module.types[base].name.as_deref() == Some(ty)
+                }
+                _ => false,
+            };
+            store && of_ty
+        });
+        assert!(written, "{kernel} declares no read_write array<{ty}>");
     }
-    // Dims is the uniform of every kernel.
-    assert_eq!(seen["Dims"], gpu::SHADERS.len());
+}
+
+/// The comparison can fail: a Rust layout with two fields swapped, a field of another type or
+/// a missing field is caught.
+#[test]
+fn a_wrong_layout_is_caught() {
+    let (_, src) = shader_files()
+        .into_iter()
+        .find(|(n, _)| n == "coord_tails")
+        .unwrap();
+    let module = validate("coord_tails", &src, Capabilities::SUBGROUP).unwrap();
+    let right = || {
+        host_layout!(
+            TailPartial,
+            [zeros, nz, sl, sl2, ny, ly, nx, lx, bad, l0, lm]
+        )
+    };
+    assert_eq!(compare_layout(&module, &right()), Some(Ok(())));
+    let mut swapped = right();
+    swapped.fields.swap(2, 3);
+    let mut retyped = right();
+    retyped.fields[0].2 .0 = naga::ScalarKind::Float;
+    let mut short = right();
+    short.fields.pop();
+    let mut resized = right();
+    resized.size += 16;
+    for wrong in [swapped, retyped, short, resized] {
+        assert!(matches!(compare_layout(&module, &wrong), Some(Err(_))));
+    }
 }
 
 /// common.wgsl on its own, with only the two bindings its helpers use, declares `Dims` and
-/// `ColParams` with the sizes of their Rust mirrors.
+/// `ColParams` with the layout of their Rust mirrors.
 #[test]
 fn common_structs_match() {
     let src = format!(
@@ -174,17 +388,12 @@ fn common_structs_match() {
         common_source()
     );
     let module = validate("common", &src, Capabilities::empty()).unwrap_or_else(|e| panic!("{e}"));
-    let sizes = struct_sizes(&module);
-    assert_eq!(
-        sizes["Dims"] as usize,
-        std::mem::size_of::<gpu::Dims>(),
-        "common: struct Dims"
-    );
-    assert_eq!(
-        sizes["ColParams"] as usize,
-        std::mem::size_of::<gpu::ColParams>(),
-        "common: struct ColParams"
-    );
+    for (host, _) in host_layouts() {
+        if ["Dims", "ColParams"].contains(&host.name) {
+            let result = compare_layout(&module, &host).expect("declared in common.wgsl");
+            result.unwrap_or_else(|e| panic!("common: {e}"));
+        }
+    }
     let consts = u32_constants(&module);
     assert_eq!(consts["COORD_WG"], plan::COORD_WG, "common: const COORD_WG");
     assert!(has_dtype_override(&module), "common: no `override DTYPE`");
@@ -195,9 +404,6 @@ fn shared_constants_match() {
     let rust: HashMap<&str, u32> = [
         ("COORD_WG", plan::COORD_WG),
         ("FLAT_WG", plan::FLAT_WG),
-        ("MEAN_FIELDS", plan::MEAN_FIELDS as u32),
-        ("MOMENT_FIELDS", plan::MOMENT_FIELDS as u32),
-        ("TAIL_FIELDS", plan::TAIL_FIELDS as u32),
         ("FITS_WG", gpu::FITS_WG),
         ("FITS_K_MAX", gpu::FITS_K_MAX),
         ("FIT_NONE", gpu::FIT_NONE),
@@ -221,7 +427,7 @@ fn shared_constants_match() {
         }
         assert!(has_dtype_override(&module), "{name}: no `override DTYPE`");
     }
-    assert!(seen >= 14);
+    assert!(seen >= rust.len());
 }
 
 /// f32 constants of a module by name.

@@ -1,7 +1,7 @@
 //! The GPU context: instance, adapter, device and queue, the limits and features requested,
 //! the bind-group layouts and the compute pipelines, all built once per engine. Also the
-//! `#[repr(C)]` structs mirrored between Rust and WGSL (`tests/shaders.rs` checks their sizes
-//! against naga's reflection of the shaders).
+//! `#[repr(C)]` structs the host uploads, mirrored in WGSL (`tests/it/shaders.rs` checks their
+//! layout against naga's reflection of the shaders); what the kernels write is in `partials`.
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
@@ -118,17 +118,6 @@ pub struct Segment {
     pub pad: u32,
 }
 
-/// One segment's Σu and Σ ln(|u| + eps) as f32 (sum, compensation) pairs. Mirrors WGSL
-/// `struct FlatPartial`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct FlatPartial {
-    pub su: f32,
-    pub su_c: f32,
-    pub sl: f32,
-    pub sl_c: f32,
-}
-
 /// The four pipelines of one input dtype.
 pub struct Pipelines {
     pub mean: wgpu::ComputePipeline,
@@ -140,8 +129,10 @@ pub struct Pipelines {
 pub struct Layouts {
     /// `coord_mean`: dims, input, output.
     pub mean: wgpu::BindGroupLayout,
-    /// `coord_moments`, `coord_tails`: dims, input, params, output.
-    pub coords: wgpu::BindGroupLayout,
+    /// `coord_moments`: dims, input, params, output.
+    pub moments: wgpu::BindGroupLayout,
+    /// `coord_tails`: dims, input, params, output, pooled block sums.
+    pub tails: wgpu::BindGroupLayout,
     /// `flat_blocks`: dims, input, params, segments, output.
     pub flat: wgpu::BindGroupLayout,
 }
@@ -157,7 +148,7 @@ pub struct Context {
     /// Per dtype (`DTYPE_*`), built on first use of that dtype.
     pub pipelines: [Option<Pipelines>; 4],
     pub(super) modules: [wgpu::ShaderModule; 5],
-    pipeline_layouts: [wgpu::PipelineLayout; 3],
+    pipeline_layouts: [wgpu::PipelineLayout; 4],
     /// `flat_blocks` uses its subgroup entry point.
     pub subgroups: bool,
     /// A device loss or an error that escaped every error scope; checked after each wait.
@@ -290,13 +281,23 @@ impl Context {
                 "gradtail.coord_mean",
                 &[uniform(0), storage(1, true), storage(2, false)],
             ),
-            coords: layout(
-                "gradtail.coord_stats",
+            moments: layout(
+                "gradtail.coord_moments",
                 &[
                     uniform(0),
                     storage(1, true),
                     storage(2, true),
                     storage(3, false),
+                ],
+            ),
+            tails: layout(
+                "gradtail.coord_tails",
+                &[
+                    uniform(0),
+                    storage(1, true),
+                    storage(2, true),
+                    storage(3, false),
+                    storage(4, false),
                 ],
             ),
             flat: layout(
@@ -319,7 +320,8 @@ impl Context {
         };
         let pipeline_layouts = [
             pl("gradtail.coord_mean", &layouts.mean),
-            pl("gradtail.coord_stats", &layouts.coords),
+            pl("gradtail.coord_moments", &layouts.moments),
+            pl("gradtail.coord_tails", &layouts.tails),
             pl("gradtail.flat_blocks", &layouts.flat),
         ];
         let module = |i: usize, src: Cow<'static, str>| {
@@ -381,8 +383,8 @@ impl Context {
             let p = Pipelines {
                 mean: make(0, 0, "main"),
                 moments: make(1, 1, "main"),
-                tails: make(2, 1, "main"),
-                flat: make(3, 2, flat_entry),
+                tails: make(2, 2, "main"),
+                flat: make(3, 3, flat_entry),
             };
             pop_scope(scope, "compiling the kernels")?;
             self.pipelines[i] = Some(p);

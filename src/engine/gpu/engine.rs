@@ -298,7 +298,7 @@ impl GpuEngine {
             (PendingKind::Mean { refs }, Sink::Mean(out)) => fold_mean(&p, refs, &words, out),
             (PendingKind::Stats { seg_blocks, dims }, Sink::Stats(out, model)) => {
                 fold_stats(&p, seg_blocks, &words, out, model);
-                fold_pooled(dims, (p.sections[1] / 4) as usize, &words, &mut out.blocks);
+                fold_pooled(dims, p.sections[2], &words, &mut out.blocks);
             }
             _ => {
                 return Err(Error::Gpu(

@@ -1,6 +1,7 @@
 //! Launching units: upload, bind, dispatch and start the readback of one unit (`launch`), and
 //! how a block is cut into units for pass 1 (`mean_block`) and pass 2 (`stats_block`).
 
+use std::mem::size_of;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -8,10 +9,11 @@ use crate::engine::StatsJob;
 use crate::error::{Error, Result};
 use crate::input::{Block, BlockData};
 
-use super::context::{pop_scope, ColParams, Dims, FlatPartial, Segment};
+use super::context::{pop_scope, ColParams, Dims, Segment};
 use super::engine::{Dispatch, GpuEngine, Kernel, Launch};
 use super::pack::{first_finite, pack, segments, upload_type, write_in_pieces};
-use super::plan::{self, COORD_WG, MEAN_FIELDS, MOMENT_FIELDS, TAIL_FIELDS, WORD};
+use super::partials::{BlockPartial, FlatPartial, MeanPartial, MomentPartial, TailPartial};
+use super::plan::{self, COORD_WG, PASS1_PARTIAL, PASS2_PARTIAL, WORD};
 use super::pool::bind;
 use super::readback::{PendingIo, PendingKind, Sink};
 
@@ -82,8 +84,8 @@ impl GpuEngine {
             ];
             let (layout, pipeline) = match d.kernel {
                 Kernel::Mean => (&ctx.layouts.mean, &pipes.mean),
-                Kernel::Moments => (&ctx.layouts.coords, &pipes.moments),
-                Kernel::Tails => (&ctx.layouts.coords, &pipes.tails),
+                Kernel::Moments => (&ctx.layouts.moments, &pipes.moments),
+                Kernel::Tails => (&ctx.layouts.tails, &pipes.tails),
                 Kernel::Flat => (&ctx.layouts.flat, &pipes.flat),
             };
             if !matches!(d.kernel, Kernel::Mean) {
@@ -102,6 +104,13 @@ impl GpuEngine {
                 binding: entries.len() as u32,
                 resource: bind(&out, out_at[d.section], l.out_sizes[d.section]),
             });
+            if matches!(d.kernel, Kernel::Tails) {
+                // Its pooled block sums: the section after its partials.
+                entries.push(wgpu::BindGroupEntry {
+                    binding: entries.len() as u32,
+                    resource: bind(&out, out_at[d.section + 1], l.out_sizes[d.section + 1]),
+                });
+            }
             let bg = device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some("gradtail.unit"),
                 layout,
@@ -170,7 +179,7 @@ impl GpuEngine {
         let spec = plan::UnitSpec {
             elem,
             align: 1,
-            fields: MEAN_FIELDS,
+            partial: PASS1_PARTIAL,
             params: false,
             flat: None,
         };
@@ -189,7 +198,7 @@ impl GpuEngine {
             self.phases.upload_s += t.elapsed().as_secs_f64();
             let row0 = block.rows.start + unit.rows.start;
             let (dims, grid) = coord_dims(h, w, pitch, elem, row0, 0, 1, caps.max_dim)?;
-            let out_sizes = [(dims.chunks * dims.groups) as u64 * MEAN_FIELDS as u64 * WORD];
+            let out_sizes = [(dims.chunks * dims.groups) as u64 * size_of::<MeanPartial>() as u64];
             let launch = Launch {
                 dtype,
                 input,
@@ -233,7 +242,7 @@ impl GpuEngine {
         let spec = plan::UnitSpec {
             elem,
             align: job.k1,
-            fields: MOMENT_FIELDS + TAIL_FIELDS,
+            partial: PASS2_PARTIAL,
             params: true,
             flat: Some((job.flat_tensor.m, job.flat_model.m)),
         };
@@ -294,19 +303,22 @@ impl GpuEngine {
                     items: segs.len() as u32,
                     ..dims
                 };
-                let coord_out =
-                    |fields: usize| (dims.chunks * dims.groups) as u64 * fields as u64 * WORD;
-                let pooled = plan::pooled_words(
+                let partials = (dims.chunks * dims.groups) as usize;
+                let pooled = plan::pooled_blocks(
                     dims.chunks as usize,
                     dims.chunk_rows as usize,
                     job.k1,
                     groups,
-                ) as u64;
+                );
+                // Sections in `readback::fold_stats`' order; `coord_tails` also binds the
+                // next one. Bindings are whole words: so is each section.
                 let out_sizes = [
-                    coord_out(MOMENT_FIELDS),
-                    coord_out(TAIL_FIELDS) + pooled * WORD,
-                    (segs.len() * std::mem::size_of::<FlatPartial>()) as u64,
-                ];
+                    partials * size_of::<MomentPartial>(),
+                    partials * size_of::<TailPartial>(),
+                    pooled * size_of::<BlockPartial>(),
+                    segs.len() * size_of::<FlatPartial>(),
+                ]
+                .map(|b| (b as u64).next_multiple_of(WORD));
                 let dispatches = [
                     Dispatch {
                         kernel: Kernel::Moments,
@@ -324,7 +336,7 @@ impl GpuEngine {
                         kernel: Kernel::Flat,
                         dims: flat_dims,
                         grid: flat_grid,
-                        section: 2,
+                        section: 3,
                     },
                 ];
                 let launch = Launch {

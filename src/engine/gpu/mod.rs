@@ -4,11 +4,13 @@
 //! `fits`).
 //!
 //! Each block is cut into *units* that fit the device's binding limit (`plan`), repacked into
-//! rows of whole 16-byte words and uploaded; the kernels write per-(row chunk, column) partial
-//! states (and per-segment partials for the flat estimator) that are read back and folded into
-//! the f64 accumulators with the same `combine` the CPU engine uses. Two sets of buffers
-//! alternate, so a unit is packed and uploaded while the previous one computes; a set's results
-//! are folded before it is reused.
+//! rows of whole 16-byte words and uploaded; each kernel writes its own `#[repr(C)]` output
+//! struct, mirrored in WGSL under the same name (`partials`): one `MeanPartial`,
+//! `MomentPartial` or `TailPartial` per (row chunk, group of four columns), a `BlockPartial`
+//! per (row chunk, time block, workgroup) of pooled sums, a `FlatPartial` per flat segment.
+//! They are read back and folded into the f64 accumulators with the same `combine` the CPU
+//! engine uses. Two sets of buffers alternate, so a unit is packed and uploaded while the
+//! previous one computes; a set's results are folded before it is reused.
 //!
 //! Precision: element work (centring, powers, logs) is f32 — f64 transcendentals are wrong on
 //! lavapipe and f64 is absent on GL/Metal — and every sum is compensated: Neumaier inside
@@ -30,12 +32,12 @@
 //! CPU engine. Limits of that f64 path: differences beyond f32's range (> 3.4e38) read as
 //! non-finite, and below 1e-38 lose bits (f32 subnormals).
 //!
-//! Rooms: `context` (device, pipelines, bind-group layouts and the host-mirrored structs),
+//! Rooms: `context` (device, pipelines, bind-group layouts and the structs the host uploads),
 //! `plan` (pure dispatch planning), `pack` (uploads), `pool` (reused buffers), `launch` (one
-//! unit's upload, dispatches and readback), `readback` (folding partial states), `engine` (the
-//! `Backend`), `fits` (the fits kernel's packing, dispatch and f64 finish), `probe` (adapters
-//! and why there are none), `roofline` (bandwidth ceilings) and `quiet` (driver noise while
-//! probing).
+//! unit's upload, dispatches and readback), `partials` (the kernels' output structs and their
+//! f64 accumulators), `readback` (folding them), `engine` (the `Backend`), `fits` (the fits
+//! kernel's packing, dispatch and f64 finish), `probe` (adapters and why there are none),
+//! `roofline` (bandwidth ceilings) and `quiet` (driver noise while probing).
 //!
 //! Only this module names `wgpu`.
 
@@ -44,6 +46,7 @@ mod engine;
 mod fits;
 mod launch;
 mod pack;
+mod partials;
 pub mod plan;
 mod pool;
 mod probe;
@@ -52,14 +55,15 @@ mod readback;
 mod roofline;
 
 pub use context::{
-    flat_source, ColParams, Dims, FlatPartial, Segment, DTYPE_BF16, DTYPE_F16, DTYPE_F32,
-    DTYPE_F64, SHADERS, SUBGROUP_MARKER,
+    flat_source, ColParams, Dims, Segment, DTYPE_BF16, DTYPE_F16, DTYPE_F32, DTYPE_F64, SHADERS,
+    SUBGROUP_MARKER,
 };
 pub use engine::GpuEngine;
 pub use fits::{
     finish as finish_fit, CoordFit, FITS_K_MAX, FITS_WG, FITS_WG_BYTES, FIT_NONE, FIT_NO_SCALE,
     FIT_TIED, MC_WORDS,
 };
+pub use partials::{BlockPartial, FlatPartial, MeanPartial, MomentPartial, TailPartial};
 pub use probe::probe_report;
 
 /// Options of the GPU engine.

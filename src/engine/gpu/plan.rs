@@ -5,7 +5,10 @@
 //! and where sections of one buffer start under the offset alignment. Nothing here touches a
 //! device, so every rule is unit-tested.
 
+use std::mem::size_of;
 use std::ops::Range;
+
+use super::partials::{BlockPartial, MeanPartial, MomentPartial, TailPartial};
 
 /// Threads per workgroup of the column kernels (`coord_mean`, `coord_moments`, `coord_tails`);
 /// the same name in the WGSL files.
@@ -17,17 +20,17 @@ pub const COLS_PER_THREAD: usize = 4;
 /// Bytes of one vec4 word, the unit of every storage array the kernels read or write.
 pub const WORD: u64 = 16;
 
-/// Partial-state fields per column and row chunk written by each column kernel (mirrored in
-/// WGSL as `MEAN_FIELDS`, `MOMENT_FIELDS`, `TAIL_FIELDS`).
-pub const MEAN_FIELDS: usize = 9;
-pub const MOMENT_FIELDS: usize = 5;
-pub const TAIL_FIELDS: usize = 11;
+/// Bytes of partial state per row chunk and column group the column kernels of each pass
+/// write: `MeanPartial` in pass 1; `MomentPartial` and `TailPartial` in pass 2.
+pub const PASS1_PARTIAL: u64 = size_of::<MeanPartial>() as u64;
+pub const PASS2_PARTIAL: u64 = (size_of::<MomentPartial>() + size_of::<TailPartial>()) as u64;
 
 /// Threads a dispatch should have before rows are split into more chunks: enough to fill a
 /// large GPU (an H100 holds ~270k resident threads; 64k keeps every SM busy with a few waves).
 pub const TARGET_THREADS: usize = 1 << 16;
-/// Fewest rows one thread folds before writing a partial state: the partial (≤ 10 words per
-/// column) then costs at most ~16 % of the chunk's input in readback.
+/// Fewest rows one thread folds before writing a partial state: the partials (at most
+/// [`PASS2_PARTIAL`] = 256 bytes per column group) then cost at most a quarter of the chunk's
+/// f32 input (16 bytes a row) in readback.
 pub const MIN_CHUNK_ROWS: usize = 64;
 
 /// Limits the planner respects, taken from the device (and `GpuOptions`).
@@ -49,10 +52,12 @@ pub struct UnitSpec {
     /// Row chunks (and units) start at multiples of this many rows: K1 in pass 2, so a time
     /// block never straddles two threads; 1 in pass 1.
     pub align: usize,
-    /// Partial-state fields per column and row chunk, over all kernels of the pass.
-    pub fields: usize,
+    /// Bytes of partial state per row chunk and column group, over all kernels of the pass
+    /// ([`PASS1_PARTIAL`] or [`PASS2_PARTIAL`]).
+    pub partial: u64,
     /// Per-column parameters are uploaded (pass 2: shift, centre and pool flag, 20 bytes per
-    /// column), and `coord_tails` writes pooled sums per (row chunk, time block, workgroup).
+    /// column), and `coord_tails` writes a `BlockPartial` per (row chunk, time block,
+    /// workgroup).
     pub params: bool,
     /// Flat block lengths `(m_tensor, m_model)` when `flat_blocks` runs (pass 2).
     pub flat: Option<(u64, u64)>,
@@ -103,17 +108,17 @@ fn max_chunks(rows: usize, align: usize) -> usize {
 /// Bytes of one column's parameters (`ColParams`).
 pub const PARAM_BYTES: u64 = 20;
 
-/// Words of `coord_tails`' pooled time-block sums for a unit cut into `chunks` row chunks of
-/// `chunk_rows` rows (a multiple of `k1`) and `groups` column groups: two per (row chunk, time
-/// block slot of a chunk, workgroup).
-pub fn pooled_words(chunks: usize, chunk_rows: usize, k1: usize, groups: usize) -> usize {
-    2 * chunks * (chunk_rows / k1.max(1)) * groups.div_ceil(COORD_WG as usize)
+/// `coord_tails`' pooled time-block sums (`BlockPartial`s) for a unit cut into `chunks` row
+/// chunks of `chunk_rows` rows (a multiple of `k1`) and `groups` column groups: one per (row
+/// chunk, time block slot of a chunk, workgroup).
+pub fn pooled_blocks(chunks: usize, chunk_rows: usize, k1: usize, groups: usize) -> usize {
+    chunks * (chunk_rows / k1.max(1)) * groups.div_ceil(COORD_WG as usize)
 }
 
-/// Upper bound of [`pooled_words`] over the chunkings of `rows` rows: a chunk is at most
+/// Upper bound of [`pooled_blocks`] over the chunkings of `rows` rows: a chunk is at most
 /// `rows + k1 - 1` rows, so the chunks hold at most 2⌈rows/k1⌉ + 1 block slots.
-fn max_pooled_words(rows: usize, k1: usize, groups: usize) -> usize {
-    2 * (2 * rows.div_ceil(k1.max(1)) + 1) * groups.div_ceil(COORD_WG as usize)
+fn max_pooled_blocks(rows: usize, k1: usize, groups: usize) -> usize {
+    (2 * rows.div_ceil(k1.max(1)) + 1) * groups.div_ceil(COORD_WG as usize)
 }
 
 /// Upper bound of the flat segments of a unit: per row, one plus the flat-block boundaries of
@@ -124,26 +129,28 @@ pub fn max_segments(rows: usize, cols: usize, m_tensor: u64, m_model: u64) -> us
 }
 
 /// Bytes a unit of `rows` × `cols` needs: `(largest binding, output buffer)`. The bindings are
-/// the input, the parameters, the segment table and each kernel's output section; the output
-/// sections share one buffer, each at an aligned offset.
+/// the input, the parameters, the segment table and each kernel's output sections (partials,
+/// pooled block sums, flat partials); the output sections share one buffer, each at an
+/// aligned offset.
 pub fn footprint(rows: usize, cols: usize, spec: &UnitSpec) -> (u64, u64) {
     let g = groups(cols) as u64;
     let input = (rows * pitch(cols, spec.elem) * spec.elem) as u64;
     let params = if spec.params { g * 4 * PARAM_BYTES } else { 0 };
     let chunks = max_chunks(rows, spec.align) as u64;
     let pooled = if spec.params {
-        max_pooled_words(rows, spec.align, groups(cols)) as u64 * WORD
+        (max_pooled_blocks(rows, spec.align, groups(cols)) * size_of::<BlockPartial>()) as u64
     } else {
         0
     };
-    let coords = chunks * spec.fields as u64 * g * WORD + pooled;
+    // Each kernel's partials are at most all of the pass's together.
+    let coords = chunks * spec.partial * g;
     let segs = match spec.flat {
         Some((mt, mm)) => max_segments(rows, cols, mt, mm) as u64 * WORD,
         None => 0,
     };
-    // Per-kernel sections are at most all fields together; allow 256 bytes of alignment each.
-    let out = coords + segs + 3 * 256;
-    (input.max(params).max(coords).max(segs), out)
+    // Four sections at most, allow 256 bytes of alignment each.
+    let out = coords + pooled + segs + 4 * 256;
+    (input.max(params).max(coords).max(pooled).max(segs), out)
 }
 
 fn fits(rows: usize, cols: usize, spec: &UnitSpec, cap: &Caps) -> bool {
@@ -232,7 +239,7 @@ mod tests {
     const PASS1: UnitSpec = UnitSpec {
         elem: 4,
         align: 1,
-        fields: MEAN_FIELDS,
+        partial: PASS1_PARTIAL,
         params: false,
         flat: None,
     };
@@ -241,7 +248,7 @@ mod tests {
         UnitSpec {
             elem,
             align: k1,
-            fields: MOMENT_FIELDS + TAIL_FIELDS,
+            partial: PASS2_PARTIAL,
             params: true,
             flat: Some(m),
         }
