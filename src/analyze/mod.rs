@@ -204,9 +204,9 @@ pub fn analyze_with(
     };
     let mut finisher = finish::Finisher::new(shape, &opts.center, &opts.structure);
     let mut results = Vec::with_capacity(sources.len());
-    run::run(&plan, sources, opts, backend, &mut model, &mut |state| {
+    run::run(&plan, sources, opts, backend, &mut model, &mut |state, engine| {
         let meta = sources[state.piece.tensor].meta();
-        let mut result = finisher.tensor(meta, state)?;
+        let mut result = finisher.tensor(meta, state, Some(engine))?;
         sink(&result)?;
         if sampled {
             result.coords = result.coords.sample(PLOT_SAMPLE);

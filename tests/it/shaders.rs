@@ -144,6 +144,7 @@ fn mirrored_structs_match() {
         ("Segment", std::mem::size_of::<gpu::Segment>()),
         ("FlatPartial", std::mem::size_of::<gpu::FlatPartial>()),
         ("CoordFit", std::mem::size_of::<gpu::CoordFit>()),
+        ("XminCand", std::mem::size_of::<gpu::XminCand>()),
     ]
     .into_iter()
     .collect();
@@ -204,6 +205,7 @@ fn shared_constants_match() {
         ("FIT_TIED", gpu::FIT_TIED),
         ("FIT_NO_SCALE", gpu::FIT_NO_SCALE),
         ("MC_WORDS", gpu::MC_WORDS),
+        ("XMIN_WG", gpu::XMIN_WG),
         ("STABLE_ALPHA_N", grid::ALPHA_N as u32),
         ("STABLE_BETA_N", grid::BETA_N as u32),
         ("STABLE_U_N", grid::U_N as u32),
@@ -221,7 +223,7 @@ fn shared_constants_match() {
         }
         assert!(has_dtype_override(&module), "{name}: no `override DTYPE`");
     }
-    assert!(seen >= 14);
+    assert!(seen >= 15);
 }
 
 /// f32 constants of a module by name.

@@ -34,8 +34,8 @@
 //! `plan` (pure dispatch planning), `pack` (uploads), `pool` (reused buffers), `launch` (one
 //! unit's upload, dispatches and readback), `readback` (folding partial states), `engine` (the
 //! `Backend`), `fits` (the fits kernel's packing, dispatch and f64 finish), `probe` (adapters
-//! and why there are none), `roofline` (bandwidth ceilings) and `quiet` (driver noise while
-//! probing).
+//! and why there are none), `roofline` (bandwidth ceilings), `quiet` (driver noise while
+//! probing) and `xmin_scan` (the KS distances of the power-law fits' xmin scans).
 //!
 //! Only this module names `wgpu`.
 
@@ -50,6 +50,7 @@ mod probe;
 mod quiet;
 mod readback;
 mod roofline;
+mod xmin_scan;
 
 pub use context::{
     flat_source, ColParams, Dims, FlatPartial, Segment, DTYPE_BF16, DTYPE_F16, DTYPE_F32,
@@ -61,6 +62,7 @@ pub use fits::{
     FIT_TIED, MC_WORDS,
 };
 pub use probe::probe_report;
+pub use xmin_scan::{XminCand, GPU_EXACT_MAX_N, XMIN_BOUND, XMIN_WG};
 
 /// Options of the GPU engine.
 #[derive(Clone, Debug, Default)]
