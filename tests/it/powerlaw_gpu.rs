@@ -97,7 +97,8 @@ fn gpu_scan_matches_the_packages_scan_and_fits() {
         let want = &d.reference["tensors"][name]["dim_powerlaw_sample0"];
         let row: Vec<f64> = d.u[*off..off + size].iter().map(|v| v.abs()).collect();
         let s = Sample::new(&row).unwrap();
-        let f = fit_on(&mut gpu, &s, gpu.xmin_exact_max_n(EXACT_MAX_N));
+        let limit = gpu.xmin_exact_max_n(EXACT_MAX_N);
+        let f = fit_on(&mut gpu, &s, limit);
         assert_eq!(f.xmin_search, XminSearch::Exact);
         assert_eq!(f.n_tail as u64, want["n_tail"].as_u64().unwrap(), "{name}");
         // xmin is a data value; the centre may differ from numpy's in the last bit.
@@ -143,7 +144,8 @@ fn the_gpu_scans_exactly_beyond_the_hosts_limit() {
     let n = EXACT_MAX_N + 2000;
     let s = Sample::new(&pareto_with_body(n)).unwrap();
     assert!(s.len() > EXACT_MAX_N);
-    let on_cpu = fit_on(&mut cpu, &s, cpu.xmin_exact_max_n(EXACT_MAX_N));
+    let host_limit = cpu.xmin_exact_max_n(EXACT_MAX_N);
+    let on_cpu = fit_on(&mut cpu, &s, host_limit);
     assert_eq!(on_cpu.xmin_search, XminSearch::Grid);
     let limit = gpu.xmin_exact_max_n(EXACT_MAX_N);
     assert_eq!(limit, GPU_EXACT_MAX_N);
