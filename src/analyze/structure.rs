@@ -12,10 +12,10 @@
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::input::Block;
-use crate::stats::structure::alternatives::compare;
 use crate::engine::Backend;
 use crate::error::Result;
+use crate::input::Block;
+use crate::stats::structure::alternatives::compare;
 use crate::stats::structure::bootstrap::goodness_of_fit_by;
 use crate::stats::structure::powerlaw::{EXACT_MAX_N, KS_C_05};
 use crate::stats::structure::summary::{

@@ -174,7 +174,8 @@ pub fn time_xmin(
     // |u_0| as the structure step forms it with centre 0.
     let mut row = vec![0.0; p];
     src.read_block(0..1, 0..p)?.data.widen_into(0..p, &mut row);
-    row.iter_mut().for_each(|v| *v = if v.is_finite() { v.abs() } else { 0.0 });
+    row.iter_mut()
+        .for_each(|v| *v = if v.is_finite() { v.abs() } else { 0.0 });
     let exact: Vec<f64> = row.iter().copied().cycle().take(EXACT_MAX_N).collect();
     let limit = backend.xmin_exact_max_n(EXACT_MAX_N);
     let mut fit = |values: &[f64], limit: usize| -> Result<(XminSearch, Timing)> {
@@ -187,7 +188,9 @@ pub fn time_xmin(
             if i > 0 {
                 times.push(t.elapsed().as_secs_f64());
             }
-            search = f.map_err(|e| crate::Error::Config(e.to_string()))?.xmin_search;
+            search = f
+                .map_err(|e| crate::Error::Config(e.to_string()))?
+                .xmin_search;
         }
         Ok((search, Timing::of(times)))
     };

@@ -102,8 +102,14 @@ fn gpu_scan_matches_the_packages_scan_and_fits() {
         assert_eq!(f.xmin_search, XminSearch::Exact);
         assert_eq!(f.n_tail as u64, want["n_tail"].as_u64().unwrap(), "{name}");
         // xmin is a data value; the centre may differ from numpy's in the last bit.
-        assert!(rel(f.xmin, want["xmin"].as_f64().unwrap()) < 1e-15, "{name}");
-        assert!(rel(f.alpha, want["alpha"].as_f64().unwrap()) < FIT, "{name}: {f:?}");
+        assert!(
+            rel(f.xmin, want["xmin"].as_f64().unwrap()) < 1e-15,
+            "{name}"
+        );
+        assert!(
+            rel(f.alpha, want["alpha"].as_f64().unwrap()) < FIT,
+            "{name}: {f:?}"
+        );
         assert!(rel(f.d, want["D"].as_f64().unwrap()) < FIT, "{name}: {f:?}");
     }
 }

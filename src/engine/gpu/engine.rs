@@ -12,10 +12,10 @@ use crate::stats::structure::xmin_scan::{ScanJob, Scanned};
 
 use super::context::{self, Context, Dims};
 use super::fits::{self, FitsKernel, FITS_K_MAX};
-use super::xmin_scan::{XminKernel, GPU_EXACT_MAX_N};
 use super::plan;
 use super::pool::{Grow, Slot};
 use super::readback::{fold_mean, fold_pooled, fold_stats, PendingKind, Sink};
+use super::xmin_scan::{XminKernel, GPU_EXACT_MAX_N};
 use super::{probe, GpuOptions};
 
 /// Which kernel a dispatch runs.

@@ -146,7 +146,11 @@ pub fn fit_all<E>(
         .par_iter()
         .map(|s| ScanJob::new(s, exact_max_n))
         .collect();
-    let ready: Vec<ScanJob> = jobs.iter().filter_map(|j| j.as_ref().ok()).cloned().collect();
+    let ready: Vec<ScanJob> = jobs
+        .iter()
+        .filter_map(|j| j.as_ref().ok())
+        .cloned()
+        .collect();
     let scanned = scan(&ready)?;
     let mut fits = ready
         .par_iter()
@@ -202,10 +206,7 @@ mod tests {
     fn batches_keep_order_and_report_unfit_samples() {
         let a = Sample::new(&[1., 2., 3., 5., 8., 13., 21., 34., 55., 89.]).unwrap();
         let b = Sample::new(&[1.0, 2.0, 2.0]).unwrap();
-        let out = fit_all(&[&a, &b, &a], 100, &mut |j| {
-            Ok::<_, ()>(host_scan(j))
-        })
-        .unwrap();
+        let out = fit_all(&[&a, &b, &a], 100, &mut |j| Ok::<_, ()>(host_scan(j))).unwrap();
         assert_eq!(out[0], a.fit(100));
         assert_eq!(out[2], a.fit(100));
         assert!(matches!(out[1], Err(StructureError::TooFewDistinct(2))));
