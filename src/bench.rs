@@ -7,7 +7,7 @@
 //! (`structure`: the Gram pass and the xmin scans), host code, timed on their own.
 
 mod structure;
-pub use structure::{time_structure, StructureRun, STRUCTURE_COORDS};
+pub use structure::{time_structure, time_xmin, StructureRun, XminRun, STRUCTURE_COORDS};
 
 use std::time::Instant;
 
@@ -163,6 +163,8 @@ pub struct BenchReport {
     pub fits: Vec<FitsRun>,
     /// The Gram pass and xmin scans ([`time_structure`]); the engine runs leave them out.
     pub structure: Option<StructureRun>,
+    /// Each engine's xmin scans ([`time_xmin`]).
+    pub xmin: Vec<XminRun>,
 }
 
 /// One engine's per-coordinate fits (`Backend::coord_fits`, as `analyze` runs them over whole
@@ -374,6 +376,7 @@ pub fn run(
         agreement,
         fits: Vec::new(),
         structure: None,
+        xmin: Vec::new(),
     })
 }
 
@@ -457,6 +460,9 @@ pub fn print(r: &BenchReport, out: &mut impl std::io::Write) -> std::io::Result<
     }
     if let Some(s) = &r.structure {
         structure::print(s, out)?;
+    }
+    for x in &r.xmin {
+        structure::print_xmin(x, out)?;
     }
     for (pair, rows) in &r.agreement {
         writeln!(

@@ -331,6 +331,21 @@ fn bench_cmd(b: BenchArgs) -> Result<()> {
         )?;
         report.fits.push(f);
     }
+    for c in &mut candidates {
+        eprintln!(
+            "timing the xmin scans on the {} engine ...",
+            c.backend.info().engine
+        );
+        let x = bench::time_xmin(
+            c.backend.as_mut(),
+            c.cpu_device,
+            b.samples,
+            b.params,
+            b.repeat.min(3),
+            b.seed,
+        )?;
+        report.xmin.push(x);
+    }
     eprintln!(
         "timing the Gram pass and the xmin scans: {} × {} on the host ...",
         b.samples,

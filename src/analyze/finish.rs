@@ -5,6 +5,7 @@ use super::run::PieceState;
 use super::structure::{self, MeanSqNorm, StructureOptions};
 use super::{shift_of, Center, ModelSummary, TensorResult};
 use crate::engine::accum::FlatAcc;
+use crate::engine::Backend;
 use crate::error::{Error, Result};
 use crate::input::TensorMeta;
 use crate::stats::structure::{Centre, Gram};
@@ -57,8 +58,14 @@ impl<'a> Finisher<'a> {
         cov_centre(self.center)
     }
 
-    /// Finishes one whole tensor from its state (every coordinate, pieces already appended).
-    pub fn tensor(&mut self, meta: &TensorMeta, state: PieceState) -> Result<TensorResult> {
+    /// Finishes one whole tensor from its state (every coordinate, pieces already appended);
+    /// the power-law fits' xmin scans run on `engine` (the host's f64 scan without one).
+    pub fn tensor(
+        &mut self,
+        meta: &TensorMeta,
+        state: PieceState,
+        engine: Option<&mut dyn Backend>,
+    ) -> Result<TensorResult> {
         let (shape, p) = (self.shape, meta.coords());
         if state.piece.cols != (0..p) {
             return Err(Error::Config(format!(
@@ -101,8 +108,9 @@ impl<'a> Finisher<'a> {
             shape.samples,
             self.cov_centre(),
             self.structure,
+            engine,
             &mut summary.notes,
-        );
+        )?;
         if let Some(pl) = &state.powerlaw {
             for (i, col) in pl_columns(pl).into_iter().enumerate() {
                 debug_assert_eq!(Stat::POWERLAW[i].index(), Stat::ALL.len() - 3 + i);

@@ -204,16 +204,23 @@ pub fn analyze_with(
     };
     let mut finisher = finish::Finisher::new(shape, &opts.center, &opts.structure);
     let mut results = Vec::with_capacity(sources.len());
-    run::run(&plan, sources, opts, backend, &mut model, &mut |state| {
-        let meta = sources[state.piece.tensor].meta();
-        let mut result = finisher.tensor(meta, state)?;
-        sink(&result)?;
-        if sampled {
-            result.coords = result.coords.sample(PLOT_SAMPLE);
-        }
-        results.push(result);
-        Ok(())
-    })?;
+    run::run(
+        &plan,
+        sources,
+        opts,
+        backend,
+        &mut model,
+        &mut |state, engine| {
+            let meta = sources[state.piece.tensor].meta();
+            let mut result = finisher.tensor(meta, state, Some(engine))?;
+            sink(&result)?;
+            if sampled {
+                result.coords = result.coords.sample(PLOT_SAMPLE);
+            }
+            results.push(result);
+            Ok(())
+        },
+    )?;
     let model = finisher.model(&results, &model, plan.total, plan.m_model);
     Ok(Analysis {
         samples: plan.samples,

@@ -157,6 +157,7 @@ impl TensorSource for PieceSource<'_> {
 }
 
 /// Runs the plan's pieces on `backend`, handing each finished piece to `each` in plan order
+/// (with the engine, for the power-law fits' xmin scans)
 /// and folding the whole input's flat state into `model`.
 pub fn run(
     plan: &Plan,
@@ -164,7 +165,7 @@ pub fn run(
     opts: &Options,
     backend: &mut dyn Backend,
     model: &mut FlatAcc,
-    each: &mut dyn FnMut(PieceState) -> Result<()>,
+    each: &mut dyn FnMut(PieceState, &mut dyn Backend) -> Result<()>,
 ) -> Result<()> {
     let pb = Progress::new(plan.bytes(), opts.progress, opts.progress_json);
     let pool = rayon::ThreadPoolBuilder::new()
@@ -353,7 +354,7 @@ pub fn run(
             if plan.centre_file.is_some() {
                 state.centre_sq = centre.iter().map(|c| c * c).sum();
             }
-            each(state)?;
+            each(state, backend)?;
         }
     }
     pb.finish_and_clear();

@@ -12,13 +12,16 @@
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::engine::Backend;
+use crate::error::Result;
 use crate::input::Block;
 use crate::stats::structure::alternatives::compare;
-use crate::stats::structure::bootstrap::goodness_of_fit;
+use crate::stats::structure::bootstrap::goodness_of_fit_by;
 use crate::stats::structure::powerlaw::{EXACT_MAX_N, KS_C_05};
 use crate::stats::structure::summary::{
     DimensionFit, IterationSummary, SpectrumSummary, TensorStructure,
 };
+use crate::stats::structure::xmin_scan::{fit_all, host_scan, ScanJob, Scanned};
 use crate::stats::structure::{noise_scale, Centre, Gram, Sample, StructureError};
 
 /// Bytes of one tile (K × columns, f64).
@@ -379,7 +382,10 @@ pub fn noise_scale_of(
     }
 }
 
-/// Finishes one tensor's structure statistics; reasons for nulls go to `notes`.
+/// Finishes one tensor's structure statistics; reasons for nulls go to `notes`. The
+/// dimension-wise fits' xmin scans (bootstrap replicates included) run on `engine`'s
+/// `xmin_scan`, or on the host without one; only the engine's failure is an error.
+#[allow(clippy::too_many_arguments)] // one call site, the finisher's
 pub fn finish(
     acc: &StructureAcc,
     coords: Option<&[PowerLawCoord]>,
@@ -387,71 +393,93 @@ pub fn finish(
     k: usize,
     centre: Centre,
     opts: &StructureOptions,
+    engine: Option<&mut dyn Backend>,
     notes: &mut Vec<String>,
-) -> TensorStructure {
+) -> Result<TensorStructure> {
     let spectrum = acc
         .gram
         .as_ref()
         .and_then(|g| spectrum_of(g, centre, notes));
     let noise_scale = noise_scale_of(opts, acc.sum_sq, mean_sq, k, centre, notes);
-    let powerlaw_dimension = opts.powerlaw.then(|| {
-        acc.rows
-            .iter()
-            .map(|(sample, row)| dimension_fit(*sample, row, opts, notes))
-            .collect()
-    });
-    TensorStructure {
+    let powerlaw_dimension = if opts.powerlaw {
+        Some(dimension_fits(&acc.rows, opts, engine, notes)?)
+    } else {
+        None
+    };
+    Ok(TensorStructure {
         spectrum,
         noise_scale,
         powerlaw_dimension,
         powerlaw_iteration: coords.map(iteration_summary),
-    }
+    })
 }
 
-fn dimension_fit(
-    sample: usize,
-    row: &[f64],
+/// The dimension-wise fits of `rows` ((sample k, |u_k|) each), their scans in one batch.
+fn dimension_fits(
+    rows: &[(usize, Vec<f64>)],
     opts: &StructureOptions,
+    mut engine: Option<&mut dyn Backend>,
     notes: &mut Vec<String>,
-) -> DimensionFit {
-    let mut out = DimensionFit {
-        sample,
-        n: row.iter().filter(|&&v| v > 0.0).count(),
-        alpha: f64::NAN,
-        xmin: f64::NAN,
-        d: f64::NAN,
-        n_tail: None,
-        sigma: f64::NAN,
-        xmin_search: None,
-        lr_lognormal: None,
-        lr_exponential: None,
-        p_gof: None,
-    };
-    let fitted = Sample::new(row).and_then(|s| s.fit(opts.exact_max_n).map(|f| (s, f)));
-    let (s, f) = match fitted {
-        Ok(v) => v,
-        Err(e) => {
-            notes.push(format!("powerlaw_dimension sample {sample}: {e}"));
-            return out;
+) -> Result<Vec<DimensionFit>> {
+    let exact_max_n = engine
+        .as_deref()
+        .map_or(opts.exact_max_n, |e| e.xmin_exact_max_n(opts.exact_max_n));
+    let mut scan = |jobs: &[ScanJob<'_>]| -> Result<Scanned> {
+        match engine.as_deref_mut() {
+            Some(e) => e.xmin_scan(jobs),
+            None => Ok(host_scan(jobs)),
         }
     };
-    let c = compare(s.tail(f.xmin), f.xmin, f.alpha);
-    out.alpha = f.alpha;
-    out.xmin = f.xmin;
-    out.d = f.d;
-    out.n_tail = Some(f.n_tail);
-    out.sigma = f.sigma;
-    out.xmin_search = Some(f.xmin_search);
-    out.lr_lognormal = Some(c.lognormal);
-    out.lr_exponential = Some(c.exponential);
-    if opts.powerlaw_bootstrap > 0 {
-        let seed = opts.powerlaw_seed;
-        match goodness_of_fit(&s, &f, opts.powerlaw_bootstrap, seed, opts.exact_max_n) {
-            Ok(b) => out.p_gof = Some(b.p),
-            Err(e) => notes.push(format!("powerlaw_dimension sample {sample} p_gof: {e}")),
+    let samples: Vec<std::result::Result<Sample, StructureError>> =
+        rows.iter().map(|(_, row)| Sample::new(row)).collect();
+    let ok: Vec<&Sample> = samples.iter().filter_map(|s| s.as_ref().ok()).collect();
+    let mut fits = fit_all(&ok, exact_max_n, &mut scan)?.into_iter();
+    let mut out = Vec::with_capacity(rows.len());
+    for ((sample, row), s) in rows.iter().zip(&samples) {
+        let mut fit = DimensionFit {
+            sample: *sample,
+            n: row.iter().filter(|&&v| v > 0.0).count(),
+            alpha: f64::NAN,
+            xmin: f64::NAN,
+            d: f64::NAN,
+            n_tail: None,
+            sigma: f64::NAN,
+            xmin_search: None,
+            lr_lognormal: None,
+            lr_exponential: None,
+            p_gof: None,
+        };
+        let fitted = match s {
+            Ok(s) => fits.next().expect("one fit per sample").map(|f| (s, f)),
+            Err(e) => Err(e.clone()),
+        };
+        let (s, f) = match fitted {
+            Ok(v) => v,
+            Err(e) => {
+                notes.push(format!("powerlaw_dimension sample {sample}: {e}"));
+                out.push(fit);
+                continue;
+            }
+        };
+        let c = compare(s.tail(f.xmin), f.xmin, f.alpha);
+        fit.alpha = f.alpha;
+        fit.xmin = f.xmin;
+        fit.d = f.d;
+        fit.n_tail = Some(f.n_tail);
+        fit.sigma = f.sigma;
+        fit.xmin_search = Some(f.xmin_search);
+        fit.lr_lognormal = Some(c.lognormal);
+        fit.lr_exponential = Some(c.exponential);
+        if opts.powerlaw_bootstrap > 0 {
+            let (n, seed) = (opts.powerlaw_bootstrap, opts.powerlaw_seed);
+            match goodness_of_fit_by(s, &f, n, seed, exact_max_n, &mut scan)? {
+                Ok(b) => fit.p_gof = Some(b.p),
+                Err(e) => notes.push(format!("powerlaw_dimension sample {sample} p_gof: {e}")),
+            }
         }
+        out.push(fit);
     }
-    out
+    Ok(out)
 }
 
 fn iteration_summary(coords: &[PowerLawCoord]) -> IterationSummary {

@@ -16,6 +16,7 @@ use super::{Backend, Blocks, EngineInfo, StatsJob, TensorAcc};
 use crate::error::Result;
 use crate::input::{Block, BlockView};
 use crate::stats::fits::{self, Fits};
+use crate::stats::structure::xmin_scan::{host_scan, ScanJob, Scanned};
 
 /// Columns per rayon task: enough work to amortise scheduling, small enough to stay in L2.
 const STRIP: usize = 2048;
@@ -102,6 +103,12 @@ impl Backend for CpuEngine {
             }
         }
         Ok(())
+    }
+
+    /// CPU twin of `shaders/xmin_scan.wgsl`: `Sample::distance` in f64 at every candidate,
+    /// exact (bound 0), on this engine's threads.
+    fn xmin_scan(&mut self, jobs: &[ScanJob<'_>]) -> Result<Scanned> {
+        Ok(self.pool.install(|| host_scan(jobs)))
     }
 
     fn coord_fits(

@@ -1,7 +1,7 @@
 //! Engines: the per-coordinate reductions behind one [`Backend`] trait. The CPU engine
 //! (`cpu`) and the GPU engine (`gpu`, WGSL kernels in `shaders/`) implement the same kernels
 //! under the same names (`coord_mean`, `coord_moments`, `coord_tails`, `flat_blocks`,
-//! `coord_fits`) and fold their results into the same f64 accumulator monoids (`accum`).
+//! `coord_fits`, `xmin_scan`) and fold their results into the same f64 accumulator monoids (`accum`).
 
 pub mod accum;
 pub mod cpu;
@@ -11,6 +11,7 @@ pub mod ln;
 use crate::error::Result;
 use crate::input::Block;
 use crate::stats::fits::Fits;
+use crate::stats::structure::xmin_scan::{ScanJob, Scanned};
 use accum::{BlockSums, CoordAcc, FlatAcc, FlatSpec, MeanAcc};
 
 /// A stream of one tensor's blocks; each coordinate's rows arrive in order.
@@ -118,6 +119,17 @@ pub trait Backend {
         centre: &[f64],
         out: &mut [Fits],
     ) -> Result<()>;
+
+    /// The xmin scans of power-law fits, kernel `xmin_scan`: the KS distance D at every
+    /// candidate xmin of each job (`stats::structure::xmin_scan`), in candidate order, each
+    /// within the returned bound of the f64 value (NaN: left to the host).
+    fn xmin_scan(&mut self, jobs: &[ScanJob<'_>]) -> Result<Scanned>;
+
+    /// The largest sample whose xmin scan this engine runs over every candidate, given the
+    /// host's limit `host` (`StructureOptions::exact_max_n`); larger samples use the grid.
+    fn xmin_exact_max_n(&self, host: usize) -> usize {
+        host
+    }
 
     /// Whether one read of a whole-column block should feed both passes (one call per block
     /// per pass). Engines that overlap transfers with compute across a stream of blocks (the

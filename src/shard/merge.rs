@@ -234,7 +234,7 @@ pub fn merge(
     };
     let mut finisher = finish::Finisher::new(shape, &first.run.center, so);
     let mut done = |state: PieceState, results: &mut Vec<TensorResult>| -> Result<()> {
-        let mut result = finisher.tensor(&metas[state.piece.tensor], state)?;
+        let mut result = finisher.tensor(&metas[state.piece.tensor], state, None)?;
         sink(&result)?;
         if sampled {
             result.coords = result.coords.sample(PLOT_SAMPLE);

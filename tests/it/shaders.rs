@@ -223,6 +223,10 @@ fn host_layouts() -> Vec<(HostLayout, &'static [&'static str])> {
             ),
             &["coord_fits"],
         ),
+        (
+            host_layout!(XminCand, [base, u, m, n, slope, in_range]),
+            &["xmin_scan"],
+        ),
     ]
 }
 
@@ -410,6 +414,7 @@ fn shared_constants_match() {
         ("FIT_TIED", gpu::FIT_TIED),
         ("FIT_NO_SCALE", gpu::FIT_NO_SCALE),
         ("MC_WORDS", gpu::MC_WORDS),
+        ("XMIN_WG", gpu::XMIN_WG),
         ("STABLE_ALPHA_N", grid::ALPHA_N as u32),
         ("STABLE_BETA_N", grid::BETA_N as u32),
         ("STABLE_U_N", grid::U_N as u32),

@@ -40,7 +40,7 @@ const RATIO: f64 = 1e-9;
 const SWEEP: f64 = 1e-9;
 
 /// A C-order little-endian `<f4` or `<f8` `.npy` file as f64, with its shape.
-fn read_npy(path: &Path) -> (Vec<usize>, Vec<f64>) {
+pub(crate) fn read_npy(path: &Path) -> (Vec<usize>, Vec<f64>) {
     let bytes = std::fs::read(path).unwrap();
     assert_eq!(&bytes[..6], b"\x93NUMPY");
     let (len, start) = if bytes[6] == 1 {
@@ -77,16 +77,16 @@ fn read_npy(path: &Path) -> (Vec<usize>, Vec<f64>) {
 
 /// The digits stack centred by its sample mean (numpy's `x - x.mean(0)`: the axis-0 sum
 /// runs row by row), and the mean itself.
-struct Digits {
-    k: usize,
-    p: usize,
-    u: Vec<f64>,
-    mean: Vec<f64>,
-    tensors: Vec<(String, usize, usize)>,
-    reference: Value,
+pub(crate) struct Digits {
+    pub(crate) k: usize,
+    pub(crate) p: usize,
+    pub(crate) u: Vec<f64>,
+    pub(crate) mean: Vec<f64>,
+    pub(crate) tensors: Vec<(String, usize, usize)>,
+    pub(crate) reference: Value,
 }
 
-fn digits() -> Digits {
+pub(crate) fn digits() -> Digits {
     let (shape, x) = read_npy(&common::data("digits/stack.npy"));
     let (k, p) = (shape[0], shape[1]);
     let mut mean = vec![0.0; p];

@@ -31,16 +31,20 @@ macro_rules! kernel_source {
 
 /// The kernels' WGSL sources, by stem (file, pipeline label `gradtail.<stem>`, CPU twin), each
 /// assembled as common.wgsl + <stem>.wgsl.
-pub const SHADERS: [(&str, &str); 5] = [
+pub const SHADERS: [(&str, &str); 6] = [
     ("coord_mean", kernel_source!("coord_mean")),
     ("coord_moments", kernel_source!("coord_moments")),
     ("coord_tails", kernel_source!("coord_tails")),
     ("flat_blocks", kernel_source!("flat_blocks")),
     ("coord_fits", kernel_source!("coord_fits")),
+    ("xmin_scan", kernel_source!("xmin_scan")),
 ];
 
 /// Index of `coord_fits` in [`SHADERS`] (its pipeline is built by `fits` on first use).
 pub const COORD_FITS: usize = 4;
+
+/// Index of `xmin_scan` in [`SHADERS`] (its pipeline is built by `xmin_scan` on first use).
+pub const XMIN_SCAN: usize = 5;
 
 /// Where `flat_blocks.wgsl` is cut for adapters without `Features::SUBGROUP`: everything after
 /// this line uses subgroup builtins, which naga rejects without the capability.
@@ -147,7 +151,7 @@ pub struct Context {
     pub layouts: Layouts,
     /// Per dtype (`DTYPE_*`), built on first use of that dtype.
     pub pipelines: [Option<Pipelines>; 4],
-    pub(super) modules: [wgpu::ShaderModule; 5],
+    pub(super) modules: [wgpu::ShaderModule; 6],
     pipeline_layouts: [wgpu::PipelineLayout; 4],
     /// `flat_blocks` uses its subgroup entry point.
     pub subgroups: bool,
@@ -336,6 +340,7 @@ impl Context {
             module(2, Cow::Borrowed(SHADERS[2].1)),
             module(3, flat_source(subgroups)),
             module(COORD_FITS, Cow::Borrowed(SHADERS[COORD_FITS].1)),
+            module(XMIN_SCAN, Cow::Borrowed(SHADERS[XMIN_SCAN].1)),
         ];
         pop_scope(scope, "building the GPU context")?;
 

@@ -8,12 +8,14 @@ use crate::engine::{AdapterInfo, Backend, Blocks, EngineInfo, PhaseTimes, StatsJ
 use crate::error::{Error, Result};
 use crate::input::Block;
 use crate::stats::fits::Fits;
+use crate::stats::structure::xmin_scan::{ScanJob, Scanned};
 
 use super::context::{self, Context, Dims};
 use super::fits::{self, FitsKernel, FITS_K_MAX};
 use super::plan;
 use super::pool::{Grow, Slot};
 use super::readback::{fold_mean, fold_pooled, fold_stats, PendingKind, Sink};
+use super::xmin_scan::{XminKernel, GPU_EXACT_MAX_N};
 use super::{probe, GpuOptions};
 
 /// Which kernel a dispatch runs.
@@ -63,6 +65,8 @@ pub struct GpuEngine {
     pub(super) fits: Option<FitsKernel>,
     /// Whether the host fallback of the fits was announced.
     pub(super) fits_fallback_told: bool,
+    /// The xmin scan kernel, built on first use.
+    pub(super) xmin: Option<XminKernel>,
 }
 
 fn adapter_info(info: &wgpu::AdapterInfo) -> AdapterInfo {
@@ -131,6 +135,7 @@ impl GpuEngine {
             units: 0,
             fits: None,
             fits_fallback_told: false,
+            xmin: None,
         })
     }
 
@@ -369,6 +374,20 @@ impl Backend for GpuEngine {
         }
         let kernel = self.fits.as_mut().expect("built above");
         kernel.block(&self.ctx, block, usable, centre, out)
+    }
+
+    /// Kernel `xmin_scan`: every job's distances on the device, within `XMIN_BOUND`.
+    fn xmin_scan(&mut self, jobs: &[ScanJob<'_>]) -> Result<Scanned> {
+        if self.xmin.is_none() {
+            self.xmin = Some(XminKernel::new(&self.ctx)?);
+        }
+        let kernel = self.xmin.as_mut().expect("built above");
+        kernel.scan(&self.ctx, jobs)
+    }
+
+    /// The device scans every candidate up to [`GPU_EXACT_MAX_N`] values.
+    fn xmin_exact_max_n(&self, host: usize) -> usize {
+        host.max(GPU_EXACT_MAX_N)
     }
 
     fn coord_mean(&mut self, blocks: Blocks<'_>, out: &mut [MeanAcc]) -> Result<()> {

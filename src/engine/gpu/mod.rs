@@ -37,7 +37,8 @@
 //! unit's upload, dispatches and readback), `partials` (the kernels' output structs and their
 //! f64 accumulators), `readback` (folding them), `engine` (the `Backend`), `fits` (the fits
 //! kernel's packing, dispatch and f64 finish), `probe` (adapters and why there are none),
-//! `roofline` (bandwidth ceilings) and `quiet` (driver noise while probing).
+//! `roofline` (bandwidth ceilings), `quiet` (driver noise while probing) and `xmin_scan` (the
+//! KS distances of the power-law fits' xmin scans).
 //!
 //! Only this module names `wgpu`.
 
@@ -53,6 +54,7 @@ mod probe;
 mod quiet;
 mod readback;
 mod roofline;
+mod xmin_scan;
 
 pub use context::{
     flat_source, ColParams, Dims, Segment, DTYPE_BF16, DTYPE_F16, DTYPE_F32, DTYPE_F64, SHADERS,
@@ -65,6 +67,7 @@ pub use fits::{
 };
 pub use partials::{BlockPartial, FlatPartial, MeanPartial, MomentPartial, TailPartial};
 pub use probe::probe_report;
+pub use xmin_scan::{XminCand, GPU_EXACT_MAX_N, XMIN_BOUND, XMIN_WG};
 
 /// Options of the GPU engine.
 #[derive(Clone, Debug, Default)]

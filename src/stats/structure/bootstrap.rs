@@ -15,6 +15,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::powerlaw::{PowerLawFit, Sample};
+use super::xmin_scan::{fit_all, host_scan, ScanJob, Scanned};
 use super::StructureError;
 
 /// The bootstrap p-value and how it was obtained.
@@ -28,8 +29,11 @@ pub struct Bootstrap {
     pub seed: u64,
 }
 
-/// Bootstraps the fit `fit` of `sample` with `replicates` synthetic samples. The replicates
-/// use the xmin search the observed fit used (`exact_max_n` as there).
+/// Values of the replicates held at once (synthesized, scanned, then dropped).
+const BATCH_VALUES: usize = 1 << 24;
+
+/// Bootstraps the fit `fit` of `sample` with `replicates` synthetic samples, refitted on the
+/// host. The replicates use the xmin search the observed fit used (`exact_max_n` as there).
 pub fn goodness_of_fit(
     sample: &Sample,
     fit: &PowerLawFit,
@@ -37,45 +41,69 @@ pub fn goodness_of_fit(
     seed: u64,
     exact_max_n: usize,
 ) -> Result<Bootstrap, StructureError> {
+    let host = &mut |jobs: &[ScanJob<'_>]| Ok::<_, std::convert::Infallible>(host_scan(jobs));
+    match goodness_of_fit_by(sample, fit, replicates, seed, exact_max_n, host) {
+        Ok(b) => b,
+        Err(never) => match never {},
+    }
+}
+
+/// As [`goodness_of_fit`], with the replicates' distances from `scan` (an engine's
+/// `xmin_scan`), in batches of replicates; the synthetic samples and hence p do not depend on
+/// the scanner, only on the seed and the number of replicates. The outer error is `scan`'s.
+pub fn goodness_of_fit_by<E>(
+    sample: &Sample,
+    fit: &PowerLawFit,
+    replicates: usize,
+    seed: u64,
+    exact_max_n: usize,
+    scan: &mut dyn FnMut(&[ScanJob<'_>]) -> Result<Scanned, E>,
+) -> Result<Result<Bootstrap, StructureError>, E> {
     if fit.alpha.is_nan() || fit.alpha <= 1.0 {
-        return Err(StructureError::BootstrapAlpha(fit.alpha));
+        return Ok(Err(StructureError::BootstrapAlpha(fit.alpha)));
     }
     let x = sample.values();
     let n = x.len();
     if fit.n != n || fit.n_tail > n {
-        return Err(StructureError::FitMismatch {
+        return Ok(Err(StructureError::FitMismatch {
             fitted: fit.n,
             given: n,
-        });
+        }));
     }
     let below = &x[..n - fit.n_tail];
     let p_tail = fit.n_tail as f64 / n as f64;
-    let outcomes: Vec<Option<bool>> = (0..replicates)
-        .into_par_iter()
-        .map(|r| {
-            let mut rng = StdRng::seed_from_u64(
-                seed.wrapping_add((r as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
-            );
-            let mut synth: Vec<f64> = (0..n)
-                .map(|_| {
-                    if below.is_empty() || rng.random::<f64>() < p_tail {
-                        draw_tail(&mut rng, fit.xmin, fit.alpha)
-                    } else {
-                        below[rng.random_range(0..below.len())]
-                    }
-                })
-                .collect();
-            synth.sort_unstable_by(f64::total_cmp);
-            Sample::from_sorted(synth)
-                .fit(exact_max_n)
-                .ok()
-                .map(|f| f.d >= fit.d)
-        })
-        .collect();
-    let failed = outcomes.iter().filter(|o| o.is_none()).count();
-    let exceed = outcomes.iter().filter(|o| **o == Some(true)).count();
+    let per_batch = (BATCH_VALUES / n.max(1)).max(1);
+    let (mut failed, mut exceed) = (0, 0);
+    for first in (0..replicates).step_by(per_batch) {
+        let batch: Vec<Sample> = (first..(first + per_batch).min(replicates))
+            .into_par_iter()
+            .map(|r| {
+                let mut rng = StdRng::seed_from_u64(
+                    seed.wrapping_add((r as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+                );
+                let mut synth: Vec<f64> = (0..n)
+                    .map(|_| {
+                        if below.is_empty() || rng.random::<f64>() < p_tail {
+                            draw_tail(&mut rng, fit.xmin, fit.alpha)
+                        } else {
+                            below[rng.random_range(0..below.len())]
+                        }
+                    })
+                    .collect();
+                synth.sort_unstable_by(f64::total_cmp);
+                Sample::from_sorted(synth)
+            })
+            .collect();
+        let refs: Vec<&Sample> = batch.iter().collect();
+        for outcome in fit_all(&refs, exact_max_n, scan)? {
+            match outcome {
+                Ok(f) => exceed += usize::from(f.d >= fit.d),
+                Err(_) => failed += 1,
+            }
+        }
+    }
     let used = replicates - failed;
-    Ok(Bootstrap {
+    Ok(Ok(Bootstrap {
         p: if used == 0 {
             f64::NAN
         } else {
@@ -84,7 +112,7 @@ pub fn goodness_of_fit(
         replicates,
         failed,
         seed,
-    })
+    }))
 }
 
 /// One draw from the power law above xmin by inversion; a draw that overflows f64 (α near

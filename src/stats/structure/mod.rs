@@ -19,6 +19,7 @@ pub mod powerlaw;
 pub mod spectrum;
 pub mod summary;
 pub mod sweep;
+pub mod xmin_scan;
 
 pub use noise_scale::noise_scale;
 pub use powerlaw::{PowerLawFit, Sample, XminSearch};

@@ -25,7 +25,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::neldermead;
-use super::numpy::pairwise_sum_by;
+use super::xmin_scan::ScanJob;
 use super::StructureError;
 
 /// Largest sample scanned over every candidate xmin; larger samples use the grid.
@@ -54,6 +54,11 @@ pub struct Sample {
     x: Vec<f64>,
     /// Index in `x` of the first copy of each distinct value.
     first: Vec<usize>,
+    /// ln of each distinct value.
+    ln: Vec<f64>,
+    /// Σ ln x over the values from each distinct value's first copy to the end, a Neumaier
+    /// (sum, compensation) pair: every candidate's MLE in O(1) instead of a pass over its tail.
+    tail_ln: Vec<(f64, f64)>,
 }
 
 /// The fit at one candidate xmin.
@@ -113,10 +118,33 @@ impl Sample {
 
     /// From values already positive, finite and ascending (bootstrap replicates).
     pub(crate) fn from_sorted(x: Vec<f64>) -> Self {
-        let first = (0..x.len())
+        let first: Vec<usize> = (0..x.len())
             .filter(|&i| i == 0 || x[i] != x[i - 1])
             .collect();
-        Sample { x, first }
+        let ln: Vec<f64> = first.iter().map(|&f| x[f].ln()).collect();
+        let mut tail_ln = vec![(0.0, 0.0); first.len()];
+        let mut acc = (0.0, 0.0);
+        for u in (0..first.len()).rev() {
+            let copies = first.get(u + 1).unwrap_or(&x.len()) - first[u];
+            add_product(&mut acc, copies as f64, ln[u]);
+            tail_ln[u] = acc;
+        }
+        Sample {
+            x,
+            first,
+            ln,
+            tail_ln,
+        }
+    }
+
+    /// Index in the values of the first copy of each distinct value.
+    pub fn first(&self) -> &[usize] {
+        &self.first
+    }
+
+    /// ln of each distinct value.
+    pub fn distinct_ln(&self) -> &[f64] {
+        &self.ln
     }
 
     pub fn len(&self) -> usize {
@@ -187,52 +215,44 @@ impl Sample {
 
     /// The package's `Fit(values)`: xmin by minimal D, with α, D, n_tail and σ there.
     pub fn fit(&self, exact_max_n: usize) -> Result<PowerLawFit, StructureError> {
-        if self.first.len() < 4 {
-            return Err(StructureError::TooFewDistinct(self.first.len()));
-        }
-        let search = self.search(exact_max_n);
-        let scan = self.scan(search);
-        let valid = scan.iter().any(|c| c.valid);
-        let best = argmin(scan.iter().map(|c| {
-            if valid && !c.valid {
-                f64::INFINITY
-            } else {
-                c.d
-            }
-        }));
-        let c = scan[best];
-        Ok(PowerLawFit {
-            alpha: c.alpha,
-            xmin: c.xmin,
-            d: c.d,
-            n_tail: c.n_tail,
-            sigma: c.sigma,
-            xmin_search: search,
-            valid,
-            n: self.len(),
-        })
+        let job = ScanJob::new(self, exact_max_n)?;
+        Ok(job.select(&job.host_distances(), 0.0))
     }
 
     /// `Power_Law(xmin)` on the tail, then its KS distance against the parent's ECDF.
     fn candidate(&self, u: usize) -> Candidate {
-        let start = self.first[u];
-        let xmin = self.x[start];
-        let tail = &self.x[start..];
-        let (alpha, valid) = fit_alpha(tail, xmin);
+        let (alpha, valid) = self.alpha(u);
+        self.candidate_with(u, alpha, valid, self.distance(u, alpha))
+    }
+
+    /// The candidate at distinct value `u` with its exponent and distance.
+    pub(crate) fn candidate_with(&self, u: usize, alpha: f64, valid: bool, d: f64) -> Candidate {
+        let n_tail = self.len() - self.first[u];
         Candidate {
-            xmin,
+            xmin: self.x[self.first[u]],
             alpha,
-            d: self.distance(u, alpha),
-            sigma: (alpha - 1.0) / (tail.len() as f64).sqrt(),
-            n_tail: tail.len(),
+            d,
+            sigma: (alpha - 1.0) / (n_tail as f64).sqrt(),
+            n_tail,
             valid,
         }
+    }
+
+    /// `Power_Law(xmin)`'s α at distinct value `u` and whether the package accepts it, from
+    /// the tail's Σ ln x: Σ ln(x/xmin) = Σ ln x − n_tail·ln xmin with the product and the
+    /// difference taken exactly (`add_product`), so only the logs' own rounding remains.
+    pub fn alpha(&self, u: usize) -> (f64, bool) {
+        let n = self.len() - self.first[u];
+        let (hi, lo) = self.tail_ln[u];
+        let mut s = (hi, lo);
+        add_product(&mut s, -(n as f64), self.ln[u]);
+        fit_alpha(n, s.0 + s.1, hi + lo, self.x[self.first[u]])
     }
 
     /// powerlaw's `compute_distance_metrics` with a parent Fit: the parent's ECDF at the
     /// distinct values (searchsorted-left / n), cut at xmin and renormalised, against the
     /// model CDF there.
-    fn distance(&self, u: usize, alpha: f64) -> f64 {
+    pub fn distance(&self, u: usize, alpha: f64) -> f64 {
         let n = self.len() as f64;
         let xmin = self.x[self.first[u]];
         let dropped = self.first[u] as f64 / n;
@@ -262,26 +282,25 @@ impl Sample {
     }
 }
 
-/// numpy argmin: the first NaN if any, else the first smallest.
-fn argmin(values: impl Iterator<Item = f64>) -> usize {
-    let mut best = (0, f64::INFINITY);
-    for (i, v) in values.enumerate() {
-        if v.is_nan() {
-            return i;
-        }
-        if v < best.1 || i == 0 {
-            best = (i, v);
-        }
+/// Adds k·v to a Neumaier (sum, compensation) pair, the product's rounding error included
+/// (fused multiply-add), so that a sum of logs less n·ln xmin keeps its digits.
+fn add_product(acc: &mut (f64, f64), k: f64, v: f64) {
+    let p = k * v;
+    for term in [p, k.mul_add(v, -p)] {
+        let t = acc.0 + term;
+        acc.1 += if acc.0.abs() >= term.abs() {
+            (acc.0 - t) + term
+        } else {
+            (term - t) + acc.0
+        };
+        acc.0 = t;
     }
-    best.0
 }
 
-/// α of `Power_Law(xmin)` on `tail` (values ≥ xmin, ascending) and whether the package
-/// accepts it.
-pub(crate) fn fit_alpha(tail: &[f64], xmin: f64) -> (f64, bool) {
-    let n = tail.len();
+/// α of `Power_Law(xmin)` on a tail of `n` values (those ≥ xmin) with Σ ln(x/xmin) = `s` and
+/// Σ ln x = `sum_ln`, and whether the package accepts it.
+pub(crate) fn fit_alpha(n: usize, s: f64, sum_ln: f64, xmin: f64) -> (f64, bool) {
     // generate_initial_parameters: the closed-form MLE, floored at 1.
-    let s = pairwise_sum_by(n, &|i| (tail[i] / xmin).ln());
     let alpha = (1.0 + n as f64 / s).max(1.0);
     if alpha > 1.5 && alpha <= 3.0 {
         return (alpha, alpha < 3.0);
@@ -290,7 +309,6 @@ pub(crate) fn fit_alpha(tail: &[f64], xmin: f64) -> (f64, bool) {
     // it is -(n ln C − α Σ ln x) with C = (α − 1) xmin^(α−1); out of range every point
     // counts as the package's TINY likelihood, and for α < 1 the package's negative
     // normaliser gives NaN.
-    let sum_ln = pairwise_sum_by(n, &|i| tail[i].ln());
     let nf = n as f64;
     let nll = |p: &[f64]| {
         let a = p[0];
