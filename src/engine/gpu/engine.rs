@@ -8,9 +8,11 @@ use crate::engine::{AdapterInfo, Backend, Blocks, EngineInfo, PhaseTimes, StatsJ
 use crate::error::{Error, Result};
 use crate::input::Block;
 use crate::stats::fits::Fits;
+use crate::stats::structure::Gram;
 
 use super::context::{self, Context, Dims};
 use super::fits::{self, FitsKernel, FITS_K_MAX};
+use super::gram::GramKernel;
 use super::plan;
 use super::pool::{Grow, Slot};
 use super::readback::{fold_mean, fold_pooled, fold_stats, PendingKind, Sink};
@@ -63,6 +65,8 @@ pub struct GpuEngine {
     pub(super) fits: Option<FitsKernel>,
     /// Whether the host fallback of the fits was announced.
     pub(super) fits_fallback_told: bool,
+    /// The Gram kernel, built on first use.
+    pub(super) gram: Option<GramKernel>,
 }
 
 fn adapter_info(info: &wgpu::AdapterInfo) -> AdapterInfo {
@@ -131,6 +135,7 @@ impl GpuEngine {
             units: 0,
             fits: None,
             fits_fallback_told: false,
+            gram: None,
         })
     }
 
@@ -369,6 +374,15 @@ impl Backend for GpuEngine {
         }
         let kernel = self.fits.as_mut().expect("built above");
         kernel.block(&self.ctx, block, usable, centre, out)
+    }
+
+    /// Kernel `gram`, the partial tiles summed in f64 on the host.
+    fn gram(&mut self, block: &Block, centre: &[f64], out: &mut Gram) -> Result<()> {
+        if self.gram.is_none() {
+            self.gram = Some(GramKernel::new(&self.ctx)?);
+        }
+        let kernel = self.gram.as_mut().expect("built above");
+        kernel.block(&self.ctx, self.opts.max_binding_bytes, block, centre, out)
     }
 
     fn coord_mean(&mut self, blocks: Blocks<'_>, out: &mut [MeanAcc]) -> Result<()> {

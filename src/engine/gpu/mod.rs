@@ -1,7 +1,7 @@
 //! The GPU engine (wgpu): the twin of `engine::cpu`, with one WGSL kernel per reduction
 //! (`shaders/coord_mean.wgsl`, `coord_moments.wgsl`, `coord_tails.wgsl`, `flat_blocks.wgsl`)
-//! and one for the per-coordinate fits of whole columns (`coord_fits.wgsl`, host side in
-//! `fits`).
+//! and two for the whole-column step: the per-coordinate fits (`coord_fits.wgsl`, host side
+//! in `fits`) and the structure step's Gram matrix (`gram.wgsl`, host side in `gram`).
 //!
 //! Each block is cut into *units* that fit the device's binding limit (`plan`), repacked into
 //! rows of whole 16-byte words and uploaded; the kernels write per-(row chunk, column) partial
@@ -33,7 +33,8 @@
 //! Rooms: `context` (device, pipelines, bind-group layouts and the host-mirrored structs),
 //! `plan` (pure dispatch planning), `pack` (uploads), `pool` (reused buffers), `launch` (one
 //! unit's upload, dispatches and readback), `readback` (folding partial states), `engine` (the
-//! `Backend`), `fits` (the fits kernel's packing, dispatch and f64 finish), `probe` (adapters
+//! `Backend`), `fits` (the fits kernel's packing, dispatch and f64 finish), `gram` (the Gram
+//! kernel's dispatch sizes, scaling and f64 sum of its partial tiles), `probe` (adapters
 //! and why there are none), `roofline` (bandwidth ceilings) and `quiet` (driver noise while
 //! probing).
 //!
@@ -42,6 +43,7 @@
 mod context;
 mod engine;
 mod fits;
+mod gram;
 mod launch;
 mod pack;
 pub mod plan;
@@ -60,6 +62,7 @@ pub use fits::{
     finish as finish_fit, CoordFit, FITS_K_MAX, FITS_WG, FITS_WG_BYTES, FIT_NONE, FIT_NO_SCALE,
     FIT_TIED, MC_WORDS,
 };
+pub use gram::{GramParams, GRAM_CHUNK, GRAM_DEPTH, GRAM_TILE, GRAM_WG, GRAM_WG_BYTES};
 pub use probe::probe_report;
 
 /// Options of the GPU engine.
