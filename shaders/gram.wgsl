@@ -129,8 +129,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 }
             }
         }
+        // common.wgsl's `add4` (Neumaier's step), written out: naga's SPIR-V backend cannot
+        // pass a pointer to a dynamically indexed array element to a function.
         for (var a = 0u; a < 4u; a++) {
-            add4(&s[a], &c[a], part[a]);
+            let y = part[a];
+            let t = (s[a] + y) * dims.one;
+            c[a] += select((y - t) + s[a], (s[a] - t) + y, abs(s[a]) >= abs(y));
+            s[a] = t;
         }
     }
     let base = (wid.y * gp.pairs + wid.x) * GRAM_TILE * GRAM_TILE;

@@ -222,7 +222,8 @@ fn rel(got: f64, want: f64) -> f64 {
     (got - want).abs() / want.abs()
 }
 
-/// `analyze` on the digits gradients with `--center full.npy`; the largest relative error of
+/// `analyze` on the digits gradients about the full-batch gradient (`--center FILE`, the
+/// file in the input's tensor order); the largest relative error of
 /// every tensor's and the model's spectrum (top eigenvalues, trace, effective rank) against
 /// numpy's about the same centre.
 fn digits_about_full_gradient(backend: &str, dir: &Path) -> f64 {
@@ -232,7 +233,7 @@ fn digits_about_full_gradient(backend: &str, dir: &Path) -> f64 {
         .env("RUST_LOG", "warn")
         .args(["analyze", "--backend", backend, "--no-fits", "--no-powerlaw"])
         .arg("--center")
-        .arg(common::data("digits/full.npy"))
+        .arg(common::data("digits/full_input_order.npy"))
         .arg(common::data("digits/stacked.safetensors"))
         .arg("--out")
         .arg(&out)
@@ -263,8 +264,16 @@ fn digits_about_full_gradient(backend: &str, dir: &Path) -> f64 {
             .unwrap_or_else(|| panic!("{name}: no spectrum"));
         let all = want["eigenvalues"].as_array().unwrap();
         assert_eq!(eig.len(), 10.min(all.len()), "{name}");
+        let trace = want["trace"].as_f64().unwrap();
         for (g, w) in eig.iter().zip(all) {
-            worst = worst.max(rel(g.as_f64().unwrap(), w.as_f64().unwrap()));
+            let (g, w) = (g.as_f64().unwrap(), w.as_f64().unwrap());
+            // fc1.bias has rank 9 (softmax bias gradients, and the full gradient, sum to
+            // zero): its 10th eigenvalue is rounding residue, compared relative to the trace.
+            worst = worst.max(if w > 1e-9 * trace {
+                rel(g, w)
+            } else {
+                (g - w).abs() / trace
+            });
         }
         for key in ["trace", "effective_rank"] {
             worst = worst.max(rel(got[key].as_f64().unwrap(), want[key].as_f64().unwrap()));

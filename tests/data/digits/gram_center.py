@@ -1,6 +1,7 @@
 """Writes reference_gram_center.json: the covariance spectra of the digits gradients about an
-exact centre, the full-batch gradient full.npy (what `gradtail analyze --center full.npy`
-computes), per tensor and for the whole model.
+exact centre, the full-batch gradient full.npy, per tensor and for the whole model; and
+full_input_order.npy, that gradient in the tensor order of stacked.safetensors (its data
+offsets), for `gradtail analyze stacked.safetensors --center full_input_order.npy`.
 
 u = stack (float64) minus full.npy (float32 widened to float64), no sample-mean centring;
 C's nonzero eigenvalues are those of G/(K - 1), G = U Uᵀ (K × K), numpy's eigvalsh,
@@ -28,6 +29,16 @@ def spectrum(v):
     }
 
 
+header_len = int.from_bytes(open("stacked.safetensors", "rb").read(8), "little")
+header = json.loads(open("stacked.safetensors", "rb").read(8 + header_len)[8:])
+order = sorted((h["data_offsets"][0], n) for n, h in header.items() if n != "__metadata__")
+by_name = {t["name"]: t for t in layout}
+np.save(
+    "full_input_order.npy",
+    np.concatenate(
+        [np.load("full.npy")[by_name[n]["offset"] : by_name[n]["offset"] + by_name[n]["size"]] for _, n in order]
+    ),
+)
 out = {"tensors": {}, "model": spectrum(u)}
 for t in layout:
     out["tensors"][t["name"]] = spectrum(u[:, t["offset"] : t["offset"] + t["size"]])
