@@ -32,9 +32,7 @@ impl CpuEngine {
             .num_threads(threads)
             .thread_name(|i| format!("gradtail-cpu-{i}"))
             .build()
-            .map_err(|e| {
-                Error::Config(format!("cannot start {threads} threads: {e}"))
-            })?;
+            .map_err(|e| Error::Config(format!("cannot start {threads} threads: {e}")))?;
         Ok(CpuEngine { pool })
     }
 }

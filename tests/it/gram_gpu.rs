@@ -59,10 +59,16 @@ fn as_block(x: &[f64], k: usize, p: usize, dtype: &str) -> (Block, Vec<f64>) {
     let data = match dtype {
         "f32" => BlockData::F32(x.iter().map(|&v| v as f32).collect()),
         "f64" => BlockData::F64(x.to_vec()),
-        "f16" => BlockData::F16(x.iter().map(|&v| half::f16::from_f64(v).to_bits()).collect()),
-        "bf16" => {
-            BlockData::BF16(x.iter().map(|&v| half::bf16::from_f64(v).to_bits()).collect())
-        }
+        "f16" => BlockData::F16(
+            x.iter()
+                .map(|&v| half::f16::from_f64(v).to_bits())
+                .collect(),
+        ),
+        "bf16" => BlockData::BF16(
+            x.iter()
+                .map(|&v| half::bf16::from_f64(v).to_bits())
+                .collect(),
+        ),
         _ => unreachable!(),
     };
     let mut wide = vec![0.0; k * p];
@@ -138,7 +144,10 @@ fn every_dtype_matches_sums_in_f64() {
         let mut on_cpu = Gram::new(k);
         cpu.gram(&block, &c, &mut on_cpu).unwrap();
         assert_eq!(on_gpu.coords(), p as u64);
-        let (e_gpu, e_cpu) = (entry_error(&on_gpu, &want, k), entry_error(&on_cpu, &want, k));
+        let (e_gpu, e_cpu) = (
+            entry_error(&on_gpu, &want, k),
+            entry_error(&on_cpu, &want, k),
+        );
         let e_eig = eigen_error(&on_gpu, &on_cpu);
         println!("{dtype}: entries {e_gpu:e} (cpu {e_cpu:e}), eigenvalues {e_eig:e} of the trace");
         assert!(e_gpu < ENTRY, "{dtype}: entry error {e_gpu:e}");
@@ -232,7 +241,13 @@ fn digits_about_full_gradient(backend: &str, dir: &Path) -> f64 {
     Command::cargo_bin("gradtail")
         .unwrap()
         .env("RUST_LOG", "warn")
-        .args(["analyze", "--backend", backend, "--no-fits", "--no-powerlaw"])
+        .args([
+            "analyze",
+            "--backend",
+            backend,
+            "--no-fits",
+            "--no-powerlaw",
+        ])
         .arg("--center")
         .arg(common::data("digits/full_input_order.npy"))
         .arg(common::data("digits/stacked.safetensors"))
@@ -257,7 +272,11 @@ fn digits_about_full_gradient(backend: &str, dir: &Path) -> f64 {
         })
         .collect();
     assert_eq!(pairs.len(), 4);
-    pairs.push(("model".into(), &summary["model"]["spectrum"], &reference["model"]));
+    pairs.push((
+        "model".into(),
+        &summary["model"]["spectrum"],
+        &reference["model"],
+    ));
     let mut worst: f64 = 0.0;
     for (name, got, want) in pairs {
         let eig = got["eigenvalues"]

@@ -288,7 +288,12 @@ fn gpu_run_matches_numpy_and_powerlaw() {
     }
     let dir = tempfile::tempdir().unwrap();
     let out = run_digits("gpu", dir.path(), &[]);
-    check_digits(&out, (GPU_SPECTRUM, f64::from(f32::EPSILON)), GPU_FIT, false);
+    check_digits(
+        &out,
+        (GPU_SPECTRUM, f64::from(f32::EPSILON)),
+        GPU_FIT,
+        false,
+    );
     check_iteration_wise("gpu", dir.path(), GPU_FIT);
 }
 

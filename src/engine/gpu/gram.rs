@@ -104,10 +104,13 @@ fn cut(k: usize, width: usize, elem: usize, binding: u64, max_dim: usize) -> Opt
     let by_readback = (cols * per_col / (4 * total * tile_out)).max(1);
     let by_cols = cols.div_ceil(GRAM_CHUNK as usize);
     let by_binding = binding / tile_out;
-    let slices = want.min(by_readback).min(by_cols).min(by_binding).min(max_dim).max(1);
-    let slice_cols = cols
-        .div_ceil(slices)
-        .next_multiple_of(GRAM_CHUNK as usize);
+    let slices = want
+        .min(by_readback)
+        .min(by_cols)
+        .min(by_binding)
+        .min(max_dim)
+        .max(1);
+    let slice_cols = cols.div_ceil(slices).next_multiple_of(GRAM_CHUNK as usize);
     let slices = cols.div_ceil(slice_cols);
     let pairs = total.min(max_dim).min(binding / (slices * tile_out)).max(1);
     Some(Cut {
@@ -198,7 +201,7 @@ impl GramKernel {
                         ty: wgpu::BufferBindingType::Uniform,
                         has_dynamic_offset: false,
                         min_binding_size: wgpu::BufferSize::new(
-                            std::mem::size_of::<GramParams>() as u64,
+                            std::mem::size_of::<GramParams>() as u64
                         ),
                     },
                     count: None,
@@ -282,10 +285,9 @@ impl GramKernel {
         let (dtype, elem) = upload_type(&block.data);
         let caps = ctx.caps(cap);
         let max_dim = ctx.limits.max_compute_workgroups_per_dimension as usize;
-        let (Some(scale), Some(cut)) = (
-            scale_for(bound),
-            cut(k, width, elem, caps.binding, max_dim),
-        ) else {
+        let (Some(scale), Some(cut)) =
+            (scale_for(bound), cut(k, width, elem, caps.binding, max_dim))
+        else {
             return crate::engine::cpu::gram(block, centre, out)
                 .map_err(|e| Error::Config(format!("internal: {e}")));
         };
@@ -347,7 +349,8 @@ impl GramKernel {
         super::pack::write_in_pieces(&ctx.queue, &buf, input);
         let c = self.centre.get(device, centre.len() as u64).clone();
         ctx.queue.write_buffer(&c, 0, centre);
-        ctx.queue.write_buffer(&self.dims, 0, bytemuck::bytes_of(dims));
+        ctx.queue
+            .write_buffer(&self.dims, 0, bytemuck::bytes_of(dims));
     }
 
     /// Runs `params.pairs` tile pairs over `slices` slices, waits, and reads the partial
@@ -518,10 +521,22 @@ mod tests {
     fn bound_finds_non_finite_values() {
         let b = |d: BlockData| Block::new(0..2, 0..2, d);
         let c = [0.5, -2.0];
-        assert_eq!(bound(&b(BlockData::F32(vec![1.0, -3.0, 0.0, 2.0])), &c), Some(5.0));
-        assert_eq!(bound(&b(BlockData::F32(vec![1.0, f32::NAN, 0.0, 2.0])), &c), None);
-        assert_eq!(bound(&b(BlockData::F64(vec![1.0, -3.0, 0.0, 2.0])), &c), Some(4.0));
-        assert_eq!(bound(&b(BlockData::F64(vec![1.0, 0.0, f64::INFINITY, 2.0])), &c), None);
+        assert_eq!(
+            bound(&b(BlockData::F32(vec![1.0, -3.0, 0.0, 2.0])), &c),
+            Some(5.0)
+        );
+        assert_eq!(
+            bound(&b(BlockData::F32(vec![1.0, f32::NAN, 0.0, 2.0])), &c),
+            None
+        );
+        assert_eq!(
+            bound(&b(BlockData::F64(vec![1.0, -3.0, 0.0, 2.0])), &c),
+            Some(4.0)
+        );
+        assert_eq!(
+            bound(&b(BlockData::F64(vec![1.0, 0.0, f64::INFINITY, 2.0])), &c),
+            None
+        );
         let h = |v: f32| half::f16::from_f32(v).to_bits();
         let f16 = BlockData::F16(vec![h(1.0), h(-6.0), 0, h(2.0)]);
         assert_eq!(bound(&b(f16), &c), Some(8.0));
