@@ -304,5 +304,5 @@ fn gram_tiles_add_up() {
     assert_eq!(gpu::GRAM_WG, 16 * 16);
     // One load4 (4 coordinates) per thread and row tile fills a staging step.
     assert_eq!(gpu::GRAM_WG * 4, gpu::GRAM_TILE * gpu::GRAM_DEPTH);
-    assert_eq!(gpu::GRAM_CHUNK % gpu::GRAM_DEPTH, 0);
+    assert!(gpu::GRAM_CHUNK.is_multiple_of(gpu::GRAM_DEPTH));
 }

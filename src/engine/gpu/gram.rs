@@ -494,7 +494,7 @@ mod tests {
         // device, within a quarter of the input's bytes read back.
         let c = cut(256, 65_536, 4, 128 << 20, 65_535).unwrap();
         assert_eq!((c.cols, c.pairs), (65_536, 10));
-        assert!(c.slices * c.slice_cols >= c.cols && c.slice_cols % 64 == 0);
+        assert!(c.slices * c.slice_cols >= c.cols && c.slice_cols.is_multiple_of(64));
         let back = (c.slices * c.pairs) as u64 * TILE_OUT;
         assert!(back * 4 <= (256 * 65_536 * 4) as u64, "{c:?}");
         assert!(c.slices > 1);
@@ -502,7 +502,7 @@ mod tests {
         let small = 3 * TILE_OUT;
         let c = cut(300, 1000, 4, small, 65_535).unwrap();
         assert!((c.slices * c.pairs) as u64 * TILE_OUT <= small, "{c:?}");
-        assert!(c.cols * 300 * 4 <= small as usize && c.cols % COL_ALIGN == 0);
+        assert!(c.cols * 300 * 4 <= small as usize && c.cols.is_multiple_of(COL_ALIGN));
         assert!(cut(300, 1000, 4, TILE_OUT - 16, 65_535).is_none());
     }
 
