@@ -3,10 +3,13 @@
 //! the same run (host memory streaming for the CPU; device copy and upload for a GPU), and the
 //! largest disagreement between engines per statistic; then each engine's per-coordinate fits
 //! (`Backend::coord_fits`: host code on the CPU engine, the `coord_fits` kernel on the GPU
-//! engine), timed on their own at K = 512; and the structure statistics
-//! (`structure`: the Gram pass and the xmin scans), host code, timed on their own.
+//! engine), timed on their own at K = 512; each engine's Gram pass (`gram`,
+//! `Backend::gram`), and the rest of the structure statistics (`structure`: the K × K
+//! eigenvalues and the xmin scans), host code, timed on their own.
 
+mod gram;
 mod structure;
+pub use gram::{time_gram, GramRun};
 pub use structure::{time_structure, time_xmin, StructureRun, XminRun, STRUCTURE_COORDS};
 
 use std::time::Instant;
@@ -161,7 +164,9 @@ pub struct BenchReport {
     pub agreement: Vec<(String, Vec<Agreement>)>,
     /// Each engine's fits, timed on their own ([`time_fits`]); the engine runs leave them out.
     pub fits: Vec<FitsRun>,
-    /// The Gram pass and xmin scans ([`time_structure`]); the engine runs leave them out.
+    /// Each engine's Gram pass ([`time_gram`]); the engine runs leave it out.
+    pub grams: Vec<GramRun>,
+    /// The eigenvalues and xmin scans ([`time_structure`]); the engine runs leave them out.
     pub structure: Option<StructureRun>,
     /// Each engine's xmin scans ([`time_xmin`]).
     pub xmin: Vec<XminRun>,
@@ -268,8 +273,8 @@ pub fn run(
     let sources: Vec<Box<dyn TensorSource>> = vec![Box::new(src)];
     let m = sources[0].meta().clone();
     let input_bytes = (m.samples * m.coords() * m.dtype.size()) as u64;
-    // The fits (`time_fits`) and the structure statistics (`time_structure`, host code
-    // whatever the engine) are timed on their own.
+    // The fits (`time_fits`), the Gram (`time_gram`) and the rest of the structure
+    // statistics (`time_structure`, host code whatever the engine) are timed on their own.
     let opts = Options {
         fits: false,
         structure: crate::analyze::structure::StructureOptions {
@@ -375,6 +380,7 @@ pub fn run(
         engines: runs,
         agreement,
         fits: Vec::new(),
+        grams: Vec::new(),
         structure: None,
         xmin: Vec::new(),
     })
@@ -457,6 +463,9 @@ pub fn print(r: &BenchReport, out: &mut impl std::io::Write) -> std::io::Result<
             )?;
         }
         writeln!(out)?;
+    }
+    for g in &r.grams {
+        gram::print(g, out)?;
     }
     if let Some(s) = &r.structure {
         structure::print(s, out)?;

@@ -330,6 +330,21 @@ fn bench_cmd(b: BenchArgs) -> Result<()> {
             b.seed,
         )?;
         report.fits.push(f);
+        eprintln!(
+            "timing the Gram pass on the {} engine: {} × {} ...",
+            c.backend.info().engine,
+            b.samples,
+            b.params.min(bench::STRUCTURE_COORDS)
+        );
+        let g = bench::time_gram(
+            c.backend.as_mut(),
+            c.cpu_device,
+            b.samples,
+            b.params,
+            b.repeat.min(3),
+            b.seed,
+        )?;
+        report.grams.push(g);
     }
     for c in &mut candidates {
         eprintln!(
@@ -347,7 +362,7 @@ fn bench_cmd(b: BenchArgs) -> Result<()> {
         report.xmin.push(x);
     }
     eprintln!(
-        "timing the Gram pass and the xmin scans: {} × {} on the host ...",
+        "timing the eigenvalues and the xmin scans: {} × {} on the host ...",
         b.samples,
         b.params.min(bench::STRUCTURE_COORDS)
     );

@@ -250,7 +250,8 @@ pub fn run(
                 Error::unusable(&meta.path, Some(&meta.name), e.to_string())
             };
             // The whole-column step on one block: medians and fits, then the structure
-            // statistics (the covariance about the exact centre when there is one).
+            // statistics, the Gram through the engine (the covariance about the exact centre
+            // when there is one).
             let mut whole_columns = |block: &Block,
                                      pool_mask: &[bool],
                                      shift: &[f64],
@@ -275,6 +276,9 @@ pub fn run(
                         &pool,
                     )
                     .map_err(structure_err)?;
+                    if let Some(g) = sacc.gram.as_mut() {
+                        backend.gram(block, &gc[block.cols.clone()], g)?;
+                    }
                 }
                 Ok(())
             };

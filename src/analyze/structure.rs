@@ -2,8 +2,9 @@
 //! K × K Gram matrix of a tensor's centred noise (its covariance spectrum, Xie et al. 2023),
 //! Σu² for the gradient noise scale (McCandlish et al. 2018), the magnitudes |u_k| of a few
 //! samples k over the tensor's coordinates (dimension-wise power-law fits) and the power-law
-//! fit of each coordinate's K magnitudes (iteration-wise). Host code for both engines, on the
-//! blocks the whole-column step reads.
+//! fit of each coordinate's K magnitudes (iteration-wise), on the blocks the whole-column step
+//! reads. The Gram is the engine's (`Backend::gram`, called beside [`run`]); the rest is host
+//! code for both engines.
 //!
 //! What accumulates over a tensor's coordinates is one plain state, [`StructureAcc`], with an
 //! identity (`new`) and `combine`, so that coordinate ranges (blocks, shards) can be reduced in
@@ -28,9 +29,8 @@ use crate::stats::structure::{noise_scale, Centre, Gram, Sample, StructureError}
 const TILE_BYTES: usize = 512 << 10;
 /// Tiles per group: one task's work, a few MiB of columns.
 const GROUP_TILES: usize = 8;
-/// Memory for the groups' Grams alive at once (K² f64 each), and their most.
-const WAVE_BYTES: usize = 256 << 20;
-const MAX_WAVE: usize = 32;
+/// Groups run at once: a bound on the tiles' outputs held before they are copied out.
+const WAVE: usize = 32;
 
 /// What the structure step computes.
 #[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
@@ -95,7 +95,7 @@ impl StructureOptions {
 /// One tensor's structure state over the coordinates seen so far.
 #[derive(Clone, Debug)]
 pub struct StructureAcc {
-    /// UUᵀ of the centred noise (with the spectrum).
+    /// UUᵀ of the centred noise (with the spectrum), filled by the engine's `Backend::gram`.
     pub gram: Option<Gram>,
     /// Σ_j Σ_k u_kj² over the same centred noise: (K − 1)·tr(C).
     pub sum_sq: f64,
@@ -167,10 +167,11 @@ impl PowerLawCoord {
     }
 }
 
-/// Runs the step on `block` (every sample of coordinates `block.cols`). `gram_centre` centres
-/// the noise of the covariance, `centre` that of the power-law magnitudes (one value per
-/// coordinate of the tensor, like `usable`). With `moments` (or a Gram in `acc`) Σu² is
-/// accumulated; with `coords`, coordinates where `usable` get their iteration-wise fit.
+/// Runs the step on `block` (every sample of coordinates `block.cols`), all but the Gram.
+/// `gram_centre` centres the noise of the covariance, `centre` that of the power-law
+/// magnitudes (one value per coordinate of the tensor, like `usable`). With `moments` (or a
+/// Gram in `acc`) Σu² is accumulated; with `coords`, coordinates where `usable` get their
+/// iteration-wise fit.
 #[allow(clippy::too_many_arguments)] // one call site per read path
 pub fn run(
     block: &Block,
@@ -187,10 +188,9 @@ pub fn run(
     let base = block.cols.start;
     let tile = (TILE_BYTES / (8 * k.max(1))).clamp(1, 1024);
     let samples: Vec<usize> = acc.rows.iter().map(|r| r.0).collect();
-    let has_gram = acc.gram.is_some();
     let job = Tile {
         block,
-        moments: moments || has_gram,
+        moments: moments || acc.gram.is_some(),
         gram_centre: &gram_centre[block.cols.clone()],
         centre: &centre[block.cols.clone()],
         usable: &usable[block.cols.clone()],
@@ -199,16 +199,14 @@ pub fn run(
         exact_max_n,
     };
     // Tiles are added in fixed groups, each group in column order on one task, and the groups'
-    // parts are merged in column order: sums do not depend on the thread count. Groups run in
-    // waves, so at most a wave's Grams are alive at once.
+    // parts are merged in column order: sums do not depend on the thread count.
     let groups = width.div_ceil(tile).div_ceil(GROUP_TILES);
-    let wave = (WAVE_BYTES / (8 * k * k).max(1)).clamp(1, MAX_WAVE);
-    for first in (0..groups).step_by(wave) {
+    for first in (0..groups).step_by(WAVE) {
         let parts: Vec<Part> = pool.install(|| {
-            (first..(first + wave).min(groups))
+            (first..(first + WAVE).min(groups))
                 .into_par_iter()
                 .map(|g| {
-                    let mut part = Part::new(k, has_gram);
+                    let mut part = Part::new();
                     for t in g * GROUP_TILES..((g + 1) * GROUP_TILES).min(width.div_ceil(tile)) {
                         job.run(t * tile..((t + 1) * tile).min(width), &mut part);
                     }
@@ -217,9 +215,6 @@ pub fn run(
                 .collect()
         });
         for part in parts {
-            if let (Some(g), Some(p)) = (acc.gram.as_mut(), part.gram.as_ref()) {
-                g.combine(p)?;
-            }
             acc.sum_sq += part.sum_sq;
             for (start, w, rows, fitted) in part.tiles {
                 let at = base + start;
@@ -239,23 +234,19 @@ pub fn run(
 /// other, its coordinates' fits.
 type TileOut = (usize, usize, Vec<f64>, Vec<PowerLawCoord>);
 
-/// What one task adds: its Gram, Σu², and its tiles' outputs.
+/// What one task adds: Σu² and its tiles' outputs.
 struct Part {
-    gram: Option<Gram>,
     sum_sq: f64,
     tiles: Vec<TileOut>,
     buf: Vec<f64>,
-    centred: Vec<f64>,
 }
 
 impl Part {
-    fn new(k: usize, gram: bool) -> Self {
+    fn new() -> Self {
         Part {
-            gram: gram.then(|| Gram::new(k)),
             sum_sq: 0.0,
             tiles: Vec::new(),
             buf: Vec::new(),
-            centred: Vec::new(),
         }
     }
 }
@@ -263,7 +254,7 @@ impl Part {
 /// The block's slices and what to compute on each tile.
 struct Tile<'a> {
     block: &'a Block,
-    /// Whether Σu² (and with `gram` the Gram) is wanted.
+    /// Whether Σu² is wanted.
     moments: bool,
     gram_centre: &'a [f64],
     centre: &'a [f64],
@@ -315,15 +306,10 @@ impl Tile<'_> {
         }
         if self.moments {
             let gc = &self.gram_centre[cols.clone()];
-            part.centred.clear();
-            for row in x.chunks_exact(w) {
-                part.centred.extend(row.iter().zip(gc).map(|(v, c)| v - c));
-            }
-            part.sum_sq += part.centred.iter().map(|u| u * u).sum::<f64>();
-            if let Some(g) = part.gram.as_mut() {
-                g.add_tile(&part.centred, w, w)
-                    .expect("the tile is K rows of its width");
-            }
+            part.sum_sq += x
+                .chunks_exact(w)
+                .flat_map(|row| row.iter().zip(gc).map(|(v, c)| (v - c) * (v - c)))
+                .sum::<f64>();
         }
         part.tiles.push((cols.start, w, rows, fitted));
     }
@@ -511,7 +497,8 @@ mod tests {
     use crate::input::BlockData;
 
     /// The step on 1, 2 and 3 threads gives bit-identical state, equal to sums written out
-    /// here; the sampled rows hold |x − centre| with non-finite values as 0.
+    /// here; the sampled rows hold |x − centre| with non-finite values as 0. (The Gram in
+    /// `acc` is the engine's, `engine::cpu::gram`'s tests.)
     #[test]
     fn state_is_the_same_on_any_number_of_threads() {
         // 70,000 columns of 16 rows: 3 groups of tiles (4096 columns each, 8 per group).
@@ -535,40 +522,25 @@ mod tests {
             acc
         };
         let one = run_on(1, &x);
-        let g1 = one.gram.as_ref().unwrap().finish(Centre::Exact).unwrap();
         // Against sums written out here.
         let u = |r: usize, j: usize| x[r * p + j] - centre[j];
-        let g01: f64 = (0..p).map(|j| u(0, j) * u(1, j)).sum();
         let ss: f64 = (0..k * p).map(|i| u(i / p, i % p).powi(2)).sum();
         assert!((one.sum_sq - ss).abs() < 1e-12 * ss);
-        assert!((g1.trace - ss / (k - 1) as f64).abs() < 1e-12 * ss);
-        let mut direct = Gram::new(k);
-        let centred: Vec<f64> = (0..k * p).map(|i| u(i / p, i % p)).collect();
-        direct.add_tile(&centred, p, p).unwrap();
-        let d = direct.finish(Centre::Exact).unwrap();
-        for (a, b) in g1.eigenvalues.iter().zip(&d.eigenvalues) {
-            assert!(
-                (a - b).abs() < 1e-12 * d.eigenvalues[0],
-                "{a} vs {b} ({g01})"
-            );
-        }
+        // The step leaves the Gram to the engine.
+        assert_eq!(one.gram.as_ref().unwrap().coords(), 0);
         for threads in [2, 3] {
             let other = run_on(threads, &x);
             assert_eq!(other.sum_sq.to_bits(), one.sum_sq.to_bits());
             assert_eq!(other.rows[1].1, one.rows[1].1);
-            let g = other.gram.as_ref().unwrap().finish(Centre::Exact).unwrap();
-            assert_eq!(g, g1, "{threads} threads");
         }
         assert_eq!(one.rows[1].0, 3);
         assert_eq!(one.rows[0].1[42], u(0, 42).abs());
-        // A NaN: 0 in the sampled row (dropped by the fit), NaN in Σu², refused by the Gram.
+        // A NaN: 0 in the sampled row (dropped by the fit), NaN in Σu².
         let mut bad = x.clone();
         bad[3 * p + 17] = f64::NAN;
         let nan = run_on(2, &bad);
         assert_eq!(nan.rows[1].1[17], 0.0);
         assert!(nan.sum_sq.is_nan());
-        let e = nan.gram.as_ref().unwrap().finish(Centre::Exact);
-        assert!(matches!(e, Err(StructureError::NonFinite)));
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! `gradtail bench`'s rows for the structure statistics: on the host for every engine, the
-//! Gram pass (UUᵀ over whole columns, as `analyze` accumulates it) with the K × K eigensolve,
-//! and the power-law xmin scans — a dimension-wise fit over many coordinates (the grid beyond
-//! `EXACT_MAX_N` values), an exact scan of `EXACT_MAX_N` values, and the iteration-wise fits
-//! of K values per coordinate; per engine, the xmin scans through `Backend::xmin_scan`
-//! ([`time_xmin`]).
+//! K × K eigensolve of the Gram (whose pass over the data is each engine's own,
+//! `bench::gram`), and the power-law xmin scans — a dimension-wise fit over many coordinates
+//! (the grid beyond `EXACT_MAX_N` values), an exact scan of `EXACT_MAX_N` values, and the
+//! iteration-wise fits of K values per coordinate; per engine, the xmin scans through
+//! `Backend::xmin_scan` ([`time_xmin`]).
 
 use std::time::Instant;
 
@@ -16,7 +16,7 @@ use crate::error::Result;
 use crate::input::{Dtype, TensorSource};
 use crate::stats::structure::powerlaw::EXACT_MAX_N;
 use crate::stats::structure::xmin_scan::fit_all;
-use crate::stats::structure::{Centre, Sample, XminSearch};
+use crate::stats::structure::{Centre, Gram, Sample, XminSearch};
 
 /// Most coordinates in the Gram and dimension-wise timings (about a second each on one core).
 pub const STRUCTURE_COORDS: usize = 200_000;
@@ -26,13 +26,9 @@ pub const COORD_FITS: usize = 2_000;
 #[derive(Clone, Debug, Serialize)]
 pub struct StructureRun {
     pub samples: usize,
-    /// Coordinates of the Gram pass and of the dimension-wise fit.
+    /// Coordinates of the dimension-wise fit (and of the Gram whose eigenvalues are timed).
     pub coords: usize,
     pub threads: usize,
-    /// The Gram pass over `coords` coordinates (centring included).
-    pub gram_s: Timing,
-    /// K²·P multiply-adds (the lower triangle is half of that) per second, in 10⁹.
-    pub gram_gmac_s: f64,
     /// Eigenvalues of the K × K matrix, slope, trace and effective rank.
     pub eigen_s: Timing,
     /// One dimension-wise fit of |u_0| over `coords` coordinates.
@@ -75,23 +71,22 @@ pub fn time_structure(
         }
         Ok(Timing::of(times))
     };
-    let mut acc = StructureAcc::new(k, p, true, &[0]);
-    let gram_s = time(&mut || {
-        acc = StructureAcc::new(k, p, true, &[0]);
-        structure::run(
-            &block,
-            &centre,
-            &centre,
-            &usable,
-            &mut acc,
-            true,
-            None,
-            EXACT_MAX_N,
-            &pool,
-        )
-        .map_err(err)
-    })?;
-    let gram = acc.gram.clone().expect("the spectrum was asked for");
+    let mut acc = StructureAcc::new(k, p, false, &[0]);
+    structure::run(
+        &block,
+        &centre,
+        &centre,
+        &usable,
+        &mut acc,
+        false,
+        None,
+        EXACT_MAX_N,
+        &pool,
+    )
+    .map_err(err)?;
+    let mut gram = Gram::new(k);
+    pool.install(|| crate::engine::cpu::gram(&block, &centre, &mut gram))
+        .map_err(err)?;
     let eigen_s = time(&mut || {
         std::hint::black_box(gram.finish(Centre::Exact).ok());
         Ok(())
@@ -132,8 +127,6 @@ pub fn time_structure(
         samples: k,
         coords: p,
         threads: pool.current_num_threads(),
-        gram_gmac_s: (k * k * p) as f64 / gram_s.median / 1e9,
-        gram_s,
         eigen_s,
         dim_fit_s,
         dim_fit_search: search,
@@ -232,8 +225,8 @@ pub fn print_xmin(x: &XminRun, out: &mut impl std::io::Write) -> std::io::Result
 pub fn print(s: &StructureRun, out: &mut impl std::io::Write) -> std::io::Result<()> {
     writeln!(
         out,
-        "Gram pass on the host (both engines; K = {}, {} coordinates, {} threads): {:.3} s [{:.3}, {:.3}], {:.1} G multiply-adds/s; K × K eigenvalues {:.4} s",
-        s.samples, s.coords, s.threads, s.gram_s.median, s.gram_s.min, s.gram_s.max, s.gram_gmac_s, s.eigen_s.median
+        "K × K eigenvalues on the host (both engines; K = {}): {:.4} s",
+        s.samples, s.eigen_s.median
     )?;
     writeln!(
         out,

@@ -1,22 +1,26 @@
 //! The CPU engine: each kernel is a loop over a block's rows, parallel over column strips
 //! with rayon (pass 2 in cache-sized tiles of a strip, `tile`). Pass 1 reads f32 values as
 //! they are; pass 2 widens each value to f64 once. Accumulation is f64 throughout, so this
-//! engine is also the reference the GPU engine is tested against.
+//! engine is also the reference the GPU engine is tested against. The structure step's Gram
+//! matrix (twin of `shaders/gram.wgsl`) is faer's triangular product, in `gram`.
 
 use std::ops::Range;
 
 use ndarray::{s, ArrayView2};
 use rayon::prelude::*;
 
+mod gram;
 mod tile;
+pub use gram::gram;
 use tile::coord_stats_body;
 
 use super::accum::{BlockSums, CoordAcc, FlatAcc, MeanAcc};
 use super::{Backend, Blocks, EngineInfo, StatsJob, TensorAcc};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::input::{Block, BlockView};
 use crate::stats::fits::{self, Fits};
 use crate::stats::structure::xmin_scan::{host_scan, ScanJob, Scanned};
+use crate::stats::structure::Gram;
 
 /// Columns per rayon task: enough work to amortise scheduling, small enough to stay in L2.
 const STRIP: usize = 2048;
@@ -32,9 +36,7 @@ impl CpuEngine {
             .num_threads(threads)
             .thread_name(|i| format!("gradtail-cpu-{i}"))
             .build()
-            .map_err(|e| {
-                crate::error::Error::Config(format!("cannot start {threads} threads: {e}"))
-            })?;
+            .map_err(|e| Error::Config(format!("cannot start {threads} threads: {e}")))?;
         Ok(CpuEngine { pool })
     }
 }
@@ -120,6 +122,12 @@ impl Backend for CpuEngine {
     ) -> Result<()> {
         self.pool.install(|| coord_fits(block, usable, centre, out));
         Ok(())
+    }
+
+    fn gram(&mut self, block: &Block, centre: &[f64], out: &mut Gram) -> Result<()> {
+        self.pool
+            .install(|| gram(block, centre, out))
+            .map_err(|e| Error::Config(format!("internal: {e}")))
     }
 }
 

@@ -1,7 +1,8 @@
 //! Engines: the per-coordinate reductions behind one [`Backend`] trait. The CPU engine
 //! (`cpu`) and the GPU engine (`gpu`, WGSL kernels in `shaders/`) implement the same kernels
 //! under the same names (`coord_mean`, `coord_moments`, `coord_tails`, `flat_blocks`,
-//! `coord_fits`, `xmin_scan`) and fold their results into the same f64 accumulator monoids (`accum`).
+//! `coord_fits`, `gram`, `xmin_scan`) and fold their results into the same f64 accumulator
+//! monoids (`accum`; the Gram into `stats::structure::Gram`).
 
 pub mod accum;
 pub mod cpu;
@@ -12,6 +13,7 @@ use crate::error::Result;
 use crate::input::Block;
 use crate::stats::fits::Fits;
 use crate::stats::structure::xmin_scan::{ScanJob, Scanned};
+use crate::stats::structure::Gram;
 use accum::{BlockSums, CoordAcc, FlatAcc, FlatSpec, MeanAcc};
 
 /// A stream of one tensor's blocks; each coordinate's rows arrive in order.
@@ -119,6 +121,12 @@ pub trait Backend {
         centre: &[f64],
         out: &mut [Fits],
     ) -> Result<()>;
+
+    /// The structure step's covariance Gram, kernel `gram`: adds UUᵀ of the block's columns
+    /// to `out` (K × K, every sample of each column), u = x − centre[j] for column j
+    /// (`centre` has one entry per column of the block), every column included. A NaN or ±∞
+    /// in the block makes `out` non-finite (its finish says so).
+    fn gram(&mut self, block: &Block, centre: &[f64], out: &mut Gram) -> Result<()>;
 
     /// The xmin scans of power-law fits, kernel `xmin_scan`: the KS distance D at every
     /// candidate xmin of each job (`stats::structure::xmin_scan`), in candidate order, each

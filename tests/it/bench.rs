@@ -140,3 +140,44 @@ fn fits_row_times_every_coordinate() {
         "{text}"
     );
 }
+
+/// The Gram rows: one per engine, K²·P over the median time as the rate, the CPU device
+/// labelled, and the printed lines.
+#[test]
+fn gram_rows_for_both_engines() {
+    let mut cpu = CpuEngine::new(2).unwrap();
+    let mut grams = vec![bench::time_gram(&mut cpu, false, 96, 3000, 2, 7).unwrap()];
+    if let Some(mut g) = common::gpu_or_skip(GpuOptions::default()) {
+        let cpu_device = g.is_cpu_device();
+        grams.push(bench::time_gram(&mut g, cpu_device, 96, 3000, 2, 7).unwrap());
+    }
+    for r in &grams {
+        assert_eq!((r.samples, r.coords), (96, 3000));
+        assert!(r.seconds.min > 0.0 && r.seconds.min <= r.seconds.median);
+        let rate = (96 * 96 * 3000) as f64 / r.seconds.median / 1e9;
+        assert!((r.gmac_s - rate).abs() <= 1e-9 * rate);
+    }
+    let r = bench::run(
+        MemTensor::synthetic(16, 64, Dtype::F32, 1),
+        &mut [Candidate {
+            backend: Box::new(CpuEngine::new(1).unwrap()),
+            ceiling_gb_s: 1.0,
+            ceiling: "host read".into(),
+            upload_gb_s: None,
+            cpu_device: false,
+        }],
+        1,
+    )
+    .unwrap();
+    let mut text = Vec::new();
+    let n = grams.len();
+    bench::print(&bench::BenchReport { grams, ..r }, &mut text).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.contains("Gram pass, cpu engine (K = 96, 3000 coordinates, 2 threads)"),
+        "{text}"
+    );
+    if n == 2 {
+        assert!(text.contains("Gram pass, gpu engine (K = 96, 3000 coordinates, "));
+    }
+}

@@ -11,6 +11,7 @@ mod fits;
 mod fuzz_inputs;
 mod gpu_fits;
 mod gpu_smoke;
+mod gram_gpu;
 mod powerlaw_gpu;
 mod report_html;
 mod serve;

@@ -227,6 +227,13 @@ fn host_layouts() -> Vec<(HostLayout, &'static [&'static str])> {
             host_layout!(XminCand, [base, u, m, n, slope, in_range]),
             &["xmin_scan"],
         ),
+        (
+            host_layout!(
+                GramParams,
+                [k, tiles, pair0, pairs, cols, slice_cols, scale, pad]
+            ),
+            &["gram"],
+        ),
     ]
 }
 
@@ -415,6 +422,10 @@ fn shared_constants_match() {
         ("FIT_NO_SCALE", gpu::FIT_NO_SCALE),
         ("MC_WORDS", gpu::MC_WORDS),
         ("XMIN_WG", gpu::XMIN_WG),
+        ("GRAM_TILE", gpu::GRAM_TILE),
+        ("GRAM_DEPTH", gpu::GRAM_DEPTH),
+        ("GRAM_CHUNK", gpu::GRAM_CHUNK),
+        ("GRAM_WG", gpu::GRAM_WG),
         ("STABLE_ALPHA_N", grid::ALPHA_N as u32),
         ("STABLE_BETA_N", grid::BETA_N as u32),
         ("STABLE_U_N", grid::U_N as u32),
@@ -483,4 +494,32 @@ fn coord_fits_mirrors_its_tables() {
         .map(|(_, g)| module.types[g.ty].inner.size(module.to_ctx()))
         .sum();
     assert_eq!(bytes, gpu::FITS_WG_BYTES);
+}
+
+/// `gram`'s staging arrays add up to the storage the host declares, hold GRAM_DEPTH
+/// coordinates of a GRAM_TILE-row tile each, and its threads (16 × 16, 4 × 4 outputs each)
+/// cover one output tile; a chunk is whole staging steps.
+#[test]
+fn gram_tiles_add_up() {
+    let (_, src) = shader_files()
+        .into_iter()
+        .find(|(n, _)| n == "gram")
+        .unwrap();
+    let module = validate("gram", &src, Capabilities::empty()).unwrap();
+    let arrays: Vec<u32> = module
+        .global_variables
+        .iter()
+        .filter(|(_, g)| g.space == naga::AddressSpace::WorkGroup)
+        .map(|(_, g)| module.types[g.ty].inner.size(module.to_ctx()))
+        .collect();
+    assert_eq!(arrays.len(), 2);
+    assert!(arrays
+        .iter()
+        .all(|&b| b == 4 * gpu::GRAM_DEPTH * gpu::GRAM_TILE));
+    assert_eq!(arrays.iter().sum::<u32>(), gpu::GRAM_WG_BYTES);
+    assert_eq!(gpu::GRAM_WG * 16, gpu::GRAM_TILE * gpu::GRAM_TILE);
+    assert_eq!(gpu::GRAM_WG, 16 * 16);
+    // One load4 (4 coordinates) per thread and row tile fills a staging step.
+    assert_eq!(gpu::GRAM_WG * 4, gpu::GRAM_TILE * gpu::GRAM_DEPTH);
+    assert!(gpu::GRAM_CHUNK.is_multiple_of(gpu::GRAM_DEPTH));
 }

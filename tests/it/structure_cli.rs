@@ -23,13 +23,15 @@ const FIT: f64 = 1e-12;
 /// fits follow the package's path, so only rounding differs (~1e-13).
 const RATIO: f64 = 1e-9;
 
-/// The GPU engine: the whole-column step runs on the host in f64 from the same file values,
-/// but the centre comes from the device's pass-1 means (compensated f32 partial sums finished
-/// in f64). A shift δ of the centre changes the Gram by terms of order |δ|·|u|, so eigenvalues
-/// and traces move by about |δ|/|u|; on lavapipe the largest error is 2e-14. 1e-9 leaves room
-/// for an adapter that rounds its partial sums differently and still fails on any
-/// definitional difference between the engines (a centre, ddof or window).
-const GPU_SPECTRUM: f64 = 1e-9;
+/// The GPU engine: the Gram matrix is the `gram` kernel's, products of u rounded to f32 and
+/// summed in runs of 64 before compensated and f64 sums (tests/it/gram_gpu.rs), so entries
+/// carry ~2e-7 of √(G_ii·G_jj) and eigenvalues move by ~1e-8 of the trace. The window's
+/// eigenvalues (down to rank 127, ~1e-3 of λ_max here) and the slope and R² fitted to them
+/// are relative to far smaller values: the largest error on lavapipe is 1.4e-7 (slope, R²,
+/// traces, eigenvalues, noise scale). 1e-5 leaves room for another adapter's rounding and
+/// still fails on any definitional difference between the engines (a centre, ddof or window,
+/// which move these by 1e-3 or more).
+const GPU_SPECTRUM: f64 = 1e-5;
 
 /// GPU power-law fits: the same shift of the centre moves every |u|, hence α, xmin and D, by
 /// about as much (9e-15 on lavapipe); n_tail must be equal.
@@ -89,7 +91,14 @@ fn run_digits(backend: &str, dir: &Path, extra: &[&str]) -> PathBuf {
 
 /// Compares a `spectrum` object (and the noise scale beside it) with a reference entry;
 /// returns the largest relative error.
-fn check_spectrum(s: &Value, noise_scale: &Value, want: &Value, tol: f64, what: &str) -> f64 {
+/// `eps` is the unit roundoff of the engine's Gram: f64's on the CPU engine, f32's on the GPU.
+fn check_spectrum(
+    s: &Value,
+    noise_scale: &Value,
+    want: &Value,
+    (tol, eps): (f64, f64),
+    what: &str,
+) -> f64 {
     let got: Vec<f64> = s["eigenvalues"]
         .as_array()
         .unwrap_or_else(|| panic!("{what}: no spectrum: {s}"))
@@ -105,7 +114,7 @@ fn check_spectrum(s: &Value, noise_scale: &Value, want: &Value, tol: f64, what: 
     assert_eq!(got.len(), top.len(), "{what}");
     // fc1.bias has rank 9 (softmax bias gradients sum to zero): its 10th eigenvalue is
     // rounding residue, compared at the scale λ_max · K · eps.
-    let floor = top[0] * 256.0 * f64::EPSILON;
+    let floor = top[0] * 256.0 * eps;
     let mut worst: f64 = 0.0;
     for (g, w) in got.iter().zip(&top) {
         if w.abs() < floor {
@@ -159,7 +168,7 @@ fn check_ratio(got: &Value, want: &Value, what: &str) {
 }
 
 /// Checks a whole digits run against the reference; `tol` for spectra, `fit_tol` for fits.
-fn check_digits(out: &Path, spectrum_tol: f64, fit_tol: f64, ratios: bool) {
+fn check_digits(out: &Path, spectrum_tol: (f64, f64), fit_tol: f64, ratios: bool) {
     let reference = read_json(&common::data("digits/reference_structure.json"));
     let summary = read_json(&out.join("summary.json"));
     assert_eq!(summary["schema"], "gradtail.summary/3");
@@ -262,7 +271,7 @@ fn check_iteration_wise(backend: &str, dir: &Path, tol: f64) {
 fn cpu_run_matches_numpy_and_powerlaw() {
     let dir = tempfile::tempdir().unwrap();
     let out = run_digits("cpu", dir.path(), &[]);
-    check_digits(&out, CPU_SPECTRUM, FIT, true);
+    check_digits(&out, (CPU_SPECTRUM, f64::EPSILON), FIT, true);
     check_iteration_wise("cpu", dir.path(), FIT);
     // The CSV carries the scalars of the summary.
     let csv = std::fs::read_to_string(out.join("tensors.csv")).unwrap();
@@ -279,7 +288,12 @@ fn gpu_run_matches_numpy_and_powerlaw() {
     }
     let dir = tempfile::tempdir().unwrap();
     let out = run_digits("gpu", dir.path(), &[]);
-    check_digits(&out, GPU_SPECTRUM, GPU_FIT, false);
+    check_digits(
+        &out,
+        (GPU_SPECTRUM, f64::from(f32::EPSILON)),
+        GPU_FIT,
+        false,
+    );
     check_iteration_wise("gpu", dir.path(), GPU_FIT);
 }
 

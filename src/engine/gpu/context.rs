@@ -31,20 +31,23 @@ macro_rules! kernel_source {
 
 /// The kernels' WGSL sources, by stem (file, pipeline label `gradtail.<stem>`, CPU twin), each
 /// assembled as common.wgsl + <stem>.wgsl.
-pub const SHADERS: [(&str, &str); 6] = [
+pub const SHADERS: [(&str, &str); 7] = [
     ("coord_mean", kernel_source!("coord_mean")),
     ("coord_moments", kernel_source!("coord_moments")),
     ("coord_tails", kernel_source!("coord_tails")),
     ("flat_blocks", kernel_source!("flat_blocks")),
     ("coord_fits", kernel_source!("coord_fits")),
+    ("gram", kernel_source!("gram")),
     ("xmin_scan", kernel_source!("xmin_scan")),
 ];
 
 /// Index of `coord_fits` in [`SHADERS`] (its pipeline is built by `fits` on first use).
 pub const COORD_FITS: usize = 4;
+/// Index of `gram` in [`SHADERS`] (its pipelines are built by `gram` on first use).
+pub const GRAM: usize = 5;
 
 /// Index of `xmin_scan` in [`SHADERS`] (its pipeline is built by `xmin_scan` on first use).
-pub const XMIN_SCAN: usize = 5;
+pub const XMIN_SCAN: usize = 6;
 
 /// Where `flat_blocks.wgsl` is cut for adapters without `Features::SUBGROUP`: everything after
 /// this line uses subgroup builtins, which naga rejects without the capability.
@@ -151,7 +154,7 @@ pub struct Context {
     pub layouts: Layouts,
     /// Per dtype (`DTYPE_*`), built on first use of that dtype.
     pub pipelines: [Option<Pipelines>; 4],
-    pub(super) modules: [wgpu::ShaderModule; 6],
+    pub(super) modules: [wgpu::ShaderModule; 7],
     pipeline_layouts: [wgpu::PipelineLayout; 4],
     /// `flat_blocks` uses its subgroup entry point.
     pub subgroups: bool,
@@ -340,6 +343,7 @@ impl Context {
             module(2, Cow::Borrowed(SHADERS[2].1)),
             module(3, flat_source(subgroups)),
             module(COORD_FITS, Cow::Borrowed(SHADERS[COORD_FITS].1)),
+            module(GRAM, Cow::Borrowed(SHADERS[GRAM].1)),
             module(XMIN_SCAN, Cow::Borrowed(SHADERS[XMIN_SCAN].1)),
         ];
         pop_scope(scope, "building the GPU context")?;

@@ -9,9 +9,11 @@ use crate::error::{Error, Result};
 use crate::input::Block;
 use crate::stats::fits::Fits;
 use crate::stats::structure::xmin_scan::{ScanJob, Scanned};
+use crate::stats::structure::Gram;
 
 use super::context::{self, Context, Dims};
 use super::fits::{self, FitsKernel, FITS_K_MAX};
+use super::gram::GramKernel;
 use super::plan;
 use super::pool::{Grow, Slot};
 use super::readback::{fold_mean, fold_pooled, fold_stats, PendingKind, Sink};
@@ -65,6 +67,8 @@ pub struct GpuEngine {
     pub(super) fits: Option<FitsKernel>,
     /// Whether the host fallback of the fits was announced.
     pub(super) fits_fallback_told: bool,
+    /// The Gram kernel, built on first use.
+    pub(super) gram: Option<GramKernel>,
     /// The xmin scan kernel, built on first use.
     pub(super) xmin: Option<XminKernel>,
 }
@@ -135,6 +139,7 @@ impl GpuEngine {
             units: 0,
             fits: None,
             fits_fallback_told: false,
+            gram: None,
             xmin: None,
         })
     }
@@ -374,6 +379,15 @@ impl Backend for GpuEngine {
         }
         let kernel = self.fits.as_mut().expect("built above");
         kernel.block(&self.ctx, block, usable, centre, out)
+    }
+
+    /// Kernel `gram`, the partial tiles summed in f64 on the host.
+    fn gram(&mut self, block: &Block, centre: &[f64], out: &mut Gram) -> Result<()> {
+        if self.gram.is_none() {
+            self.gram = Some(GramKernel::new(&self.ctx)?);
+        }
+        let kernel = self.gram.as_mut().expect("built above");
+        kernel.block(&self.ctx, self.opts.max_binding_bytes, block, centre, out)
     }
 
     /// Kernel `xmin_scan`: every job's distances on the device, within `XMIN_BOUND`.

@@ -1,7 +1,7 @@
 //! The GPU engine (wgpu): the twin of `engine::cpu`, with one WGSL kernel per reduction
 //! (`shaders/coord_mean.wgsl`, `coord_moments.wgsl`, `coord_tails.wgsl`, `flat_blocks.wgsl`)
-//! and one for the per-coordinate fits of whole columns (`coord_fits.wgsl`, host side in
-//! `fits`).
+//! and two for the whole-column step: the per-coordinate fits (`coord_fits.wgsl`, host side
+//! in `fits`) and the structure step's Gram matrix (`gram.wgsl`, host side in `gram`).
 //!
 //! Each block is cut into *units* that fit the device's binding limit (`plan`), repacked into
 //! rows of whole 16-byte words and uploaded; each kernel writes its own `#[repr(C)]` output
@@ -36,7 +36,8 @@
 //! `plan` (pure dispatch planning), `pack` (uploads), `pool` (reused buffers), `launch` (one
 //! unit's upload, dispatches and readback), `partials` (the kernels' output structs and their
 //! f64 accumulators), `readback` (folding them), `engine` (the `Backend`), `fits` (the fits
-//! kernel's packing, dispatch and f64 finish), `probe` (adapters and why there are none),
+//! kernel's packing, dispatch and f64 finish), `gram` (the Gram kernel's dispatch sizes,
+//! scaling and f64 sum of its partial tiles), `probe` (adapters and why there are none),
 //! `roofline` (bandwidth ceilings), `quiet` (driver noise while probing) and `xmin_scan` (the
 //! KS distances of the power-law fits' xmin scans).
 //!
@@ -45,6 +46,7 @@
 mod context;
 mod engine;
 mod fits;
+mod gram;
 mod launch;
 mod pack;
 mod partials;
@@ -65,6 +67,7 @@ pub use fits::{
     finish as finish_fit, CoordFit, FITS_K_MAX, FITS_WG, FITS_WG_BYTES, FIT_NONE, FIT_NO_SCALE,
     FIT_TIED, MC_WORDS,
 };
+pub use gram::{GramParams, GRAM_CHUNK, GRAM_DEPTH, GRAM_TILE, GRAM_WG, GRAM_WG_BYTES};
 pub use partials::{BlockPartial, FlatPartial, MeanPartial, MomentPartial, TailPartial};
 pub use probe::probe_report;
 pub use xmin_scan::{XminCand, GPU_EXACT_MAX_N, XMIN_BOUND, XMIN_WG};
