@@ -345,8 +345,6 @@ fn bench_cmd(b: BenchArgs) -> Result<()> {
             b.seed,
         )?;
         report.grams.push(g);
-    }
-    for c in &mut candidates {
         eprintln!(
             "timing the xmin scans on the {} engine ...",
             c.backend.info().engine
