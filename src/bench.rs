@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::analyze::{self, Analysis, Options};
 use crate::engine::{AdapterInfo, Backend, PhaseTimes};
 use crate::error::Result;
-use crate::input::{BlockData, Dtype, TensorSource};
+use crate::input::{Block, BlockData, Dtype, TensorSource};
 use crate::stats::fits::Fits;
 use crate::stats::{compare, COORD_STATS};
 
@@ -193,6 +193,20 @@ pub struct FitsRun {
 /// Samples per coordinate of the fits timing (the yardstick, and a common K).
 pub const FITS_SAMPLES: usize = 512;
 
+/// A seeded K × P f32 block (SαS 1.7, `MemTensor::synthetic`) and its column means.
+fn seeded_block(k: usize, p: usize, seed: u64) -> Result<(Block, Vec<f64>)> {
+    let src = MemTensor::synthetic(k, p, Dtype::F32, seed);
+    let block = src.read_block(0..k, 0..p)?;
+    let mut values = vec![0.0; k * p];
+    block.data.widen_into(0..k * p, &mut values);
+    let mut centre = vec![0.0; p];
+    for row in values.chunks_exact(p) {
+        centre.iter_mut().zip(row).for_each(|(c, x)| *c += x);
+    }
+    centre.iter_mut().for_each(|c| *c /= k as f64);
+    Ok((block, centre))
+}
+
 /// Times `backend`'s fits of `coords` coordinates of K = [`FITS_SAMPLES`] seeded samples
 /// (SαS 1.7, mean-centred): one warm-up, then `repeat` runs. `cpu_device` as in [`Candidate`].
 pub fn time_fits(
@@ -202,18 +216,8 @@ pub fn time_fits(
     repeat: usize,
     seed: u64,
 ) -> Result<FitsRun> {
-    let k = FITS_SAMPLES;
     let coords = coords.max(1);
-    let src = MemTensor::synthetic(k, coords, Dtype::F32, seed);
-    let block = src.read_block(0..k, 0..coords)?;
-    let mut values = vec![0.0; k * coords];
-    block.data.widen_into(0..k * coords, &mut values);
-    let mut centre = vec![0.0; coords];
-    for row in values.chunks_exact(coords) {
-        centre.iter_mut().zip(row).for_each(|(c, x)| *c += x);
-    }
-    centre.iter_mut().for_each(|c| *c /= k as f64);
-    drop(values);
+    let (block, centre) = seeded_block(FITS_SAMPLES, coords, seed)?;
     let usable = vec![true; coords];
     let mut out = vec![Fits::NAN; coords];
     let mut times = Vec::new();
@@ -232,7 +236,7 @@ pub fn time_fits(
     Ok(FitsRun {
         engine: info.engine.to_string(),
         cpu_device,
-        samples: k,
+        samples: FITS_SAMPLES,
         coords,
         threads,
         seconds,

@@ -7,10 +7,9 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::{MemTensor, Timing, STRUCTURE_COORDS};
+use super::{Timing, STRUCTURE_COORDS};
 use crate::engine::Backend;
 use crate::error::Result;
-use crate::input::{Dtype, TensorSource};
 use crate::stats::structure::Gram;
 
 #[derive(Clone, Debug, Serialize)]
@@ -39,16 +38,7 @@ pub fn time_gram(
     seed: u64,
 ) -> Result<GramRun> {
     let (k, p) = (samples, params.clamp(1, STRUCTURE_COORDS));
-    let src = MemTensor::synthetic(k, p, Dtype::F32, seed);
-    let block = src.read_block(0..k, 0..p)?;
-    let mut values = vec![0.0; k * p];
-    block.data.widen_into(0..k * p, &mut values);
-    let mut centre = vec![0.0; p];
-    for row in values.chunks_exact(p) {
-        centre.iter_mut().zip(row).for_each(|(c, x)| *c += x);
-    }
-    centre.iter_mut().for_each(|c| *c /= k as f64);
-    drop(values);
+    let (block, centre) = super::seeded_block(k, p, seed)?;
     let mut times = Vec::new();
     for i in 0..=repeat.max(1) {
         let mut g = Gram::new(k);
