@@ -19,13 +19,14 @@ use std::f64::consts::PI;
 use rayon::prelude::*;
 
 use crate::engine::cpu::tile_columns;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::input::Block;
 use crate::stats::fits::{mcculloch, normality, stable_cdf, Fits};
 
 use super::context::{pop_scope, storage, uniform, Context, Dims, COORD_FITS};
 use super::plan::WORD;
 use super::pool::{bind, Grow};
+use super::readback::submit_and_read;
 
 /// Threads per workgroup of `coord_fits` (WGSL `FITS_WG`).
 pub const FITS_WG: u32 = 256;
@@ -230,7 +231,6 @@ impl FitsKernel {
         ctx.queue
             .write_buffer(&count_buf, 0, bytemuck::cast_slice(counts));
         let out = self.out.get(device, out_bytes).clone();
-        let readback = self.readback.get(device, out_bytes).clone();
         let max_dim = ctx.limits.max_compute_workgroups_per_dimension as usize;
         let grid_x = cols.min(max_dim);
         let dims = Dims {
@@ -267,45 +267,15 @@ impl FitsKernel {
             pass.set_bind_group(0, &bg, &[]);
             pass.dispatch_workgroups(grid_x as u32, cols.div_ceil(grid_x) as u32, 1);
         }
-        enc.copy_buffer_to_buffer(&out, 0, &readback, 0, out_bytes);
-        let submission = ctx.queue.submit([enc.finish()]);
-        let (tx, rx) = std::sync::mpsc::channel();
-        readback
-            .slice(..out_bytes)
-            .map_async(wgpu::MapMode::Read, move |r| {
-                let _ = tx.send(r);
-            });
-        pop_scope(oom, "out of GPU memory")?;
-        pop_scope(validation, "running the fits kernel")?;
-        device
-            .poll(wgpu::PollType::Wait {
-                submission_index: Some(submission),
-                timeout: None,
-            })
-            .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
-        ctx.check_fault()?;
-        match rx.try_recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                self.readback.buf = None;
-                return Err(Error::Gpu(format!("reading the fits back: {e}")));
-            }
-            Err(_) => {
-                self.readback.buf = None;
-                return Err(Error::Gpu(
-                    "reading the fits back: the mapping did not complete".into(),
-                ));
-            }
-        }
-        let fits = {
-            let view = readback
-                .slice(..out_bytes)
-                .get_mapped_range()
-                .map_err(|e| Error::Gpu(format!("reading the fits back: {e}")))?;
-            bytemuck::pod_collect_to_vec(&view)
-        };
-        readback.unmap();
-        Ok(fits)
+        submit_and_read(
+            ctx,
+            enc,
+            &out,
+            &mut self.readback,
+            out_bytes,
+            (oom, validation),
+            "fits",
+        )
     }
 }
 

@@ -19,6 +19,7 @@ use crate::stats::structure::Gram;
 use super::context::{pop_scope, storage, uniform, Context, Dims, GRAM};
 use super::pack::{pack, upload_type};
 use super::pool::{bind, Grow};
+use super::readback::submit_and_read;
 
 /// Output tile side (WGSL `GRAM_TILE`).
 pub const GRAM_TILE: u32 = 64;
@@ -369,7 +370,6 @@ impl GramKernel {
             .write_buffer(&self.params, 0, bytemuck::bytes_of(params));
         let out_bytes = slices as u64 * params.pairs as u64 * TILE_OUT;
         let out = self.out.get(device, out_bytes).clone();
-        let readback = self.readback.get(device, out_bytes).clone();
         let input = self.input.buf.clone().expect("uploaded first");
         let centre = self.centre.buf.clone().expect("uploaded first");
         let bg = device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -399,45 +399,15 @@ impl GramKernel {
             pass.set_bind_group(0, &bg, &[]);
             pass.dispatch_workgroups(params.pairs, slices as u32, 1);
         }
-        enc.copy_buffer_to_buffer(&out, 0, &readback, 0, out_bytes);
-        let submission = ctx.queue.submit([enc.finish()]);
-        let (tx, rx) = std::sync::mpsc::channel();
-        readback
-            .slice(..out_bytes)
-            .map_async(wgpu::MapMode::Read, move |r| {
-                let _ = tx.send(r);
-            });
-        pop_scope(oom, "out of GPU memory")?;
-        pop_scope(validation, "running the Gram kernel")?;
-        device
-            .poll(wgpu::PollType::Wait {
-                submission_index: Some(submission),
-                timeout: None,
-            })
-            .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
-        ctx.check_fault()?;
-        match rx.try_recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                self.readback.buf = None;
-                return Err(Error::Gpu(format!("reading the Gram back: {e}")));
-            }
-            Err(_) => {
-                self.readback.buf = None;
-                return Err(Error::Gpu(
-                    "reading the Gram back: the mapping did not complete".into(),
-                ));
-            }
-        }
-        let partials = {
-            let view = readback
-                .slice(..out_bytes)
-                .get_mapped_range()
-                .map_err(|e| Error::Gpu(format!("reading the Gram back: {e}")))?;
-            bytemuck::pod_collect_to_vec(&view)
-        };
-        readback.unmap();
-        Ok(partials)
+        submit_and_read(
+            ctx,
+            enc,
+            &out,
+            &mut self.readback,
+            out_bytes,
+            (oom, validation),
+            "Gram",
+        )
     }
 }
 

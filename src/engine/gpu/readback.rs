@@ -9,8 +9,10 @@ use std::sync::{Arc, Mutex};
 use crate::engine::accum::{BlockSums, CoordAcc, FlatAcc, MeanAcc};
 use crate::engine::TensorAcc;
 
-use super::context::Dims;
+use super::context::{pop_scope, Context, Dims};
 use super::partials::{BlockPartial, FlatPartial, MeanPartial, MomentPartial, TailPartial};
+use super::pool::Grow;
+use crate::error::{Error, Result};
 
 /// What a submitted unit's results are, to fold them when its buffer set comes round again.
 pub(super) struct Pending {
@@ -156,4 +158,61 @@ impl PendingIo {
             kind,
         }
     }
+}
+
+/// The end of a one-shot kernel call (`coord_fits`, `gram`, `xmin_scan`): copies the first
+/// `bytes` of `out` into the readback buffer of `slot` at the end of `enc`, submits, pops the
+/// error scopes pushed before the work was recorded (`scopes`: out of memory, validation),
+/// waits and returns the bytes as `T`s. A mapping that fails empties `slot`, so a fresh buffer
+/// replaces it. `name` names the work in errors ("running the {name} kernel").
+pub(super) fn submit_and_read<T: bytemuck::Pod>(
+    ctx: &Context,
+    mut enc: wgpu::CommandEncoder,
+    out: &wgpu::Buffer,
+    slot: &mut Grow,
+    bytes: u64,
+    scopes: (wgpu::ErrorScopeGuard, wgpu::ErrorScopeGuard),
+    name: &str,
+) -> Result<Vec<T>> {
+    let readback = slot.get(&ctx.device, bytes).clone();
+    enc.copy_buffer_to_buffer(out, 0, &readback, 0, bytes);
+    let submission = ctx.queue.submit([enc.finish()]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    readback
+        .slice(..bytes)
+        .map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+    let (oom, validation) = scopes;
+    pop_scope(oom, "out of GPU memory")?;
+    pop_scope(validation, &format!("running the {name} kernel"))?;
+    ctx.device
+        .poll(wgpu::PollType::Wait {
+            submission_index: Some(submission),
+            timeout: None,
+        })
+        .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+    ctx.check_fault()?;
+    match rx.try_recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            slot.buf = None;
+            return Err(Error::Gpu(format!("reading the {name} back: {e}")));
+        }
+        Err(_) => {
+            slot.buf = None;
+            return Err(Error::Gpu(format!(
+                "reading the {name} back: the mapping did not complete"
+            )));
+        }
+    }
+    let values = {
+        let view = readback
+            .slice(..bytes)
+            .get_mapped_range()
+            .map_err(|e| Error::Gpu(format!("reading the {name} back: {e}")))?;
+        bytemuck::pod_collect_to_vec(&view)
+    };
+    readback.unmap();
+    Ok(values)
 }

@@ -17,11 +17,12 @@
 //! beyond it the grid, as on the host. A sample whose distinct values exceed one binding (8 M
 //! on a 128 MiB binding) is scanned on the host.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::stats::structure::xmin_scan::{ScanJob, Scanned};
 
 use super::context::{pop_scope, storage, uniform, Context, Dims, XMIN_SCAN};
 use super::pool::{bind, Grow};
+use super::readback::submit_and_read;
 
 /// Threads per workgroup of `xmin_scan` (WGSL `XMIN_WG`).
 pub const XMIN_WG: u32 = 256;
@@ -195,7 +196,6 @@ impl XminKernel {
         let cand_buf = self.cands.get(device, cands.len() as u64).clone();
         ctx.queue.write_buffer(&cand_buf, 0, cands);
         let out = self.out.get(device, out_bytes).clone();
-        let readback = self.readback.get(device, out_bytes).clone();
         let bg = device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("gradtail.xmin_scan"),
             layout: &self.layout,
@@ -247,50 +247,21 @@ impl XminKernel {
             ctx.queue.submit([enc.finish()]);
             first = end;
         }
-        let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+        let enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("gradtail.xmin_scan.readback"),
         });
-        enc.copy_buffer_to_buffer(&out, 0, &readback, 0, out_bytes);
-        let submission = ctx.queue.submit([enc.finish()]);
-        let (tx, rx) = std::sync::mpsc::channel();
-        readback
-            .slice(..out_bytes)
-            .map_async(wgpu::MapMode::Read, move |r| {
-                let _ = tx.send(r);
-            });
-        pop_scope(oom, "out of GPU memory")?;
-        pop_scope(validation, "running the xmin scan kernel")?;
-        device
-            .poll(wgpu::PollType::Wait {
-                submission_index: Some(submission),
-                timeout: None,
-            })
-            .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
-        ctx.check_fault()?;
-        match rx.try_recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                self.readback.buf = None;
-                return Err(Error::Gpu(format!("reading the xmin scan back: {e}")));
-            }
-            Err(_) => {
-                self.readback.buf = None;
-                return Err(Error::Gpu(
-                    "reading the xmin scan back: the mapping did not complete".into(),
-                ));
-            }
+        let got: Vec<f32> = submit_and_read(
+            ctx,
+            enc,
+            &out,
+            &mut self.readback,
+            out_bytes,
+            (oom, validation),
+            "xmin scan",
+        )?;
+        for (&(j, i), &v) in up.to.iter().zip(&got) {
+            d[j][i] = f64::from(v);
         }
-        {
-            let view = readback
-                .slice(..out_bytes)
-                .get_mapped_range()
-                .map_err(|e| Error::Gpu(format!("reading the xmin scan back: {e}")))?;
-            let got: &[f32] = bytemuck::cast_slice(&view);
-            for (&(j, i), &v) in up.to.iter().zip(got) {
-                d[j][i] = f64::from(v);
-            }
-        }
-        readback.unmap();
         Ok(())
     }
 }
