@@ -577,3 +577,91 @@ fn probe_report_lists_the_adapter() {
     assert_eq!(info.engine, "gpu");
     assert!(info.adapter.is_some());
 }
+
+/// With 4 KiB bindings the digits stack is thousands of units: they share submissions, at
+/// most `BATCH_UNITS` to one, and the results still match the CPU engine.
+#[test]
+fn tiny_units_share_submissions() {
+    use gradtail::engine::gpu::BATCH_UNITS;
+    let Some(mut g) = common::gpu_or_skip(GpuOptions {
+        max_binding_bytes: Some(4096),
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let opts = Options {
+        fits: false,
+        ..common::tail_options()
+    };
+    let mut worst = Worst::default();
+    g.reset_phases();
+    let stack = vec![common::data("digits/stack.npy")];
+    both(&stack, &opts, &mut g, "digits stack, batched", &mut worst);
+    let p = g.phases().expect("the GPU engine keeps phase times");
+    eprintln!("{} units in {} submissions", p.units, p.submits);
+    assert!(
+        p.units > 1000,
+        "{} units: the bindings did not split",
+        p.units
+    );
+    assert!(
+        p.submits >= p.units.div_ceil(BATCH_UNITS as u64),
+        "{} submissions for {} units: a batch exceeded {BATCH_UNITS} units",
+        p.submits,
+        p.units
+    );
+    assert!(
+        p.submits * 50 <= p.units,
+        "{} submissions for {} units: units were not batched",
+        p.submits,
+        p.units
+    );
+}
+
+/// A unit larger than a batch's staging (`BATCH_BYTES`) grows it and runs alone; the small
+/// tensor after it shares the grown buffer. Both match the CPU engine.
+#[test]
+fn unit_larger_than_a_batch() {
+    use gradtail::engine::gpu::BATCH_BYTES;
+    let Some(mut g) = common::gpu_or_skip(GpuOptions::default()) else {
+        return;
+    };
+    let (k, p) = (64, 70_000);
+    assert!(
+        (k * p * 4) as u64 > BATCH_BYTES,
+        "the test needs a unit above a batch"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.npy");
+    let x = values(k, p, |_, c, r| r.sas(1.2 + (c % 8) as f64 / 10.0), 7);
+    common::write_npy_f32(
+        &big,
+        &[k, p],
+        &x.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+    );
+    let small = dir.path().join("small.npy");
+    let x = values(k, 10, |_, _, r| r.sas(1.5), 8);
+    common::write_npy_f32(
+        &small,
+        &[k, 10],
+        &x.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+    );
+    let opts = Options {
+        fits: false,
+        ..common::tail_options()
+    };
+    let mut worst = Worst::default();
+    g.reset_phases();
+    both(
+        &[big, small],
+        &opts,
+        &mut g,
+        "a unit above a batch",
+        &mut worst,
+    );
+    let ph = g.phases().expect("the GPU engine keeps phase times");
+    // Two passes over two tensors, one unit each.
+    assert_eq!((ph.units, ph.submits), (4, 4));
+    assert!(ph.upload_bytes as usize >= 2 * k * p * 4);
+    worst.print("a unit above a batch");
+}

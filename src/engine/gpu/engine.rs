@@ -11,10 +11,10 @@ use crate::stats::fits::Fits;
 use crate::stats::structure::xmin_scan::{ScanJob, Scanned};
 use crate::stats::structure::Gram;
 
+use super::batch::Batch;
 use super::context::{self, Context, Dims};
 use super::fits::{self, FitsKernel, FITS_K_MAX};
 use super::gram::GramKernel;
-use super::plan;
 use super::pool::{Grow, Slot};
 use super::readback::{fold_mean, fold_pooled, fold_stats, PendingKind, Sink};
 use super::xmin_scan::{XminKernel, GPU_EXACT_MAX_N};
@@ -37,16 +37,6 @@ pub(super) struct Dispatch {
     pub(super) section: usize,
 }
 
-/// Everything a unit uploads and runs.
-pub(super) struct Launch<'a> {
-    pub(super) dtype: u32,
-    pub(super) input: &'a [u8],
-    pub(super) params: &'a [u8],
-    pub(super) segs: &'a [u8],
-    pub(super) out_sizes: &'a [u64],
-    pub(super) dispatches: &'a [Dispatch],
-}
-
 /// The GPU engine: a device with its pipelines, two buffer sets, and the last call's kernel
 /// time. Implements [`Backend`] like the CPU engine.
 pub struct GpuEngine {
@@ -55,8 +45,6 @@ pub struct GpuEngine {
     pub(super) adapter: AdapterInfo,
     pub(super) slots: [Slot; 2],
     pub(super) turn: usize,
-    /// Host staging for repacked units.
-    pub(super) stage: Vec<u8>,
     pub(super) kernel_ns: f64,
     pub(super) kernel_seconds: Option<f64>,
     /// Phases summed over calls since `reset_phases` (for `bench`).
@@ -125,14 +113,13 @@ impl GpuEngine {
         }
         let ctx = Context::new(adapter)?;
         tracing::debug!(adapter = %info.name, backend = %info.backend, subgroups = ctx.subgroups, "GPU engine ready");
-        let slots = [0, 1].map(|i| Self::slot(&ctx, i));
+        let slots = [0, 1].map(|_| Self::slot(&ctx));
         Ok(GpuEngine {
             adapter: adapter_info(&info),
             ctx,
             opts,
             slots,
             turn: 0,
-            stage: Vec::new(),
             kernel_ns: 0.0,
             kernel_seconds: None,
             phases: PhaseTimes::default(),
@@ -144,11 +131,9 @@ impl GpuEngine {
         })
     }
 
-    pub(super) fn slot(ctx: &Context, i: usize) -> Slot {
+    pub(super) fn slot(ctx: &Context) -> Slot {
         use wgpu::BufferUsages as U;
         let d = &ctx.device;
-        let ualign = ctx.limits.min_uniform_buffer_offset_alignment as u64;
-        let (_, dims_size) = plan::sections(&[std::mem::size_of::<Dims>() as u64; 3], ualign);
         let query = ctx
             .features
             .contains(wgpu::Features::TIMESTAMP_QUERY)
@@ -168,22 +153,13 @@ impl GpuEngine {
                 )
             });
         Slot {
-            input: Grow::new("gradtail.input", U::STORAGE | U::COPY_DST),
-            params: Grow::new("gradtail.params", U::STORAGE | U::COPY_DST),
-            segs: Grow::new("gradtail.segments", U::STORAGE | U::COPY_DST),
+            staging: None,
+            remap: None,
+            data: Grow::new("gradtail.data", U::STORAGE | U::UNIFORM | U::COPY_DST),
             out: Grow::new("gradtail.partials", U::STORAGE | U::COPY_SRC),
             readback: Grow::new("gradtail.readback", U::MAP_READ | U::COPY_DST),
-            dims: d.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(if i == 0 {
-                    "gradtail.dims.0"
-                } else {
-                    "gradtail.dims.1"
-                }),
-                size: dims_size,
-                usage: U::UNIFORM | U::COPY_DST,
-                mapped_at_creation: false,
-            }),
             query,
+            batch: Batch::default(),
             pending: None,
         }
     }
@@ -209,8 +185,9 @@ impl GpuEngine {
         self.ctx.subgroups
     }
 
-    /// Runs `body` over a call's blocks, then folds what is still in flight; on failure,
-    /// forgets every in-flight unit (its results belong to the failed call).
+    /// Runs `body` over a call's blocks, then submits the open batch and folds what is still
+    /// in flight, oldest first; on failure, forgets every batch (its results belong to the
+    /// failed call).
     pub(super) fn call(
         &mut self,
         sink: &mut Sink<'_>,
@@ -218,19 +195,12 @@ impl GpuEngine {
     ) -> Result<()> {
         self.kernel_ns = 0.0;
         let result = body(self, sink).and_then(|()| {
-            for _ in 0..2 {
-                let s = self.turn;
-                self.turn ^= 1;
-                self.finish(s, sink)?;
-            }
-            Ok(())
+            self.submit(self.turn)?;
+            self.finish(self.turn ^ 1, sink)?;
+            self.finish(self.turn, sink)
         });
         if result.is_err() {
-            for slot in &mut self.slots {
-                // A readback may still be mapped or mapping: never reuse it.
-                slot.pending = None;
-                slot.readback.buf = None;
-            }
+            self.slots.iter_mut().for_each(Slot::abandon);
         }
         self.kernel_seconds = self
             .ctx
@@ -243,15 +213,7 @@ impl GpuEngine {
         result
     }
 
-    /// The next buffer set, its earlier results folded.
-    pub(super) fn take_slot(&mut self, sink: &mut Sink<'_>) -> Result<usize> {
-        let s = self.turn;
-        self.turn ^= 1;
-        self.finish(s, sink)?;
-        Ok(s)
-    }
-
-    /// Waits for slot `s`'s unit, if any, and folds its results into `sink`.
+    /// Waits for set `s`'s submitted batch, if any, and folds its units' results into `sink`.
     pub(super) fn finish(&mut self, s: usize, sink: &mut Sink<'_>) -> Result<()> {
         let Some(p) = self.slots[s].pending.take() else {
             return Ok(());
@@ -304,16 +266,18 @@ impl GpuEngine {
             let ticks = t(1).saturating_sub(t(0));
             self.kernel_ns += ticks as f64 * self.ctx.queue.get_timestamp_period() as f64;
         }
-        match (&p.kind, sink) {
-            (PendingKind::Mean { refs }, Sink::Mean(out)) => fold_mean(&p, refs, &words, out),
-            (PendingKind::Stats { seg_blocks, dims }, Sink::Stats(out, model)) => {
-                fold_stats(&p, seg_blocks, &words, out, model);
-                fold_pooled(dims, p.sections[2], &words, &mut out.blocks);
-            }
-            _ => {
-                return Err(Error::Gpu(
-                    "internal: results of another pass in flight".into(),
-                ))
+        for u in &p.units {
+            match (&u.kind, &mut *sink) {
+                (PendingKind::Mean { refs }, Sink::Mean(out)) => fold_mean(u, refs, &words, out),
+                (PendingKind::Stats { seg_blocks, dims }, Sink::Stats(out, model)) => {
+                    fold_stats(u, seg_blocks, &words, out, model);
+                    fold_pooled(dims, u.sections[2], &words, &mut out.blocks);
+                }
+                _ => {
+                    return Err(Error::Gpu(
+                        "internal: results of another pass in flight".into(),
+                    ))
+                }
             }
         }
         self.phases.fold_s += t.elapsed().as_secs_f64();

@@ -1,179 +1,23 @@
-//! Launching units: upload, bind, dispatch and start the readback of one unit (`launch`), and
-//! how a block is cut into units for pass 1 (`mean_block`) and pass 2 (`stats_block`).
+//! How a block is cut into units for pass 1 (`mean_block`) and pass 2 (`stats_block`), and
+//! what each unit uploads, runs and reads back; `batch` stages and submits them.
 
 use std::mem::size_of;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+
+use wgpu::WriteOnly;
 
 use crate::engine::StatsJob;
 use crate::error::{Error, Result};
 use crate::input::{Block, BlockData};
 
-use super::context::{pop_scope, ColParams, Dims, Segment};
-use super::engine::{Dispatch, GpuEngine, Kernel, Launch};
-use super::pack::{first_finite, pack, segments, upload_type, write_in_pieces};
+use super::batch::UnitUpload;
+use super::context::{ColParams, Dims, Segment};
+use super::engine::{Dispatch, GpuEngine, Kernel};
+use super::pack::{first_finite, pack_into, segments, upload_type};
 use super::partials::{BlockPartial, FlatPartial, MeanPartial, MomentPartial, TailPartial};
 use super::plan::{self, COORD_WG, PASS1_PARTIAL, PASS2_PARTIAL, WORD};
-use super::pool::bind;
-use super::readback::{PendingIo, PendingKind, Sink};
+use super::readback::{PendingKind, Sink, UnitResults};
 
 impl GpuEngine {
-    /// Uploads a unit into slot `s`, runs its dispatches and starts reading the partials back.
-    pub(super) fn launch(
-        &mut self,
-        s: usize,
-        l: &Launch<'_>,
-    ) -> Result<(wgpu::SubmissionIndex, PendingIo)> {
-        self.units += 1;
-        if self.opts.lose_device_at_unit == Some(self.units - 1) {
-            return Err(Error::GpuFault(
-                "device lost (simulated by GpuOptions::lose_device_at_unit)".into(),
-            ));
-        }
-        self.ctx.ensure_pipelines(l.dtype)?;
-        let ctx = &self.ctx;
-        let device = &ctx.device;
-        let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let slot = &mut self.slots[s];
-        let salign = ctx.limits.min_storage_buffer_offset_alignment as u64;
-        let ualign = ctx.limits.min_uniform_buffer_offset_alignment as u64;
-        let (out_at, out_total) = plan::sections(l.out_sizes, salign);
-        let (dims_at, _) = plan::sections(&[std::mem::size_of::<Dims>() as u64; 3], ualign);
-
-        let t = Instant::now();
-        let input = slot.input.get(device, l.input.len() as u64).clone();
-        write_in_pieces(&ctx.queue, &input, l.input);
-        let params = slot.params.get(device, l.params.len() as u64).clone();
-        if !l.params.is_empty() {
-            ctx.queue.write_buffer(&params, 0, l.params);
-        }
-        let segs = slot.segs.get(device, l.segs.len() as u64).clone();
-        if !l.segs.is_empty() {
-            ctx.queue.write_buffer(&segs, 0, l.segs);
-        }
-        let out = slot.out.get(device, out_total).clone();
-        let ts_at = out_total;
-        let rb_size = out_total + if slot.query.is_some() { 16 } else { 0 };
-        let readback = slot.readback.get(device, rb_size).clone();
-        for (i, d) in l.dispatches.iter().enumerate() {
-            ctx.queue
-                .write_buffer(&slot.dims, dims_at[i], bytemuck::bytes_of(&d.dims));
-        }
-        self.phases.upload_s += t.elapsed().as_secs_f64();
-        self.phases.upload_bytes += (l.input.len()
-            + l.params.len()
-            + l.segs.len()
-            + l.dispatches.len() * std::mem::size_of::<Dims>())
-            as u64;
-
-        let pipes = ctx.pipelines[l.dtype as usize]
-            .as_ref()
-            .expect("compiled above");
-        let mut groups = Vec::with_capacity(l.dispatches.len());
-        for (i, d) in l.dispatches.iter().enumerate() {
-            let mut entries = vec![
-                wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: bind(&slot.dims, dims_at[i], std::mem::size_of::<Dims>() as u64),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 1,
-                    resource: bind(&input, 0, l.input.len() as u64),
-                },
-            ];
-            let (layout, pipeline) = match d.kernel {
-                Kernel::Mean => (&ctx.layouts.mean, &pipes.mean),
-                Kernel::Moments => (&ctx.layouts.moments, &pipes.moments),
-                Kernel::Tails => (&ctx.layouts.tails, &pipes.tails),
-                Kernel::Flat => (&ctx.layouts.flat, &pipes.flat),
-            };
-            if !matches!(d.kernel, Kernel::Mean) {
-                entries.push(wgpu::BindGroupEntry {
-                    binding: 2,
-                    resource: bind(&params, 0, l.params.len() as u64),
-                });
-            }
-            if matches!(d.kernel, Kernel::Flat) {
-                entries.push(wgpu::BindGroupEntry {
-                    binding: 3,
-                    resource: bind(&segs, 0, l.segs.len() as u64),
-                });
-            }
-            entries.push(wgpu::BindGroupEntry {
-                binding: entries.len() as u32,
-                resource: bind(&out, out_at[d.section], l.out_sizes[d.section]),
-            });
-            if matches!(d.kernel, Kernel::Tails) {
-                // Its pooled block sums: the section after its partials.
-                entries.push(wgpu::BindGroupEntry {
-                    binding: entries.len() as u32,
-                    resource: bind(&out, out_at[d.section + 1], l.out_sizes[d.section + 1]),
-                });
-            }
-            let bg = device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some("gradtail.unit"),
-                layout,
-                entries: &entries,
-            });
-            groups.push((pipeline, bg, d.grid));
-        }
-
-        let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("gradtail.unit"),
-        });
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("gradtail.unit"),
-                timestamp_writes: slot.query.as_ref().map(|(qs, _)| {
-                    wgpu::ComputePassTimestampWrites {
-                        query_set: qs,
-                        beginning_of_pass_write_index: Some(0),
-                        end_of_pass_write_index: Some(1),
-                    }
-                }),
-            });
-            for (pipeline, bg, (x, y)) in &groups {
-                if *x == 0 {
-                    continue;
-                }
-                pass.set_pipeline(pipeline);
-                pass.set_bind_group(0, bg, &[]);
-                pass.dispatch_workgroups(*x, *y, 1);
-            }
-        }
-        enc.copy_buffer_to_buffer(&out, 0, &readback, 0, out_total);
-        if let Some((qs, resolve)) = &slot.query {
-            enc.resolve_query_set(qs, 0..2, resolve, 0);
-            enc.copy_buffer_to_buffer(resolve, 0, &readback, ts_at, 16);
-        }
-        let t = Instant::now();
-        let submission = ctx.queue.submit([enc.finish()]);
-        self.phases.submit_s += t.elapsed().as_secs_f64();
-        self.phases.units += 1;
-        self.phases.submits += 1;
-        let mapped = Arc::new(Mutex::new(None));
-        {
-            let mapped = Arc::clone(&mapped);
-            readback
-                .slice(..rb_size)
-                .map_async(wgpu::MapMode::Read, move |r| {
-                    *mapped.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
-                });
-        }
-        pop_scope(oom, "out of GPU memory")?;
-        pop_scope(validation, "running the kernels")?;
-        Ok((
-            submission,
-            PendingIo {
-                mapped,
-                bytes: rb_size,
-                sections: out_at,
-                timestamps: slot.query.is_some().then_some(ts_at),
-            },
-        ))
-    }
-
     pub(super) fn mean_block(&mut self, block: &Block, sink: &mut Sink<'_>) -> Result<()> {
         let (dtype, elem) = upload_type(&block.data);
         let spec = plan::UnitSpec {
@@ -186,43 +30,41 @@ impl GpuEngine {
         let caps = self.ctx.caps(self.opts.max_binding_bytes);
         let units =
             plan::units(block.rows.len(), block.width(), &spec, &caps).map_err(Error::Gpu)?;
-        let mut stage = std::mem::take(&mut self.stage);
         for unit in units {
-            let s = self.take_slot(sink)?;
             let w = unit.cols.len();
             let h = unit.rows.len();
             let pitch = plan::pitch(w, elem);
-            let t = Instant::now();
             let refs = first_finite(block, &unit.rows, &unit.cols);
-            let input = pack(block, &unit.rows, &unit.cols, pitch, &refs, &mut stage);
-            self.phases.upload_s += t.elapsed().as_secs_f64();
             let row0 = block.rows.start + unit.rows.start;
             let (dims, grid) = coord_dims(h, w, pitch, elem, row0, 0, 1, caps.max_dim)?;
             let out_sizes = [(dims.chunks * dims.groups) as u64 * size_of::<MeanPartial>() as u64];
-            let launch = Launch {
+            let write = |dst: WriteOnly<'_, [u8]>| {
+                pack_into(block, &unit.rows, &unit.cols, pitch, &refs, dst)
+            };
+            let upload = UnitUpload {
                 dtype,
-                input,
+                input_len: (h * pitch * elem) as u64,
+                write_input: &write,
                 params: &[],
                 segs: &[],
-                out_sizes: &out_sizes,
                 dispatches: &[Dispatch {
                     kernel: Kernel::Mean,
                     dims,
                     grid,
                     section: 0,
                 }],
+                out_sizes: &out_sizes,
             };
-            let (submission, io) = self.launch(s, &launch)?;
             let a0 = block.cols.start + unit.cols.start;
-            self.slots[s].pending = Some(io.pending(
-                submission,
-                a0..a0 + w,
-                dims.groups as usize,
-                dims.chunks as usize,
-                PendingKind::Mean { refs },
-            ));
+            let results = UnitResults {
+                sections: Vec::new(),
+                cols: a0..a0 + w,
+                groups: dims.groups as usize,
+                chunks: dims.chunks as usize,
+                kind: PendingKind::Mean { refs: refs.clone() },
+            };
+            self.stage_unit(sink, &upload, results)?;
         }
-        self.stage = stage;
         Ok(())
     }
 
@@ -250,10 +92,8 @@ impl GpuEngine {
         let units =
             plan::units(block.rows.len(), block.width(), &spec, &caps).map_err(Error::Gpu)?;
         let f64_input = matches!(*block.data, BlockData::F64(_));
-        let mut stage = std::mem::take(&mut self.stage);
-        let result = (|| {
-            for unit in units {
-                let s = self.take_slot(sink)?;
+        for unit in units {
+            {
                 let w = unit.cols.len();
                 let h = unit.rows.len();
                 let a0 = block.cols.start + unit.cols.start;
@@ -267,9 +107,6 @@ impl GpuEngine {
                 } else {
                     Vec::new()
                 };
-                let t = Instant::now();
-                let input = pack(block, &unit.rows, &unit.cols, pitch, &refs, &mut stage);
-                self.phases.upload_s += t.elapsed().as_secs_f64();
                 let mut params = vec![ColParams::default(); groups * 4];
                 for (j, c) in acols.clone().enumerate() {
                     let r = refs.get(j).copied().unwrap_or(0.0);
@@ -339,27 +176,29 @@ impl GpuEngine {
                         section: 3,
                     },
                 ];
-                let launch = Launch {
+                let write = |dst: WriteOnly<'_, [u8]>| {
+                    pack_into(block, &unit.rows, &unit.cols, pitch, &refs, dst)
+                };
+                let upload = UnitUpload {
                     dtype,
-                    input,
+                    input_len: (h * pitch * elem) as u64,
+                    write_input: &write,
                     params: bytemuck::cast_slice(&params),
                     segs: bytemuck::cast_slice(&segs),
-                    out_sizes: &out_sizes,
                     dispatches: &dispatches,
+                    out_sizes: &out_sizes,
                 };
-                let (submission, io) = self.launch(s, &launch)?;
-                self.slots[s].pending = Some(io.pending(
-                    submission,
-                    acols,
+                let results = UnitResults {
+                    sections: Vec::new(),
+                    cols: acols,
                     groups,
-                    dims.chunks as usize,
-                    PendingKind::Stats { seg_blocks, dims },
-                ));
+                    chunks: dims.chunks as usize,
+                    kind: PendingKind::Stats { seg_blocks, dims },
+                };
+                self.stage_unit(sink, &upload, results)?;
             }
-            Ok(())
-        })();
-        self.stage = stage;
-        result
+        }
+        Ok(())
     }
 }
 

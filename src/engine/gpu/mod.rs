@@ -9,8 +9,9 @@
 //! `MomentPartial` or `TailPartial` per (row chunk, group of four columns), a `BlockPartial`
 //! per (row chunk, time block, workgroup) of pooled sums, a `FlatPartial` per flat segment.
 //! They are read back and folded into the f64 accumulators with the same `combine` the CPU
-//! engine uses. Two sets of buffers alternate, so a unit is packed and uploaded while the
-//! previous one computes; a set's results are folded before it is reused.
+//! engine uses. Units are packed straight into a mapped staging buffer and run in batches, one
+//! submission each (`batch`); two buffer sets alternate, so one batch is packed while the
+//! previous one is copied and computed, and a set's results are folded before it is reused.
 //!
 //! Precision: element work (centring, powers, logs) is f32 — f64 transcendentals are wrong on
 //! lavapipe and f64 is absent on GL/Metal — and every sum is compensated: Neumaier inside
@@ -33,16 +34,18 @@
 //! non-finite, and below 1e-38 lose bits (f32 subnormals).
 //!
 //! Rooms: `context` (device, pipelines, bind-group layouts and the structs the host uploads),
-//! `plan` (pure dispatch planning), `pack` (uploads), `pool` (reused buffers), `launch` (one
-//! unit's upload, dispatches and readback), `partials` (the kernels' output structs and their
-//! f64 accumulators), `readback` (folding them), `engine` (the `Backend`), `fits` (the fits
-//! kernel's packing, dispatch and f64 finish), `gram` (the Gram kernel's dispatch sizes,
+//! `plan` (pure dispatch planning), `pack` (repacking into upload layout), `pool` (reused
+//! buffers and the two buffer sets), `launch` (what each unit uploads, runs and reads back),
+//! `batch` (staging units and submitting them together), `partials` (the kernels' output
+//! structs and their f64 accumulators), `readback` (folding them), `engine` (the `Backend`),
+//! `fits` (the fits kernel's packing, dispatch and f64 finish), `gram` (the Gram kernel's dispatch sizes,
 //! scaling and f64 sum of its partial tiles), `probe` (adapters and why there are none),
 //! `roofline` (bandwidth ceilings), `quiet` (driver noise while probing) and `xmin_scan` (the
 //! KS distances of the power-law fits' xmin scans).
 //!
 //! Only this module names `wgpu`.
 
+mod batch;
 mod context;
 mod engine;
 mod fits;
@@ -58,6 +61,7 @@ mod readback;
 mod roofline;
 mod xmin_scan;
 
+pub use batch::{BATCH_BYTES, BATCH_UNITS};
 pub use context::{
     flat_source, ColParams, Dims, Segment, DTYPE_BF16, DTYPE_F16, DTYPE_F32, DTYPE_F64, SHADERS,
     SUBGROUP_MARKER,

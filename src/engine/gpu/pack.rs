@@ -1,11 +1,13 @@
 //! Host side of uploads: which kernel variant a block's dtype needs, repacking a unit into
-//! rows of whole 16-byte words (f64 as centred hi/lo f32 pairs), writing it to the queue from
-//! several threads, and the flat estimator's segment table.
+//! rows of whole 16-byte words (f64 as centred hi/lo f32 pairs) from several threads, into a
+//! mapped staging buffer or through the queue, and the flat estimator's segment table.
 
 use std::ops::Range;
 
 use crate::engine::accum::FlatSpec;
 use crate::input::{Block, BlockData};
+
+use wgpu::WriteOnly;
 
 use super::context::{DTYPE_BF16, DTYPE_F16, DTYPE_F32, DTYPE_F64};
 use super::plan::WORD;
@@ -22,7 +24,8 @@ pub(super) fn upload_type(data: &BlockData) -> (u32, usize) {
 
 /// Rows `rows` × columns `cols` (block-relative) of `block` as the kernels read them: `pitch`
 /// values per row, zero padded; f64 values minus `refs[j]` (in f64) as (hi, lo) f32 pairs.
-/// Borrows the block's own f32, f16 or bf16 data when it is already laid out so.
+/// Borrows the block's own f32, f16 or bf16 data when it is already laid out so, else packs
+/// into `stage`.
 pub(super) fn pack<'a>(
     block: &'a Block,
     rows: &Range<usize>,
@@ -31,44 +34,142 @@ pub(super) fn pack<'a>(
     refs: &[f64],
     stage: &'a mut Vec<u8>,
 ) -> &'a [u8] {
-    let width = block.width();
-    let w = cols.len();
-    if cols.start == 0 && w == width && pitch == width {
-        let whole = rows.start * width..rows.end * width;
-        match &*block.data {
-            BlockData::F32(v) => return bytemuck::cast_slice(&v[whole]),
-            BlockData::F16(v) | BlockData::BF16(v) => return bytemuck::cast_slice(&v[whole]),
-            BlockData::F64(_) => {}
-        }
+    if let Some(whole) = borrowed(block, rows, cols, pitch) {
+        return whole;
     }
     let elem = upload_type(&block.data).1;
     stage.clear();
     stage.resize(rows.len() * pitch * elem, 0);
-    for (i, r) in rows.clone().enumerate() {
-        let src = r * width + cols.start..r * width + cols.end;
-        let dst = &mut stage[i * pitch * elem..(i * pitch + w) * elem];
-        match &*block.data {
-            BlockData::F32(v) => dst.copy_from_slice(bytemuck::cast_slice(&v[src])),
-            BlockData::F16(v) | BlockData::BF16(v) => {
-                dst.copy_from_slice(bytemuck::cast_slice(&v[src]))
+    pack_into(
+        block,
+        rows,
+        cols,
+        pitch,
+        refs,
+        WriteOnly::from(stage.as_mut_slice()),
+    );
+    stage
+}
+
+/// The block's own bytes for `rows` when a unit is all of its columns, unpadded, in a dtype
+/// that goes up as stored.
+fn borrowed<'a>(
+    block: &'a Block,
+    rows: &Range<usize>,
+    cols: &Range<usize>,
+    pitch: usize,
+) -> Option<&'a [u8]> {
+    let width = block.width();
+    if cols.start != 0 || cols.len() != width || pitch != width {
+        return None;
+    }
+    let whole = rows.start * width..rows.end * width;
+    match &*block.data {
+        BlockData::F32(v) => Some(bytemuck::cast_slice(&v[whole])),
+        BlockData::F16(v) | BlockData::BF16(v) => Some(bytemuck::cast_slice(&v[whole])),
+        BlockData::F64(_) => None,
+    }
+}
+
+/// [`pack`] written straight into `dst` (`rows.len() × pitch` values, e.g. a mapped staging
+/// buffer, which is write-only and may be write-combined), pieces of about
+/// [`UPLOAD_PIECE`] bytes spread over the rayon pool: one host copy from the block to memory
+/// the device reads, on every core. Padding is written too, as zeros: a staging buffer is
+/// reused and holds the previous batch's bytes.
+pub(super) fn pack_into(
+    block: &Block,
+    rows: &Range<usize>,
+    cols: &Range<usize>,
+    pitch: usize,
+    refs: &[f64],
+    dst: WriteOnly<'_, [u8]>,
+) {
+    let elem = upload_type(&block.data).1;
+    debug_assert_eq!(dst.len(), rows.len() * pitch * elem);
+    use rayon::prelude::*;
+    if let Some(src) = borrowed(block, rows, cols, pitch) {
+        let pieces = split(dst, src.len(), UPLOAD_PIECE);
+        pieces
+            .into_par_iter()
+            .zip(src.par_chunks(UPLOAD_PIECE))
+            .for_each(|(Piece(mut d), s)| d.copy_from_slice(s));
+        return;
+    }
+    let row_bytes = pitch * elem;
+    let per_task = (UPLOAD_PIECE / row_bytes.max(1)).max(1);
+    let pieces = split(dst, rows.len() * row_bytes, per_task * row_bytes);
+    pieces
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(i, Piece(mut d))| {
+            let mut pairs = Vec::new();
+            let r0 = rows.start + i * per_task;
+            for r in r0..(r0 + per_task).min(rows.end) {
+                let (row, rest) = d.split_at(row_bytes);
+                d = rest;
+                pack_row(block, r, cols, refs, row, &mut pairs);
             }
-            BlockData::F64(v) => {
-                debug_assert_eq!(refs.len(), w, "one reference per column");
-                for ((d, &x), &r) in dst.chunks_exact_mut(8).zip(&v[src]).zip(refs) {
-                    let x = x - r;
-                    let hi = x as f32;
-                    let lo = if x.is_finite() {
-                        (x - hi as f64) as f32
-                    } else {
-                        0.0
-                    };
-                    d[..4].copy_from_slice(&hi.to_ne_bytes());
-                    d[4..].copy_from_slice(&lo.to_ne_bytes());
-                }
+        });
+}
+
+/// `dst`'s first `len` bytes cut into pieces of `piece` bytes (the last may be shorter).
+fn split(mut dst: WriteOnly<'_, [u8]>, len: usize, piece: usize) -> Vec<Piece<'_>> {
+    let mut out = Vec::with_capacity(len.div_ceil(piece.max(1)));
+    let mut left = len;
+    while left > 0 {
+        let n = piece.min(left);
+        let (head, rest) = dst.split_at(n);
+        out.push(Piece(head));
+        dst = rest;
+        left -= n;
+    }
+    out
+}
+
+/// A piece of a mapped buffer handed to another thread. wgpu implements `Send` for
+/// `WriteOnly<T>` with `T: Send` and, implicitly, `T: Sized`, so the slice form lacks it.
+struct Piece<'a>(WriteOnly<'a, [u8]>);
+
+// SAFETY: a `WriteOnly<'a, [u8]>` is exclusive write access to its bytes, like `&'a mut [u8]`,
+// which is `Send`; bytes have no thread affinity.
+unsafe impl Send for Piece<'_> {}
+
+/// Row `r`, columns `cols`, into `dst` (one padded row); `pairs` is scratch for f64 pairs.
+fn pack_row(
+    block: &Block,
+    r: usize,
+    cols: &Range<usize>,
+    refs: &[f64],
+    dst: WriteOnly<'_, [u8]>,
+    pairs: &mut Vec<u8>,
+) {
+    let width = block.width();
+    let src = r * width + cols.start..r * width + cols.end;
+    let elem = upload_type(&block.data).1;
+    let (mut values, mut pad) = dst.split_at(cols.len() * elem);
+    match &*block.data {
+        BlockData::F32(v) => values.copy_from_slice(bytemuck::cast_slice(&v[src])),
+        BlockData::F16(v) | BlockData::BF16(v) => {
+            values.copy_from_slice(bytemuck::cast_slice(&v[src]))
+        }
+        BlockData::F64(v) => {
+            debug_assert_eq!(refs.len(), cols.len(), "one reference per column");
+            pairs.clear();
+            for (&x, &r) in v[src].iter().zip(refs) {
+                let x = x - r;
+                let hi = x as f32;
+                let lo = if x.is_finite() {
+                    (x - hi as f64) as f32
+                } else {
+                    0.0
+                };
+                pairs.extend_from_slice(&hi.to_ne_bytes());
+                pairs.extend_from_slice(&lo.to_ne_bytes());
             }
+            values.copy_from_slice(pairs);
         }
     }
-    stage
+    pad.fill(0);
 }
 
 /// Smallest piece [`write_in_pieces`] cuts an upload into.

@@ -128,10 +128,10 @@ pub fn max_segments(rows: usize, cols: usize, m_tensor: u64, m_model: u64) -> us
     rows * (1 + inner(m_tensor) + inner(m_model))
 }
 
-/// Bytes a unit of `rows` × `cols` needs: `(largest binding, output buffer)`. The bindings are
-/// the input, the parameters, the segment table and each kernel's output sections (partials,
-/// pooled block sums, flat partials); the output sections share one buffer, each at an
-/// aligned offset.
+/// Bytes a unit of `rows` × `cols` needs: `(largest binding, largest buffer)`. The bindings
+/// are the input, the parameters, the segment table and each kernel's output sections
+/// (partials, pooled block sums, flat partials); the output sections share one buffer, and the
+/// input, parameters, segment table and sizes are staged in another, each at an aligned offset.
 pub fn footprint(rows: usize, cols: usize, spec: &UnitSpec) -> (u64, u64) {
     let g = groups(cols) as u64;
     let input = (rows * pitch(cols, spec.elem) * spec.elem) as u64;
@@ -150,7 +150,12 @@ pub fn footprint(rows: usize, cols: usize, spec: &UnitSpec) -> (u64, u64) {
     };
     // Four sections at most, allow 256 bytes of alignment each.
     let out = coords + pooled + segs + 4 * 256;
-    (input.max(params).max(coords).max(pooled).max(segs), out)
+    // Input, parameters, segments and three dispatches' sizes, 256 bytes of alignment each.
+    let staged = input + params + segs + 6 * 256;
+    (
+        input.max(params).max(coords).max(pooled).max(segs),
+        out.max(staged),
+    )
 }
 
 fn fits(rows: usize, cols: usize, spec: &UnitSpec, cap: &Caps) -> bool {

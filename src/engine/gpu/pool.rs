@@ -1,8 +1,9 @@
 //! Device buffers the engine owns and reuses: a buffer that grows only when a larger one is
 //! needed, the two alternating buffer sets, and bindings of sub-ranges.
 
+use super::batch::Batch;
 use super::plan::WORD;
-use super::readback::Pending;
+use super::readback::{InFlight, MapFlag};
 
 /// A buffer that is reallocated only when a larger one is needed.
 pub(super) struct Grow {
@@ -34,16 +35,32 @@ impl Grow {
     }
 }
 
-/// One buffer set.
+/// One buffer set: the batch it records, the buffers that batch runs in, and the batch it
+/// submitted last.
 pub(super) struct Slot {
-    pub(super) input: Grow,
-    pub(super) params: Grow,
-    pub(super) segs: Grow,
+    /// Host-visible staging (`MAP_WRITE | COPY_SRC`), mapped while the set records.
+    pub(super) staging: Option<wgpu::Buffer>,
+    /// The staging buffer's mapping after the last submission, until it is waited for.
+    pub(super) remap: Option<MapFlag>,
+    /// The device copy of the staged bytes: inputs, parameters, segment tables and sizes.
+    pub(super) data: Grow,
     pub(super) out: Grow,
     pub(super) readback: Grow,
-    pub(super) dims: wgpu::Buffer,
     pub(super) query: Option<(wgpu::QuerySet, wgpu::Buffer)>,
-    pub(super) pending: Option<Pending>,
+    pub(super) batch: Batch,
+    pub(super) pending: Option<InFlight>,
+}
+
+impl Slot {
+    /// Forgets everything in flight after a failed call: a buffer may still be mapped or
+    /// mapping, so none is reused.
+    pub(super) fn abandon(&mut self) {
+        self.batch = Batch::default();
+        self.pending = None;
+        self.remap = None;
+        self.staging = None;
+        self.readback.buf = None;
+    }
 }
 
 /// A binding of `size` bytes (rounded up to whole vec4 words) at `offset` of `buf`.

@@ -14,16 +14,25 @@ use super::partials::{BlockPartial, FlatPartial, MeanPartial, MomentPartial, Tai
 use super::pool::Grow;
 use crate::error::{Error, Result};
 
-/// What a submitted unit's results are, to fold them when its buffer set comes round again.
-pub(super) struct Pending {
+/// Set by a `map_async` callback: the mapping's outcome, once the device is done.
+pub(super) type MapFlag = Arc<Mutex<Option<std::result::Result<(), wgpu::BufferAsyncError>>>>;
+
+/// A submitted batch, to fold when its buffer set comes round again.
+pub(super) struct InFlight {
     pub(super) submission: wgpu::SubmissionIndex,
-    pub(super) mapped: Arc<Mutex<Option<std::result::Result<(), wgpu::BufferAsyncError>>>>,
+    pub(super) mapped: MapFlag,
     /// Bytes mapped from the start of the readback buffer.
     pub(super) bytes: u64,
-    /// Byte offsets of the output sections in the readback buffer.
-    pub(super) sections: Vec<u64>,
     /// Byte offset of the two resolved timestamps, when timing.
     pub(super) timestamps: Option<u64>,
+    /// Its units, in the order they were staged.
+    pub(super) units: Vec<UnitResults>,
+}
+
+/// What a staged unit's results are and where they lie in its batch's readback.
+pub(super) struct UnitResults {
+    /// Byte offsets of the unit's output sections in the readback buffer.
+    pub(super) sections: Vec<u64>,
     /// Absolute columns of the unit.
     pub(super) cols: Range<usize>,
     pub(super) groups: usize,
@@ -55,7 +64,7 @@ fn section<T: bytemuck::Pod>(words: &[u32], offset: u64, n: usize) -> &[T] {
 }
 
 /// Folds a pass-1 unit's partial states into `out`; `refs` were subtracted on the host.
-pub(super) fn fold_mean(p: &Pending, refs: &[f64], words: &[u32], out: &mut [MeanAcc]) {
+pub(super) fn fold_mean(p: &UnitResults, refs: &[f64], words: &[u32], out: &mut [MeanAcc]) {
     let parts: &[MeanPartial] = section(words, p.sections[0], p.chunks * p.groups);
     for chunk in parts.chunks_exact(p.groups) {
         for (j, acc) in out[p.cols.clone()].iter_mut().enumerate() {
@@ -69,7 +78,7 @@ pub(super) fn fold_mean(p: &Pending, refs: &[f64], words: &[u32], out: &mut [Mea
 /// and 1 hold the `MomentPartial`s and `TailPartial`s, section 3 the `FlatPartial`s (section
 /// 2, the pooled block sums, is `fold_pooled`'s).
 pub(super) fn fold_stats(
-    p: &Pending,
+    p: &UnitResults,
     seg_blocks: &[(usize, usize)],
     words: &[u32],
     out: &mut TensorAcc,
@@ -129,37 +138,6 @@ pub(super) fn fold_pooled(d: &Dims, offset: u64, words: &[u32], blocks: &mut [Bl
         }
     }
 }
-/// The readback side of a launched unit.
-pub(super) struct PendingIo {
-    pub(super) mapped: Arc<Mutex<Option<std::result::Result<(), wgpu::BufferAsyncError>>>>,
-    pub(super) bytes: u64,
-    pub(super) sections: Vec<u64>,
-    pub(super) timestamps: Option<u64>,
-}
-
-impl PendingIo {
-    pub(super) fn pending(
-        self,
-        submission: wgpu::SubmissionIndex,
-        cols: Range<usize>,
-        groups: usize,
-        chunks: usize,
-        kind: PendingKind,
-    ) -> Pending {
-        Pending {
-            submission,
-            mapped: self.mapped,
-            bytes: self.bytes,
-            sections: self.sections,
-            timestamps: self.timestamps,
-            cols,
-            groups,
-            chunks,
-            kind,
-        }
-    }
-}
-
 /// The end of a one-shot kernel call (`coord_fits`, `gram`, `xmin_scan`): copies the first
 /// `bytes` of `out` into the readback buffer of `slot` at the end of `enc`, submits, pops the
 /// error scopes pushed before the work was recorded (`scopes`: out of memory, validation),
