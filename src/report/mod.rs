@@ -369,6 +369,25 @@ pub fn spectrum_safetensors(a: &Analysis) -> Result<Vec<u8>> {
     ]);
     safetensors::serialize(views, Some(meta))
         .map_err(|e| Error::Config(format!("cannot encode the eigenvalues: {e}")))
+        .and_then(sorted_header)
+}
+
+/// safetensors takes its metadata as a `HashMap`, whose order changes from run to run: the
+/// header is rewritten with every key sorted (serde_json's map is ordered), to the same length,
+/// so the same analysis writes the same bytes.
+fn sorted_header(mut bytes: Vec<u8>) -> Result<Vec<u8>> {
+    let bad = |e: String| Error::Config(format!("cannot encode the eigenvalues: {e}"));
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let header: serde_json::Value =
+        serde_json::from_slice(&bytes[8..8 + n]).map_err(|e| bad(e.to_string()))?;
+    let mut text = serde_json::to_vec(&header).map_err(|e| bad(e.to_string()))?;
+    if text.len() > n {
+        return Err(bad("the sorted header is longer".into()));
+    }
+    // safetensors pads the header with spaces to a multiple of 8 bytes.
+    text.resize(n, b' ');
+    bytes[8..8 + n].copy_from_slice(&text);
+    Ok(bytes)
 }
 
 /// `tensors.csv`: one row per tensor (the `csv` crate quotes names that need it).

@@ -722,7 +722,8 @@ fn output_cites_no_internal_documents() {
 }
 
 /// The CPU engine is deterministic: the same input and options give byte-identical
-/// `coords.safetensors` and identical numbers in `summary.json` across runs and thread counts
+/// `coords.safetensors` and `spectrum.safetensors` (whose header safetensors would order by a
+/// per-process hash) and identical numbers in `summary.json` across runs and thread counts
 /// (per-coordinate sums run in sample order within a coordinate whatever the strip
 /// partition, and pooled sums are combined in a fixed order).
 #[test]
@@ -745,17 +746,19 @@ fn cpu_results_are_deterministic_across_threads() {
             .assert()
             .success();
         let coords = std::fs::read(out.join("coords.safetensors")).unwrap();
+        let spectrum = std::fs::read(out.join("spectrum.safetensors")).unwrap();
         let mut s: serde_json::Value =
             serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
         // What may differ: the wall time and the thread count itself.
         s["elapsed_s"] = serde_json::Value::Null;
         s["engine"]["threads"] = serde_json::Value::Null;
         s["options"] = serde_json::Value::Null;
-        runs.push((coords, s));
+        runs.push((coords, spectrum, s));
     }
     for (i, r) in runs.iter().enumerate().skip(1) {
         assert!(r.0 == runs[0].0, "coords.safetensors of run {i} differs");
-        assert_eq!(r.1, runs[0].1, "summary.json of run {i} differs");
+        assert!(r.1 == runs[0].1, "spectrum.safetensors of run {i} differs");
+        assert_eq!(r.2, runs[0].2, "summary.json of run {i} differs");
     }
 }
 
