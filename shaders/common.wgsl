@@ -21,21 +21,23 @@ struct Dims {
     one: f32,        // 1.0 from a uniform: the compiler cannot fold it (guards the compensated sums)
 }
 
-// Mirrors `engine::gpu::context::ColParams` (#[repr(C)], 20 bytes): shift and centre of one
-// column as f32 hi/lo pairs (hi = c as f32, lo = (c - hi) as f32), and 1.0 when the column
-// enters the pooled time-block sums (not constant, enough finite samples), else 0.0.
+// Mirrors `engine::gpu::context::ColParams` (#[repr(C)], 24 bytes): shift and centre of one
+// column as f32 hi/lo pairs (hi = c as f32, lo = (c - hi) as f32), 1.0 when the column enters
+// the pooled time-block sums (not constant, enough finite samples), else 0.0, and the binade e
+// of its largest |x - shift| (which is < 2^e) that scales its moment sums.
 struct ColParams {
     shift_hi: f32,
     shift_lo: f32,
     centre_hi: f32,
     centre_lo: f32,
     pool: f32,
+    exp: i32,
 }
 
 // 0: f32, 1: f16, 2: bf16, 3: f64 as hi/lo f32 pairs (`engine::gpu::context::DTYPE_*`).
 override DTYPE: u32 = 0u;
 
-// Threads per workgroup of the per-coordinate kernels (coord_mean, coord_moments, coord_tails).
+// Threads per workgroup of the per-coordinate kernels (coord_mean, coord_stats).
 const COORD_WG: u32 = 64u;
 
 // IEEE binary16 bits (low 16 bits of each lane) to f32, exactly, in integer arithmetic:

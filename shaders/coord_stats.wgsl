@@ -1,8 +1,19 @@
-// coord_tails — pass 2, the GPU twin of the tail part of `engine::cpu::coord_stats`.
+// coord_stats — pass 2, the GPU twin of `engine::cpu::coord_stats`: the moment power sums and
+// the tail statistics of each coordinate from one read of the data.
 //
 // One thread owns four adjacent columns of a unit and one row chunk (a multiple of K1 rows
-// starting at a multiple of K1, so time blocks never straddle threads). Over finite x it forms
-// u = x - centre (the centre as an f32 hi/lo pair) and keeps, per column (`engine::accum::TailAcc`):
+// starting at a multiple of K1, so time blocks never straddle threads).
+//
+// Moments (`engine::accum::MomentAcc`): over finite x it forms d = (x_hi - shift_hi) +
+// (x_lo - shift_lo) (the pass-1 mean as an f32 hi/lo pair, so centring loses nothing; x_lo is
+// 0 except for f64 input) and sums d', d'², d'³, d'⁴ with Neumaier compensation, where
+// d' = d·2^-e and 2^e bounds the column's largest |d| (from pass 1's range, `ColParams.exp`):
+// |d'| ≤ 1, so d'⁴ can neither overflow f32 nor sink into (flushed) subnormals for gradients
+// of 1e-10. The thread writes s1..s4 and e as one `MomentPartial`; the host rescales by
+// 2^(k·e) (exact) in f64. The count n is the tails' zeros + nonzero.
+//
+// Tails: over finite x it forms u = x - centre (the centre as an f32 hi/lo pair) and keeps,
+// per column (`engine::accum::TailAcc`):
 //   zeros, nz, Σ ln|u|, Σ ln²|u| over nonzero u;
 //   for rows < used_rows, per time block of K1 rows: the block sum Y (compensated) and the
 //   count m of nonzero u in it; on closing the block, Σ ln|u| with the count of nonzero u
@@ -17,7 +28,7 @@
 // far from 0 (the log-moment variance Σl² - (Σl)²/n cancels otherwise); the host adds L0
 // back in f64.
 //
-// The thread writes its columns' state as one `TailPartial` per (row chunk, column group).
+// The thread writes its columns' tail state as one `TailPartial` per (row chunk, column group).
 // Each closed time block's five sums, over the columns whose `pool` flag is set (not constant,
 // enough finite samples), are also reduced over the workgroup in workgroup memory and written
 // as one `BlockPartial` per (row chunk, time block, workgroup) to `blocks`: the host keeps
@@ -27,6 +38,16 @@
 
 // common.wgsl, prepended by the host, supplies Dims, ColParams, DTYPE, COORD_WG, load4,
 // finite4, add4 and two_sum4.
+
+// Mirrors `engine::gpu::partials::MomentPartial` (#[repr(C)], 80 bytes): one thread's power
+// sums of its four columns (lane l is column 4g + l) over one row chunk.
+struct MomentPartial {
+    s1: vec4<f32>, // Σ d'^k, compensated
+    s2: vec4<f32>,
+    s3: vec4<f32>,
+    s4: vec4<f32>,
+    e: vec4<i32>,  // d = d'·2^e
+}
 
 // Mirrors `engine::gpu::partials::TailPartial` (#[repr(C)], 176 bytes): one thread's state of
 // its four columns (lane l is column 4g + l) over one row chunk, logs relative to l0.
@@ -57,8 +78,9 @@ struct BlockPartial {
 @group(0) @binding(0) var<uniform> dims: Dims;
 @group(0) @binding(1) var<storage, read> xs: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> params: array<ColParams>;
-@group(0) @binding(3) var<storage, read_write> out: array<TailPartial>;
-@group(0) @binding(4) var<storage, read_write> blocks: array<BlockPartial>;
+@group(0) @binding(3) var<storage, read_write> moments: array<MomentPartial>;
+@group(0) @binding(4) var<storage, read_write> out: array<TailPartial>;
+@group(0) @binding(5) var<storage, read_write> blocks: array<BlockPartial>;
 
 // One thread's pooled block sums: (Σ ln|u|, #u, Σ ln|Y|, #Y) and Σ ln m.
 var<workgroup> red_a: array<vec4<f32>, COORD_WG>;
@@ -85,11 +107,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let chi = vec4<f32>(p0.centre_hi, p1.centre_hi, p2.centre_hi, p3.centre_hi);
     let clo = vec4<f32>(p0.centre_lo, p1.centre_lo, p2.centre_lo, p3.centre_lo);
     let pool = vec4<f32>(p0.pool, p1.pool, p2.pool, p3.pool) * select(0.0, 1.0, live);
+    let shi = vec4<f32>(p0.shift_hi, p1.shift_hi, p2.shift_hi, p3.shift_hi);
+    let slo = vec4<f32>(p0.shift_lo, p1.shift_lo, p2.shift_lo, p3.shift_lo);
+    let e = vec4<i32>(p0.exp, p1.exp, p2.exp, p3.exp);
+    let scale = ldexp(vec4<f32>(1.0), -e);
     let zero = vec4<f32>(0.0);
     let one = vec4<f32>(1.0);
     let n0 = vec4<u32>(0u);
     let n1 = vec4<u32>(1u);
 
+    var s1 = zero;
+    var c1 = zero;
+    var s2 = zero;
+    var c2 = zero;
+    var s3 = zero;
+    var c3 = zero;
+    var s4 = zero;
+    var c4 = zero;
     var zeros = n0;
     var nz = n0;
     var l0 = zero;
@@ -121,6 +155,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         var xl: vec4<f32>;
         let x = load4(r, g, &xl);
         let fin = finite4(x);
+        let d = select(zero, ((x - shi) + (xl - slo)) * scale, fin);
+        let d2 = d * d;
+        add4(&s1, &c1, d);
+        add4(&s2, &c2, d2);
+        add4(&s3, &c3, d2 * d);
+        add4(&s4, &c4, d2 * d2);
         // u = uh + (e1 + e2): x_hi - centre_hi is exact (TwoSum), the low parts are small.
         var e1: vec4<f32>;
         var e2: vec4<f32>;
@@ -199,6 +239,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         return;
     }
     // Partial states are [chunk][group].
+    moments[chunk * dims.groups + g] = MomentPartial(s1 + c1, s2 + c2, s3 + c3, s4 + c4, e);
     out[chunk * dims.groups + g] = TailPartial(
         zeros, nz, sl + slc, sl2 + sl2c, ny, ly + lyc, nx, lx + lxc, bad, l0, lm + lmc,
     );

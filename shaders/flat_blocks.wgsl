@@ -8,7 +8,7 @@
 // (coalesced); the workgroup then combines the threads' (sum, compensation) pairs with TwoSum
 // (Knuth) in a fixed order and writes one `FlatPartial`. The host adds the partials in f64
 // into both flat states. No float atomics, so the result is deterministic. The count of
-// finite entries comes from coord_tails.
+// finite entries comes from coord_stats.
 //
 // Σu is kept in double-f32 (~48 bits): u itself is formed exactly as a pair by TwoSum from x
 // and the centre's hi/lo pair, and every addition's rounding error is kept. Flat blocks can

@@ -84,6 +84,15 @@ fn shift_of(m: &MeanAcc) -> f64 {
     }
 }
 
+/// The largest |x - shift| over a coordinate's finite samples, from its range (0 when it has
+/// none).
+fn spread_of(m: &MeanAcc, shift: f64) -> f64 {
+    match m.n {
+        0 => 0.0,
+        _ => (m.max - shift).max(shift - m.min),
+    }
+}
+
 /// Whether a coordinate enters the pooled per-time-block sums: not constant (on the data
 /// before centring) and with enough finite samples.
 fn pooled(m: &MeanAcc) -> bool {

@@ -12,7 +12,7 @@ use super::columns;
 use super::plan::{Piece, Plan};
 use super::progress::{group_label, step_name, stream, Progress};
 use super::structure::{self, PowerLawCoord, StructureAcc};
-use super::{pooled, shift_of, Center, Options};
+use super::{pooled, shift_of, spread_of, Center, Options};
 use crate::engine::accum::{BlockSums, CoordAcc, FlatAcc, FlatSpec, MeanAcc};
 use crate::engine::{Backend, StatsJob, TensorAcc};
 use crate::error::{Error, Result};
@@ -221,6 +221,7 @@ pub fn run(
                 k1: plan.k1,
                 used_rows: plan.block_rows,
                 shift: &[],
+                spread: &[],
                 centre: &[],
                 pool: &[],
                 flat_tensor: FlatSpec {
@@ -288,6 +289,11 @@ pub fn run(
                 Some(mean) => {
                     check_magnitudes(backend, meta, &mean)?;
                     let shift: Vec<f64> = mean.iter().map(shift_of).collect();
+                    let spread: Vec<f64> = mean
+                        .iter()
+                        .zip(&shift)
+                        .map(|(m, &s)| spread_of(m, s))
+                        .collect();
                     let pool_mask: Vec<bool> = mean.iter().map(pooled).collect();
                     if centre_is_mean {
                         centre.copy_from_slice(&shift);
@@ -314,7 +320,7 @@ pub fn run(
                     }
                     stream(s, &blocks[i], &pb, |blocks| {
                         backend.coord_stats(
-                            &job.with(&shift, &centre, &pool_mask),
+                            &job.with(&shift, &spread, &centre, &pool_mask),
                             blocks,
                             acc,
                             model,
@@ -327,6 +333,7 @@ pub fn run(
                 None => {
                     let mut mean = vec![MeanAcc::default(); len];
                     let mut shift = vec![0.0; len];
+                    let mut spread = vec![0.0; len];
                     let mut pool_mask = vec![false; len];
                     stream(s, &blocks[i], &pb, |blocks| {
                         for block in blocks {
@@ -337,6 +344,7 @@ pub fn run(
                             check_magnitudes(backend, meta, &mean[cols.clone()])?;
                             for j in cols.clone() {
                                 shift[j] = shift_of(&mean[j]);
+                                spread[j] = spread_of(&mean[j], shift[j]);
                                 pool_mask[j] = pooled(&mean[j]);
                                 if centre_is_mean {
                                     centre[j] = shift[j];
@@ -344,7 +352,7 @@ pub fn run(
                             }
                             whole_columns(&block, &pool_mask, &shift, &mut centre, backend)?;
                             backend.coord_stats(
-                                &job.with(&shift, &centre, &pool_mask),
+                                &job.with(&shift, &spread, &centre, &pool_mask),
                                 &mut std::iter::once(Ok(block)),
                                 acc,
                                 model,

@@ -64,7 +64,7 @@ impl MeanAcc {
     }
 }
 
-/// Kernel `coord_moments`: power sums of `d = x - shift` over finite samples.
+/// Kernel `coord_stats`, moments: power sums of `d = x - shift` over finite samples.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct MomentAcc {
     pub n: u64,
@@ -94,7 +94,7 @@ impl MomentAcc {
     }
 }
 
-/// Kernel `coord_tails`: over centred samples u = x - centre, the zero count, the log-moments
+/// Kernel `coord_stats`, tails: over centred samples u = x - centre, the zero count, the log-moments
 /// of ln|u| over nonzero u (Ma & Nikias 1995), and the block-sum sums (Mohammadi et al. 2015)
 /// under the zeros rule: a time block of K1 consecutive u with m_b nonzero entries has a sum
 /// Y_b of m_b iid terms, of scale m_b^(1/α), so it counts with ln|Y_b| and ln m_b when

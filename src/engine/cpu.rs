@@ -303,7 +303,7 @@ multiversion! {
 }
 
 multiversion! {
-    /// CPU twin of `coord_moments.wgsl`, `coord_tails.wgsl` and `flat_blocks.wgsl`.
+    /// CPU twin of `coord_stats.wgsl` and `flat_blocks.wgsl`.
     fn coord_stats(job: &StatsJob<'_>, block: &Block, first: usize, acc: &mut [CoordAcc]) -> FlatPartial => coord_stats_body
 }
 

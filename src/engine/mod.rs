@@ -1,6 +1,6 @@
 //! Engines: the per-coordinate reductions behind one [`Backend`] trait. The CPU engine
 //! (`cpu`) and the GPU engine (`gpu`, WGSL kernels in `shaders/`) implement the same kernels
-//! under the same names (`coord_mean`, `coord_moments`, `coord_tails`, `flat_blocks`,
+//! under the same names (`coord_mean`, `coord_stats`, `flat_blocks`,
 //! `coord_fits`, `gram`, `xmin_scan`) and fold their results into the same f64 accumulator
 //! monoids (`accum`; the Gram into `stats::structure::Gram`).
 
@@ -28,6 +28,9 @@ pub struct StatsJob<'a> {
     pub used_rows: usize,
     /// Per-coordinate shift for the moment power sums (the pass-1 mean).
     pub shift: &'a [f64],
+    /// Per coordinate: the largest |x - shift| over its finite samples (from pass 1's range),
+    /// which the GPU engine scales its f32 power sums by.
+    pub spread: &'a [f64],
     /// Per-coordinate centre: u = x - centre is the noise.
     pub centre: &'a [f64],
     /// Per coordinate: whether it enters the pooled per-time-block sums (false for constant
@@ -39,12 +42,19 @@ pub struct StatsJob<'a> {
 }
 
 impl StatsJob<'_> {
-    /// The same job over other shift, centre and pool arrays.
-    pub fn with<'b>(&self, shift: &'b [f64], centre: &'b [f64], pool: &'b [bool]) -> StatsJob<'b> {
+    /// The same job over other shift, spread, centre and pool arrays.
+    pub fn with<'b>(
+        &self,
+        shift: &'b [f64],
+        spread: &'b [f64],
+        centre: &'b [f64],
+        pool: &'b [bool],
+    ) -> StatsJob<'b> {
         StatsJob {
             k1: self.k1,
             used_rows: self.used_rows,
             shift,
+            spread,
             centre,
             pool,
             flat_tensor: self.flat_tensor,
@@ -100,7 +110,7 @@ pub trait Backend {
     /// Pass 1, kernel `coord_mean`: folds `blocks` into `out` (one entry per coordinate).
     fn coord_mean(&mut self, blocks: Blocks<'_>, out: &mut [MeanAcc]) -> Result<()>;
 
-    /// Pass 2, kernels `coord_moments`, `coord_tails` and `flat_blocks`: folds `blocks` into
+    /// Pass 2, kernels `coord_stats` and `flat_blocks`: folds `blocks` into
     /// the tensor's state and the whole input's flat state `model`.
     fn coord_stats(
         &mut self,

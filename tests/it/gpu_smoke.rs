@@ -436,6 +436,11 @@ fn half_precision_blocks_match_cpu() {
             );
         }
         let shift: Vec<f64> = means[0].iter().map(|m| m.mean()).collect();
+        let spread: Vec<f64> = means[0]
+            .iter()
+            .zip(&shift)
+            .map(|(m, &s)| (m.max - s).max(s - m.min))
+            .collect();
         let n = (k * p) as u64;
         // Every third column stays out of the pooled time-block sums.
         let pool: Vec<bool> = (0..p).map(|j| j % 3 != 0).collect();
@@ -443,6 +448,7 @@ fn half_precision_blocks_match_cpu() {
             k1,
             used_rows: k,
             shift: &shift,
+            spread: &spread,
             centre: &shift,
             pool: &pool,
             flat_tensor: FlatSpec {

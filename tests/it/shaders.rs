@@ -186,8 +186,11 @@ fn host_layouts() -> Vec<(HostLayout, &'static [&'static str])> {
             &[],
         ),
         (
-            host_layout!(ColParams, [shift_hi, shift_lo, centre_hi, centre_lo, pool]),
-            &["coord_moments", "coord_tails", "flat_blocks"],
+            host_layout!(
+                ColParams,
+                [shift_hi, shift_lo, centre_hi, centre_lo, pool, exp]
+            ),
+            &["coord_stats", "flat_blocks"],
         ),
         (host_layout!(Segment, [row, c0, c1, pad]), &["flat_blocks"]),
         (
@@ -196,18 +199,18 @@ fn host_layouts() -> Vec<(HostLayout, &'static [&'static str])> {
         ),
         (
             host_layout!(MomentPartial, [s1, s2, s3, s4, e]),
-            &["coord_moments"],
+            &["coord_stats"],
         ),
         (
             host_layout!(
                 TailPartial,
                 [zeros, nz, sl, sl2, ny, ly, nx, lx, bad, l0, lm]
             ),
-            &["coord_tails"],
+            &["coord_stats"],
         ),
         (
             host_layout!(BlockPartial, [sx, nx, sy, ny, sm]),
-            &["coord_tails"],
+            &["coord_stats"],
         ),
         (
             host_layout!(FlatPartial, [su, su_c, sl, sl_c]),
@@ -241,9 +244,9 @@ fn host_layouts() -> Vec<(HostLayout, &'static [&'static str])> {
 /// kernel declares, so the kernel writes what the host reads.
 const OUTPUTS: [(&str, &str); 6] = [
     ("coord_mean", "MeanPartial"),
-    ("coord_moments", "MomentPartial"),
-    ("coord_tails", "TailPartial"),
-    ("coord_tails", "BlockPartial"),
+    ("coord_stats", "MomentPartial"),
+    ("coord_stats", "TailPartial"),
+    ("coord_stats", "BlockPartial"),
     ("flat_blocks", "FlatPartial"),
     ("coord_fits", "CoordFit"),
 ];
@@ -366,9 +369,9 @@ fn kernels_write_their_output_structs() {
 fn a_wrong_layout_is_caught() {
     let (_, src) = shader_files()
         .into_iter()
-        .find(|(n, _)| n == "coord_tails")
+        .find(|(n, _)| n == "coord_stats")
         .unwrap();
-    let module = validate("coord_tails", &src, Capabilities::SUBGROUP).unwrap();
+    let module = validate("coord_stats", &src, Capabilities::SUBGROUP).unwrap();
     let right = || {
         host_layout!(
             TailPartial,

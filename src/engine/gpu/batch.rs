@@ -270,8 +270,7 @@ impl GpuEngine {
                 ];
                 let (layout, pipeline) = match kernel {
                     Kernel::Mean => (&ctx.layouts.mean, &pipes.mean),
-                    Kernel::Moments => (&ctx.layouts.moments, &pipes.moments),
-                    Kernel::Tails => (&ctx.layouts.tails, &pipes.tails),
+                    Kernel::Stats => (&ctx.layouts.stats, &pipes.stats),
                     Kernel::Flat => (&ctx.layouts.flat, &pipes.flat),
                 };
                 if !matches!(kernel, Kernel::Mean) {
@@ -286,14 +285,14 @@ impl GpuEngine {
                         resource: bind(&data, unit.segs.at, unit.segs.len),
                     });
                 }
-                let o = unit.out[section];
-                entries.push(wgpu::BindGroupEntry {
-                    binding: entries.len() as u32,
-                    resource: bind(&out, o.at, o.len),
-                });
-                if matches!(kernel, Kernel::Tails) {
-                    // Its pooled block sums: the section after its partials.
-                    let o = unit.out[section + 1];
+                // `coord_stats` writes three sections from `section` on (moment partials, tail
+                // partials, pooled block sums); the others one.
+                let sections = if matches!(kernel, Kernel::Stats) {
+                    3
+                } else {
+                    1
+                };
+                for o in &unit.out[section..section + sections] {
                     entries.push(wgpu::BindGroupEntry {
                         binding: entries.len() as u32,
                         resource: bind(&out, o.at, o.len),

@@ -31,10 +31,9 @@ macro_rules! kernel_source {
 
 /// The kernels' WGSL sources, by stem (file, pipeline label `gradtail.<stem>`, CPU twin), each
 /// assembled as common.wgsl + <stem>.wgsl.
-pub const SHADERS: [(&str, &str); 7] = [
+pub const SHADERS: [(&str, &str); 6] = [
     ("coord_mean", kernel_source!("coord_mean")),
-    ("coord_moments", kernel_source!("coord_moments")),
-    ("coord_tails", kernel_source!("coord_tails")),
+    ("coord_stats", kernel_source!("coord_stats")),
     ("flat_blocks", kernel_source!("flat_blocks")),
     ("coord_fits", kernel_source!("coord_fits")),
     ("gram", kernel_source!("gram")),
@@ -42,12 +41,12 @@ pub const SHADERS: [(&str, &str); 7] = [
 ];
 
 /// Index of `coord_fits` in [`SHADERS`] (its pipeline is built by `fits` on first use).
-pub const COORD_FITS: usize = 4;
+pub const COORD_FITS: usize = 3;
 /// Index of `gram` in [`SHADERS`] (its pipelines are built by `gram` on first use).
-pub const GRAM: usize = 5;
+pub const GRAM: usize = 4;
 
 /// Index of `xmin_scan` in [`SHADERS`] (its pipeline is built by `xmin_scan` on first use).
-pub const XMIN_SCAN: usize = 6;
+pub const XMIN_SCAN: usize = 5;
 
 /// Where `flat_blocks.wgsl` is cut for adapters without `Features::SUBGROUP`: everything after
 /// this line uses subgroup builtins, which naga rejects without the capability.
@@ -55,7 +54,7 @@ pub const SUBGROUP_MARKER: &str = "// --- SUBGROUP VARIANT";
 
 /// The assembled `flat_blocks` source with or without its subgroup entry point.
 pub fn flat_source(subgroups: bool) -> Cow<'static, str> {
-    let src = SHADERS[3].1;
+    let src = SHADERS[2].1;
     match (subgroups, src.find(SUBGROUP_MARKER)) {
         (false, Some(at)) => Cow::Owned(src[..at].to_owned()),
         _ => Cow::Borrowed(src),
@@ -82,8 +81,9 @@ pub struct Dims {
     pub one: f32,
 }
 
-/// Shift (pass-1 mean) and centre of one column as f32 hi/lo pairs, and whether the column
-/// enters the pooled time-block sums (1.0 or 0.0). Mirrors WGSL `struct ColParams`.
+/// Shift (pass-1 mean) and centre of one column as f32 hi/lo pairs, whether the column enters
+/// the pooled time-block sums (1.0 or 0.0), and the binade that scales its moment sums.
+/// Mirrors WGSL `struct ColParams`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct ColParams {
@@ -92,12 +92,16 @@ pub struct ColParams {
     pub centre_hi: f32,
     pub centre_lo: f32,
     pub pool: f32,
+    /// e with `spread` < 2^e (frexp's exponent), clamped to ±126 so 2^-e is a normal f32:
+    /// `coord_stats` sums powers of d·2^-e, |d·2^-e| ≤ 1, so d⁴ neither overflows f32 nor
+    /// sinks into flushed subnormals.
+    pub exp: i32,
 }
 
 impl ColParams {
     /// Splits each value into hi = v as f32 and lo = (v - hi) as f32, so (x - hi) - lo keeps
-    /// the f64 centre's digits beyond f32.
-    pub fn new(shift: f64, centre: f64, pool: bool) -> Self {
+    /// the f64 centre's digits beyond f32; `spread` is the column's largest |x - shift|.
+    pub fn new(shift: f64, centre: f64, pool: bool, spread: f64) -> Self {
         let split = |v: f64| {
             let hi = v as f32;
             (hi, (v - hi as f64) as f32)
@@ -110,6 +114,11 @@ impl ColParams {
             centre_hi,
             centre_lo,
             pool: if pool { 1.0 } else { 0.0 },
+            exp: if spread > 0.0 && spread.is_finite() {
+                libm::frexp(spread).1.clamp(-126, 126)
+            } else {
+                0
+            },
         }
     }
 }
@@ -125,21 +134,18 @@ pub struct Segment {
     pub pad: u32,
 }
 
-/// The four pipelines of one input dtype.
+/// The three pipelines of one input dtype.
 pub struct Pipelines {
     pub mean: wgpu::ComputePipeline,
-    pub moments: wgpu::ComputePipeline,
-    pub tails: wgpu::ComputePipeline,
+    pub stats: wgpu::ComputePipeline,
     pub flat: wgpu::ComputePipeline,
 }
 
 pub struct Layouts {
     /// `coord_mean`: dims, input, output.
     pub mean: wgpu::BindGroupLayout,
-    /// `coord_moments`: dims, input, params, output.
-    pub moments: wgpu::BindGroupLayout,
-    /// `coord_tails`: dims, input, params, output, pooled block sums.
-    pub tails: wgpu::BindGroupLayout,
+    /// `coord_stats`: dims, input, params, moment partials, tail partials, pooled block sums.
+    pub stats: wgpu::BindGroupLayout,
     /// `flat_blocks`: dims, input, params, segments, output.
     pub flat: wgpu::BindGroupLayout,
 }
@@ -154,8 +160,8 @@ pub struct Context {
     pub layouts: Layouts,
     /// Per dtype (`DTYPE_*`), built on first use of that dtype.
     pub pipelines: [Option<Pipelines>; 4],
-    pub(super) modules: [wgpu::ShaderModule; 7],
-    pipeline_layouts: [wgpu::PipelineLayout; 4],
+    pub(super) modules: [wgpu::ShaderModule; 6],
+    pipeline_layouts: [wgpu::PipelineLayout; 3],
     /// `flat_blocks` uses its subgroup entry point.
     pub subgroups: bool,
     /// A device loss or an error that escaped every error scope; checked after each wait.
@@ -288,23 +294,15 @@ impl Context {
                 "gradtail.coord_mean",
                 &[uniform(0), storage(1, true), storage(2, false)],
             ),
-            moments: layout(
-                "gradtail.coord_moments",
-                &[
-                    uniform(0),
-                    storage(1, true),
-                    storage(2, true),
-                    storage(3, false),
-                ],
-            ),
-            tails: layout(
-                "gradtail.coord_tails",
+            stats: layout(
+                "gradtail.coord_stats",
                 &[
                     uniform(0),
                     storage(1, true),
                     storage(2, true),
                     storage(3, false),
                     storage(4, false),
+                    storage(5, false),
                 ],
             ),
             flat: layout(
@@ -327,8 +325,7 @@ impl Context {
         };
         let pipeline_layouts = [
             pl("gradtail.coord_mean", &layouts.mean),
-            pl("gradtail.coord_moments", &layouts.moments),
-            pl("gradtail.coord_tails", &layouts.tails),
+            pl("gradtail.coord_stats", &layouts.stats),
             pl("gradtail.flat_blocks", &layouts.flat),
         ];
         let module = |i: usize, src: Cow<'static, str>| {
@@ -340,8 +337,7 @@ impl Context {
         let modules = [
             module(0, Cow::Borrowed(SHADERS[0].1)),
             module(1, Cow::Borrowed(SHADERS[1].1)),
-            module(2, Cow::Borrowed(SHADERS[2].1)),
-            module(3, flat_source(subgroups)),
+            module(2, flat_source(subgroups)),
             module(COORD_FITS, Cow::Borrowed(SHADERS[COORD_FITS].1)),
             module(GRAM, Cow::Borrowed(SHADERS[GRAM].1)),
             module(XMIN_SCAN, Cow::Borrowed(SHADERS[XMIN_SCAN].1)),
@@ -391,9 +387,8 @@ impl Context {
             };
             let p = Pipelines {
                 mean: make(0, 0, "main"),
-                moments: make(1, 1, "main"),
-                tails: make(2, 2, "main"),
-                flat: make(3, 3, flat_entry),
+                stats: make(1, 1, "main"),
+                flat: make(2, 2, flat_entry),
             };
             pop_scope(scope, "compiling the kernels")?;
             self.pipelines[i] = Some(p);

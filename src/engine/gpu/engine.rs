@@ -24,8 +24,7 @@ use super::{probe, GpuOptions};
 #[derive(Clone, Copy)]
 pub(super) enum Kernel {
     Mean,
-    Moments,
-    Tails,
+    Stats,
     Flat,
 }
 

@@ -110,7 +110,12 @@ impl GpuEngine {
                 let mut params = vec![ColParams::default(); groups * 4];
                 for (j, c) in acols.clone().enumerate() {
                     let r = refs.get(j).copied().unwrap_or(0.0);
-                    params[j] = ColParams::new(job.shift[c] - r, job.centre[c] - r, job.pool[c]);
+                    params[j] = ColParams::new(
+                        job.shift[c] - r,
+                        job.centre[c] - r,
+                        job.pool[c],
+                        job.spread[c],
+                    );
                 }
                 let mut segs = Vec::new();
                 let mut seg_blocks = Vec::new();
@@ -147,8 +152,8 @@ impl GpuEngine {
                     job.k1,
                     groups,
                 );
-                // Sections in `readback::fold_stats`' order; `coord_tails` also binds the
-                // next one. Bindings are whole words: so is each section.
+                // Sections in `readback::fold_stats`' order; `coord_stats` writes the first
+                // three. Bindings are whole words: so is each section.
                 let out_sizes = [
                     partials * size_of::<MomentPartial>(),
                     partials * size_of::<TailPartial>(),
@@ -158,16 +163,10 @@ impl GpuEngine {
                 .map(|b| (b as u64).next_multiple_of(WORD));
                 let dispatches = [
                     Dispatch {
-                        kernel: Kernel::Moments,
+                        kernel: Kernel::Stats,
                         dims,
                         grid,
                         section: 0,
-                    },
-                    Dispatch {
-                        kernel: Kernel::Tails,
-                        dims,
-                        grid,
-                        section: 1,
                     },
                     Dispatch {
                         kernel: Kernel::Flat,

@@ -1,7 +1,8 @@
 //! The GPU engine (wgpu): the twin of `engine::cpu`, with one WGSL kernel per reduction
-//! (`shaders/coord_mean.wgsl`, `coord_moments.wgsl`, `coord_tails.wgsl`, `flat_blocks.wgsl`)
-//! and two for the whole-column step: the per-coordinate fits (`coord_fits.wgsl`, host side
-//! in `fits`) and the structure step's Gram matrix (`gram.wgsl`, host side in `gram`).
+//! (`shaders/coord_mean.wgsl` in pass 1; `coord_stats.wgsl`, the moments and tail statistics
+//! from one read, and `flat_blocks.wgsl` in pass 2) and two for the whole-column step: the
+//! per-coordinate fits (`coord_fits.wgsl`, host side in `fits`) and the structure step's Gram
+//! matrix (`gram.wgsl`, host side in `gram`).
 //!
 //! Each block is cut into *units* that fit the device's binding limit (`plan`), repacked into
 //! rows of whole 16-byte words and uploaded; each kernel writes its own `#[repr(C)]` output

@@ -3,7 +3,7 @@
 //! (`tests/it/shaders.rs` checks sizes, field offsets and scalar types against naga's
 //! reflection), and how each becomes its f64 accumulator in `engine::accum`.
 //!
-//! The column kernels (`coord_mean`, `coord_moments`, `coord_tails`) write one partial per
+//! The column kernels (`coord_mean`, `coord_stats`) write one partial per
 //! (row chunk, column group), stored `[chunk][group]`: a thread owns four adjacent columns, so
 //! every field is a `vec4` whose lane `l` is column `4·group + l`. Every field is a 16-byte
 //! vec4, so WGSL lays these structs out with no padding, as Rust's `#[repr(C)]` does.
@@ -53,7 +53,7 @@ impl MeanPartial {
     }
 }
 
-/// `coord_moments`' power sums of four columns over one row chunk. Mirrors WGSL
+/// `coord_stats`' power sums of four columns over one row chunk. Mirrors WGSL
 /// `struct MomentPartial`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
@@ -63,13 +63,13 @@ pub struct MomentPartial {
     pub s2: [f32; 4],
     pub s3: [f32; 4],
     pub s4: [f32; 4],
-    /// The binade of the chunk's largest |d|: d = d'·2^e.
+    /// The binade of the column's largest |d| (`ColParams::exp`): d = d'·2^e.
     pub e: [i32; 4],
 }
 
 impl MomentPartial {
     /// Column `lane`'s power sums of d, rescaled by 2^(k·e) in f64 (exact); the finite count
-    /// `n` comes from `coord_tails`.
+    /// `n` comes from the tail counts.
     pub fn acc(&self, lane: usize, n: u64) -> MomentAcc {
         let f = |v: [f32; 4]| f64::from(v[lane]);
         let sc = 2f64.powi(self.e[lane]);
@@ -84,7 +84,7 @@ impl MomentPartial {
     }
 }
 
-/// `coord_tails`' log sums of four columns over one row chunk, every log relative to `l0`.
+/// `coord_stats`' log sums of four columns over one row chunk, every log relative to `l0`.
 /// Mirrors WGSL `struct TailPartial`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
@@ -132,7 +132,7 @@ impl TailPartial {
     }
 }
 
-/// `coord_tails`' sums of one time block over the pooled columns of one workgroup and row
+/// `coord_stats`' sums of one time block over the pooled columns of one workgroup and row
 /// chunk, in absolute logs (`accum::BlockSums`). Mirrors WGSL `struct BlockPartial`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]

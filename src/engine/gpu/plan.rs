@@ -10,7 +10,7 @@ use std::ops::Range;
 
 use super::partials::{BlockPartial, MeanPartial, MomentPartial, TailPartial};
 
-/// Threads per workgroup of the column kernels (`coord_mean`, `coord_moments`, `coord_tails`);
+/// Threads per workgroup of the column kernels (`coord_mean`, `coord_stats`);
 /// the same name in the WGSL files.
 pub const COORD_WG: u32 = 64;
 /// Threads per workgroup of `flat_blocks` (one workgroup reduces one segment).
@@ -55,9 +55,9 @@ pub struct UnitSpec {
     /// Bytes of partial state per row chunk and column group, over all kernels of the pass
     /// ([`PASS1_PARTIAL`] or [`PASS2_PARTIAL`]).
     pub partial: u64,
-    /// Per-column parameters are uploaded (pass 2: shift, centre and pool flag, 20 bytes per
-    /// column), and `coord_tails` writes a `BlockPartial` per (row chunk, time block,
-    /// workgroup).
+    /// Per-column parameters are uploaded (pass 2: shift, centre, pool flag and moment scale,
+    /// 24 bytes per column), and `coord_stats` writes a `BlockPartial` per (row chunk, time
+    /// block, workgroup).
     pub params: bool,
     /// Flat block lengths `(m_tensor, m_model)` when `flat_blocks` runs (pass 2).
     pub flat: Option<(u64, u64)>,
@@ -106,9 +106,9 @@ fn max_chunks(rows: usize, align: usize) -> usize {
 }
 
 /// Bytes of one column's parameters (`ColParams`).
-pub const PARAM_BYTES: u64 = 20;
+pub const PARAM_BYTES: u64 = 24;
 
-/// `coord_tails`' pooled time-block sums (`BlockPartial`s) for a unit cut into `chunks` row
+/// `coord_stats`' pooled time-block sums (`BlockPartial`s) for a unit cut into `chunks` row
 /// chunks of `chunk_rows` rows (a multiple of `k1`) and `groups` column groups: one per (row
 /// chunk, time block slot of a chunk, workgroup).
 pub fn pooled_blocks(chunks: usize, chunk_rows: usize, k1: usize, groups: usize) -> usize {

@@ -44,7 +44,7 @@ pub(super) enum PendingKind {
     /// Pass 1; per-column references subtracted on the host (f64 input), else empty.
     Mean { refs: Vec<f64> },
     /// Pass 2; for each flat segment, its block in the tensor's and the model's flattening,
-    /// and the unit's launch shape (where `coord_tails` put the pooled time-block sums).
+    /// and the unit's launch shape (where `coord_stats` put the pooled time-block sums).
     Stats {
         seg_blocks: Vec<(usize, usize)>,
         dims: Dims,
@@ -114,7 +114,7 @@ pub(super) fn fold_stats(
     model.lx += lx;
 }
 
-/// Folds `coord_tails`' pooled sums of a unit (its `BlockPartial`s, at byte `offset` of the
+/// Folds `coord_stats`' pooled sums of a unit (its `BlockPartial`s, at byte `offset` of the
 /// readback) into the tensor's per-time-block sums: one per (row chunk, time block slot,
 /// workgroup), read only for slots whose block closed inside the unit.
 pub(super) fn fold_pooled(d: &Dims, offset: u64, words: &[u32], blocks: &mut [BlockSums]) {
