@@ -35,6 +35,8 @@ pub(crate) fn cov_centre(center: &Center) -> Centre {
 /// of them: the sum of their Grams, Σu² and |ḡ|².
 pub struct Finisher<'a> {
     shape: Shape,
+    /// Where the per-coordinate statistics run (`--threads`).
+    pool: rayon::ThreadPool,
     center: &'a Center,
     structure: &'a StructureOptions,
     gram: Option<Gram>,
@@ -43,15 +45,27 @@ pub struct Finisher<'a> {
 }
 
 impl<'a> Finisher<'a> {
-    pub fn new(shape: Shape, center: &'a Center, structure: &'a StructureOptions) -> Self {
-        Finisher {
+    /// `threads` host threads finish the per-coordinate statistics (0: every core).
+    pub fn new(
+        shape: Shape,
+        center: &'a Center,
+        structure: &'a StructureOptions,
+        threads: usize,
+    ) -> Result<Self> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("gradtail-finish-{i}"))
+            .build()
+            .map_err(|e| Error::Config(format!("cannot start {threads} threads: {e}")))?;
+        Ok(Finisher {
             shape,
+            pool,
             center,
             structure,
             gram: structure.spectrum.then(|| Gram::new(shape.samples)),
             sum_sq: 0.0,
             mean_sq: 0.0,
-        }
+        })
     }
 
     fn cov_centre(&self) -> Centre {
@@ -75,17 +89,19 @@ impl<'a> Finisher<'a> {
         }
         let shift: Vec<f64> = state.mean.iter().map(shift_of).collect();
         let m_tensor = tail::largest_divisor_below_sqrt((shape.samples * p) as u64);
-        let (mut summary, mut coords) = stats::finish_tensor(
-            &meta.name,
-            &meta.shape,
-            &state.mean,
-            &shift,
-            &state.acc,
-            state.fits,
-            shape.k1,
-            shape.block_rows,
-            m_tensor,
-        );
+        let (mut summary, mut coords) = self.pool.install(|| {
+            stats::finish_tensor(
+                &meta.name,
+                &meta.shape,
+                &state.mean,
+                &shift,
+                &state.acc,
+                state.fits,
+                shape.k1,
+                shape.block_rows,
+                m_tensor,
+            )
+        });
         // |ḡ|² of the noise scale: the sample mean's, or the exact centre's.
         let mean_sq: MeanSqNorm = match self.center {
             Center::None => Err(NO_MEAN.into()),

@@ -211,7 +211,7 @@ pub fn analyze_with(
         k1: plan.k1,
         block_rows: plan.block_rows,
     };
-    let mut finisher = finish::Finisher::new(shape, &opts.center, &opts.structure);
+    let mut finisher = finish::Finisher::new(shape, &opts.center, &opts.structure, opts.threads)?;
     let mut results = Vec::with_capacity(sources.len());
     run::run(
         &plan,

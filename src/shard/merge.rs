@@ -232,7 +232,7 @@ pub fn merge(
     } else {
         Vec::new()
     };
-    let mut finisher = finish::Finisher::new(shape, &first.run.center, so);
+    let mut finisher = finish::Finisher::new(shape, &first.run.center, so, 0)?;
     let mut done = |state: PieceState, results: &mut Vec<TensorResult>| -> Result<()> {
         let mut result = finisher.tensor(&metas[state.piece.tensor], state, None)?;
         sink(&result)?;

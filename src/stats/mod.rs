@@ -11,6 +11,7 @@ pub mod tail;
 #[cfg(test)]
 pub(crate) mod testdata;
 
+use rayon::prelude::*;
 use serde::Serialize;
 
 pub use stat::{Stat, StatKey, COORD_STATS};
@@ -256,32 +257,44 @@ pub fn finish_tensor(
     let mut clamped = 0;
     let mut pooled = BlockSums::default();
     let (mut zeros, mut bad_blocks, mut nonfinite) = (0, 0, 0);
-    for j in 0..p {
-        let (c, kind) = finish_coord(&means[j], shift[j], &acc.coords[j]);
-        let t = &acc.coords[j].tails;
-        match kind {
-            CoordKind::Constant => constant_coords += 1,
-            CoordKind::FewFinite => few_finite += 1,
-            CoordKind::Usable => {
-                if t.nz >= 2 && tail::log_moment(t.nz, t.sl, t.sl2).2 {
-                    clamped += 1;
+    // The per-coordinate statistics (normaltest, the estimators' logs and powers) on the
+    // current rayon pool, a chunk at a time so the buffer stays small; the folds below run in
+    // coordinate order, so results do not depend on the threads.
+    const CHUNK: usize = 1 << 14;
+    let mut done = Vec::with_capacity(CHUNK.min(p));
+    for c0 in (0..p).step_by(CHUNK) {
+        let chunk = c0..(c0 + CHUNK).min(p);
+        chunk
+            .clone()
+            .into_par_iter()
+            .map(|j| finish_coord(&means[j], shift[j], &acc.coords[j]))
+            .collect_into_vec(&mut done);
+        for (j, (c, kind)) in chunk.zip(done.drain(..)) {
+            let t = &acc.coords[j].tails;
+            match kind {
+                CoordKind::Constant => constant_coords += 1,
+                CoordKind::FewFinite => few_finite += 1,
+                CoordKind::Usable => {
+                    if t.nz >= 2 && tail::log_moment(t.nz, t.sl, t.sl2).2 {
+                        clamped += 1;
+                    }
+                    pooled.combine(&t.block_sums());
                 }
-                pooled.combine(&t.block_sums());
             }
-        }
-        zeros += t.zeros;
-        bad_blocks += t.bad_blocks;
-        nonfinite += means[j].nonfinite;
-        for (col, v) in columns.iter_mut().zip(c.0) {
-            col.push(v);
-        }
-        if let Some(fits) = fits.as_mut() {
-            if kind != CoordKind::Usable {
-                fits[j] = Fits::NAN;
-            }
-            let fit_columns = &mut columns[Stat::CORE.len()..];
-            for (col, v) in fit_columns.iter_mut().zip(fits[j].to_array()) {
+            zeros += t.zeros;
+            bad_blocks += t.bad_blocks;
+            nonfinite += means[j].nonfinite;
+            for (col, v) in columns.iter_mut().zip(c.0) {
                 col.push(v);
+            }
+            if let Some(fits) = fits.as_mut() {
+                if kind != CoordKind::Usable {
+                    fits[j] = Fits::NAN;
+                }
+                let fit_columns = &mut columns[Stat::CORE.len()..];
+                for (col, v) in fit_columns.iter_mut().zip(fits[j].to_array()) {
+                    col.push(v);
+                }
             }
         }
     }
