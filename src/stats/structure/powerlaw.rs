@@ -254,14 +254,16 @@ impl Sample {
     /// model CDF there.
     pub fn distance(&self, u: usize, alpha: f64) -> f64 {
         let n = self.len() as f64;
-        let xmin = self.x[self.first[u]];
         let dropped = self.first[u] as f64 / n;
         let in_range = alpha > 0.0 && alpha < 3.0;
         let (mut hi, mut lo) = (f64::NEG_INFINITY, f64::INFINITY);
-        for &f in &self.first[u..] {
+        // (x/xmin)^(1-α) as exp((1-α)·(ln x - ln xmin)) from the cached logs: half the cost
+        // of `powf`, and within a few ulps of it (the logs' rounding, ~2e-15 absolute).
+        let lmin = self.ln[u];
+        for (&f, &lx) in self.first[u..].iter().zip(&self.ln[u..]) {
             let actual = (f as f64 / n - dropped) / (1.0 - dropped);
             let model = if in_range {
-                1.0 - (self.x[f] / xmin).powf(-alpha + 1.0)
+                1.0 - ((1.0 - alpha) * (lx - lmin)).exp()
             } else {
                 TINY
             };
