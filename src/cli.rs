@@ -509,13 +509,26 @@ fn analyze_cmd(args: AnalyzeArgs, progress: bool) -> Result<analyze::Analysis> {
         .with_context(|| format!("writing outputs to {}", out.display()))?;
     print_table(&analysis, &mut std::io::stdout().lock())?;
     println!("{}", gradtail::report::centre_note(&center));
+    // The report's plots, each also written as its own file.
+    let plots = std::fs::read_dir(out)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.path().extension().is_some_and(|x| x == "svg"))
+                .count()
+        })
+        .unwrap_or(0);
     println!(
-        "wrote {}/{{report.html, summary.json, tensors.csv, coords.safetensors{}}} in {:.2} s",
+        "wrote {}/{{report.html, summary.json, tensors.csv, coords.safetensors{}{}}} in {:.2} s",
         out.display(),
         if opts.structure.spectrum {
             ", spectrum.safetensors"
         } else {
             ""
+        },
+        match plots {
+            0 => String::new(),
+            1 => ", 1 plot as .svg".into(),
+            n => format!(", {n} plots as .svg"),
         },
         start.elapsed().as_secs_f64()
     );
