@@ -173,18 +173,18 @@ pub trait Backend {
 
 /// A device engine's phases, summed over its calls. Host figures are wall clock on the thread
 /// that drives the engine and do not overlap one another; `kernel_s` is device time from
-/// timestamp queries and overlaps them (the device computes one unit while the host uploads
+/// timestamp queries and overlaps them (the device computes one batch while the host packs
 /// the next). Device-side transfers are in no timer: they show as waiting in `readback_wait_s`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
 pub struct PhaseTimes {
-    /// Repacking units into upload layout and handing them to the queue (host copies).
+    /// Packing units into upload layout in mapped staging memory (host copies).
     pub upload_s: f64,
     /// Finishing and submitting command buffers. Near zero on a GPU; a CPU device such as
     /// lavapipe may run the kernels inside the submission.
     pub submit_s: f64,
-    /// Waiting for units' results and copying them out of mapped memory.
+    /// Waiting for batches' results and copying them out of mapped memory.
     pub readback_s: f64,
-    /// The part of `readback_s` spent blocked until the device finished a unit.
+    /// The part of `readback_s` spent blocked until the device finished a batch.
     pub readback_wait_s: f64,
     /// Folding read-back partial states into the f64 accumulators.
     pub fold_s: f64,
@@ -194,7 +194,8 @@ pub struct PhaseTimes {
     pub upload_bytes: u64,
     /// Bytes read back (partial states and timestamps).
     pub readback_bytes: u64,
-    /// Units launched (one upload and its dispatches each) and queue submissions.
+    /// Units staged (one input and its dispatches each) and queue submissions (one per
+    /// batch of units).
     pub units: u64,
     pub submits: u64,
 }
