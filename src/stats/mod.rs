@@ -5,6 +5,7 @@ pub mod compare;
 pub mod fits;
 pub mod gauss;
 pub mod sas;
+pub mod sort;
 pub mod stat;
 pub mod structure;
 pub mod tail;

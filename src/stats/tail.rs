@@ -139,7 +139,7 @@ pub fn quantiles(values: &[f64], qs: &[f64]) -> Vec<f64> {
     if v.is_empty() {
         return vec![f64::NAN; qs.len()];
     }
-    v.sort_unstable_by(|a, b| a.total_cmp(b));
+    super::sort::sort_total(&mut v);
     qs.iter()
         .map(|q| {
             let h = (v.len() - 1) as f64 * q;

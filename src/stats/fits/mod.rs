@@ -157,7 +157,7 @@ pub fn fit_column(values: &[f64], scratch: &mut Vec<f64>) -> Fits {
     }
     scratch.clear();
     scratch.extend_from_slice(values);
-    scratch.sort_unstable_by(f64::total_cmp);
+    super::sort::sort_total(scratch);
     let sorted = &scratch[..];
     if sorted[0] == sorted[n - 1] {
         return Fits::NAN;

@@ -112,7 +112,7 @@ impl Sample {
             return Err(StructureError::BadMagnitudes(bad));
         }
         let mut x: Vec<f64> = values.iter().copied().filter(|&v| v > 0.0).collect();
-        x.sort_unstable_by(f64::total_cmp);
+        crate::stats::sort::sort_total(&mut x);
         Ok(Self::from_sorted(x))
     }
 

@@ -1,0 +1,75 @@
+//! Sorting f64 in IEEE total order (`f64::total_cmp`) through integer keys: the same order,
+//! bit for bit, but the comparisons are plain u64 compares that the sort's small-sort networks
+//! run branch-free. The per-coordinate fits sort every coordinate's K samples, which made the
+//! comparator a tenth of their time.
+
+/// The u64 whose unsigned order is the total order of the f64 with these bits: negative
+/// values have every bit flipped, non-negative ones the sign bit set.
+fn key(bits: u64) -> u64 {
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | 1 << 63
+    }
+}
+
+fn unkey(k: u64) -> u64 {
+    if k >> 63 == 1 {
+        k & !(1 << 63)
+    } else {
+        !k
+    }
+}
+
+/// Sorts `v` ascending in total order, exactly as `v.sort_unstable_by(f64::total_cmp)` would
+/// leave it (equal keys are equal bits, so the unstable order cannot show).
+pub fn sort_total(v: &mut [f64]) {
+    let bits: &mut [u64] = bytemuck::cast_slice_mut(v);
+    bits.iter_mut().for_each(|b| *b = key(*b));
+    bits.sort_unstable();
+    bits.iter_mut().for_each(|b| *b = unkey(*b));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_order_as_total_cmp() {
+        let specials = [
+            0.0,
+            -0.0,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            -f64::NAN,
+            f64::MIN_POSITIVE / 4.0,
+            -f64::MIN_POSITIVE / 4.0,
+            f64::MAX,
+            f64::MIN,
+            1.0,
+            -1.0,
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for n in [0, 1, 2, 7, 20, 256, 1000] {
+            let mut v: Vec<f64> = (0..n)
+                .map(|i| match next() % 4 {
+                    0 => specials[i % specials.len()],
+                    1 => f64::from_bits(next()), // any bits: NaN payloads, subnormals
+                    _ => (next() % 2001) as f64 / 100.0 - 10.0, // ties
+                })
+                .collect();
+            let mut want = v.clone();
+            want.sort_unstable_by(f64::total_cmp);
+            sort_total(&mut v);
+            let bits = |x: &[f64]| x.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&v), bits(&want), "n = {n}");
+        }
+    }
+}
