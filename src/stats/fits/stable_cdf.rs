@@ -56,7 +56,9 @@ fn lagrange4(f: f64) -> [f64; 4] {
 /// First node of a 4-node stencil around position `t` on a grid of `n` nodes, and the cubic's
 /// weights; near the ends the stencil stays inside and the cubic is one-sided.
 fn stencil(t: f64, n: usize) -> (usize, [f64; 4]) {
-    let i = (t.floor().max(1.0) as usize).min(n - 3);
+    // `t as usize` is ⌊t⌋ for t ≥ 0 and 0 below (or NaN), so this is ⌊t⌋ clamped to
+    // 1 … n-3 without a call to `floor` (the baseline x86-64 build has no rounding instruction).
+    let i = (t as usize).clamp(1, n - 3);
     (i - 1, lagrange4(t - i as f64))
 }
 
@@ -100,20 +102,25 @@ impl StableCdf {
             let i = (tb.floor() as usize).min(BETA_N - 3);
             let wb = lagrange4(tb - i as f64);
             let table = table();
-            let at = |a: usize, b: usize, u: usize| f64::from(table[(a * BETA_N + b) * U_N + u]);
-            for (k, s) in slice.iter_mut().enumerate() {
-                let mut v = 0.0;
-                for (da, wa) in wa.iter().enumerate() {
-                    for (db, wb) in wb.iter().enumerate() {
-                        let g = if i + db == 0 {
-                            1.0 - at(a0 + da, 1, U_N - 1 - k)
-                        } else {
-                            at(a0 + da, i + db - 1, k)
-                        };
-                        v += wa * wb * g;
+            let row = |a: usize, b: usize| &table[(a * BETA_N + b) * U_N..][..U_N];
+            // Row by row of the table, each node's 16 terms added in the same order as node by
+            // node (so the same bits), but as loops over contiguous rows that vectorise: this
+            // runs once per fitted coordinate.
+            for (da, wa) in wa.iter().enumerate() {
+                for (db, wb) in wb.iter().enumerate() {
+                    let w = wa * wb;
+                    if i + db == 0 {
+                        let r = row(a0 + da, 1);
+                        for (s, &g) in slice.iter_mut().zip(r.iter().rev()) {
+                            *s += w * (1.0 - f64::from(g));
+                        }
+                    } else {
+                        let r = row(a0 + da, i + db - 1);
+                        for (s, &g) in slice.iter_mut().zip(r) {
+                            *s += w * f64::from(g);
+                        }
                     }
                 }
-                *s = v;
             }
             if beta < 0.0 {
                 slice.reverse();
