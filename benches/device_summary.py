@@ -113,7 +113,7 @@ def main():
             label = "tiny-size check (f32)" if dtype == "smoke" else dtype
             md.append(f"- {label} largest disagreement, {pair} (α as 1/α, mean in sd, var relative): {worst}")
     md += ["", "Phases are host wall clock (upload + submit + readback + host = end to end); kernel is "
-           "device time from timestamp queries and overlaps them. Kernel GB/s counts each uploaded byte once.",
+           "device time from timestamp queries and overlaps them. Kernel GB/s counts each input byte once per pass.",
            "The torch peer runs on its own device-generated SαS(1.7) data of the same size."]
     if notes:
         md += ["", "Notes:", ""] + [f"- {n}" for n in notes]

@@ -120,12 +120,15 @@ pub struct EngineRun {
     /// Bytes moved per run each way, and units (uploads) and queue submissions per run.
     pub upload_bytes: Option<u64>,
     pub readback_bytes: Option<u64>,
+    /// Input bytes the kernels read per run: each unit's input once per pass, uploaded or
+    /// left on the device by pass 1.
+    pub kernel_read_bytes: Option<u64>,
     pub units: Option<u64>,
     pub submits: Option<u64>,
-    /// Bytes uploaded per second of kernel time (the median of each), GB/s, and that as a
-    /// fraction of the device copy ceiling: how fast the kernels consume their input. Each
-    /// uploaded byte counts once, though pass 2's three kernels each read it, so the
-    /// device's own memory traffic is higher.
+    /// Input bytes the kernels read per second of kernel time (the median of each), GB/s,
+    /// and that as a fraction of the device copy ceiling: how fast the kernels consume their
+    /// input. Each unit's input counts once per pass, though pass 2's two kernels each read
+    /// it, so the device's own memory traffic is higher.
     pub kernel_gb_s: Option<f64>,
     pub kernel_fraction_of_ceiling: Option<f64>,
     /// Input bytes (K·P·element size) per second of end-to-end time, in GB/s (1e9 B).
@@ -318,7 +321,7 @@ pub fn run(
         let kernel_s = (!kernel.is_empty()).then(|| Timing::of(kernel));
         let kernel_gb_s = kernel_s
             .zip(last)
-            .map(|(k, p)| p.upload_bytes as f64 / k.median / 1e9);
+            .map(|(k, p)| p.kernel_read_bytes as f64 / k.median / 1e9);
         let rate = input_bytes as f64 / end_to_end.median;
         runs.push(EngineRun {
             engine: info.engine.to_string(),
@@ -333,6 +336,7 @@ pub fn run(
             host_s: phase(&|p| p.0 - p.1.upload_s - p.1.submit_s - p.1.readback_s),
             fold_s: phase(&|p| p.1.fold_s),
             upload_bytes: last.map(|p| p.upload_bytes),
+            kernel_read_bytes: last.map(|p| p.kernel_read_bytes),
             readback_bytes: last.map(|p| p.readback_bytes),
             units: last.map(|p| p.units),
             submits: last.map(|p| p.submits),

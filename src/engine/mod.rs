@@ -150,8 +150,7 @@ pub trait Backend {
     }
 
     /// Whether one read of a whole-column block should feed both passes (one call per block
-    /// per pass). Engines that overlap transfers with compute across a stream of blocks (the
-    /// GPU engine's double buffering) answer false and get each pass as one stream.
+    /// per pass); an engine that answers false gets each pass as one stream of blocks.
     fn single_read(&self) -> bool {
         true
     }
@@ -192,6 +191,9 @@ pub struct PhaseTimes {
     pub kernel_s: Option<f64>,
     /// Bytes written to the device (input, parameters, segment tables, sizes).
     pub upload_bytes: u64,
+    /// Input bytes the column kernels read: each unit's input once per pass, whether it was
+    /// uploaded or pass 1 left it on the device.
+    pub kernel_read_bytes: u64,
     /// Bytes read back (partial states and timestamps).
     pub readback_bytes: u64,
     /// Units staged (one input and its dispatches each) and queue submissions (one per

@@ -76,25 +76,25 @@ fn gpu_run_reports_its_phases() {
         assert!(host >= 0.0 && fold <= host, "host {host} fold {fold}");
         assert!(up + sub + rb <= wall, "{up} + {sub} + {rb} > {wall}");
 
-        // Both passes upload the whole input once; parameters, segment tables and sizes add a
-        // little (20 B per column, 16 B per row segment, ~5 a row here, 48 B per dispatch:
-        // ~3 % in bf16), far below a third upload of the input.
+        // Whole columns fit a block here: the input goes up once, and pass 2 reads the units
+        // pass 1 left on the device. Parameters, segment tables and sizes add a little (24 B
+        // per column, 16 B per row segment, ~5 a row here, 48 B per dispatch: ~6 % in bf16),
+        // far below a second upload of the input.
         let moved = e.upload_bytes.unwrap();
-        assert!(
-            moved >= 2 * r.input_bytes,
-            "{moved} < 2 × {}",
-            r.input_bytes
-        );
-        assert!(moved < 2 * r.input_bytes * 110 / 100, "{moved}");
+        assert!(moved >= r.input_bytes, "{moved} < {}", r.input_bytes);
+        assert!(moved < r.input_bytes * 115 / 100, "{moved}");
         assert!(e.readback_bytes.unwrap() > 0);
         let (units, submits) = (e.units.unwrap(), e.submits.unwrap());
         assert!(
             units >= 2 && submits >= 1 && submits <= units,
             "{units} {submits}"
         );
+        // The kernels read every unit's input once per pass.
+        let read = e.kernel_read_bytes.unwrap();
+        assert!(read >= 2 * r.input_bytes, "{read} < 2 × {}", r.input_bytes);
         if let Some(k) = e.kernel_s {
             let rate = e.kernel_gb_s.unwrap();
-            assert!((rate - moved as f64 / k.median / 1e9).abs() <= 1e-9 * rate);
+            assert!((rate - read as f64 / k.median / 1e9).abs() <= 1e-9 * rate);
         }
 
         let mut text = Vec::new();

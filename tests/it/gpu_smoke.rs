@@ -668,6 +668,60 @@ fn unit_larger_than_a_batch() {
     let ph = g.phases().expect("the GPU engine keeps phase times");
     // Two passes over two tensors, one unit each.
     assert_eq!((ph.units, ph.submits), (4, 4));
-    assert!(ph.upload_bytes as usize >= 2 * k * p * 4);
+    // Pass 1 uploads the big unit; pass 2 reads it where pass 1 left it.
+    assert!(ph.upload_bytes as usize >= k * p * 4);
+    assert!(ph.kernel_read_bytes as usize >= 2 * k * p * 4);
     worst.print("a unit above a batch");
+}
+
+/// Whole columns: pass 2 binds the units pass 1 left on the device, so the input is uploaded
+/// once while the kernels read it once per pass; in row chunks (two streams) it is uploaded
+/// per pass. Both match the CPU engine.
+#[test]
+fn pass_two_reads_what_pass_one_left() {
+    let Some(mut g) = common::gpu_or_skip(GpuOptions::default()) else {
+        return;
+    };
+    let stack = vec![common::data("digits/stack.npy")];
+    let src = NpyTensor::open(&stack[0]).unwrap();
+    let input = (src.meta().samples * src.meta().coords() * 4) as u64;
+    let whole = Options {
+        fits: false,
+        ..common::tail_options()
+    };
+    // 64 KB blocks: a strip of 256 whole columns (256 KiB) does not fit, so row chunks,
+    // each pass a stream.
+    let chunks = Options {
+        block_bytes: 16 * 1000 * 4,
+        ..whole.clone()
+    };
+    let mut worst = Worst::default();
+    for (opts, what, once) in [
+        (&whole, "whole columns", true),
+        (&chunks, "row chunks", false),
+    ] {
+        g.reset_phases();
+        both(&stack, opts, &mut g, what, &mut worst);
+        let p = g.phases().expect("the GPU engine keeps phase times");
+        eprintln!(
+            "{what}: {} B uploaded, {} B read by the kernels, input {input} B",
+            p.upload_bytes, p.kernel_read_bytes
+        );
+        assert!(
+            p.kernel_read_bytes >= 2 * input,
+            "{what}: each pass reads the input"
+        );
+        let input_uploads = p.upload_bytes as f64 / input as f64;
+        if once {
+            assert!(
+                input_uploads < 1.5,
+                "{what}: uploaded {input_uploads:.2}× the input"
+            );
+        } else {
+            assert!(
+                input_uploads >= 2.0,
+                "{what}: uploaded {input_uploads:.2}× the input"
+            );
+        }
+    }
 }

@@ -34,15 +34,17 @@ pub const BATCH_UNITS: usize = 256;
 
 /// A byte range of the device copy of a batch's staged bytes.
 #[derive(Clone, Copy)]
-struct Region {
-    at: u64,
-    len: u64,
+pub(super) struct Region {
+    pub(super) at: u64,
+    pub(super) len: u64,
 }
 
 /// One unit of a batch: where its bytes are, what runs, where its outputs go.
 struct Staged {
     dtype: u32,
     input: Region,
+    /// Where the input lies when it was not staged: a pass-1 unit's, still on the device.
+    input_buf: Option<wgpu::Buffer>,
     params: Region,
     segs: Region,
     /// Per dispatch: the kernel, the offset of its `Dims`, its grid and output section.
@@ -66,12 +68,14 @@ impl Batch {
     }
 }
 
-/// What a unit uploads and runs: the input (`input_len` bytes, written by `write_input`), the
-/// parameters and segment table, the dispatches and the sizes of the output sections.
+/// What a unit uploads and runs: the input (`input_len` bytes, written by `write_input`, or
+/// already on the device at `resident`: a buffer and offset), the parameters and segment table,
+/// the dispatches and the sizes of the output sections.
 pub(super) struct UnitUpload<'a> {
     pub(super) dtype: u32,
     pub(super) input_len: u64,
     pub(super) write_input: &'a (dyn Fn(WriteOnly<'_, [u8]>) + Sync),
+    pub(super) resident: Option<(wgpu::Buffer, u64)>,
     pub(super) params: &'a [u8],
     pub(super) segs: &'a [u8],
     pub(super) dispatches: &'a [Dispatch],
@@ -88,13 +92,14 @@ impl GpuEngine {
     }
 
     /// Stages a unit in the recording buffer set, closing and submitting its batch first when
-    /// the unit would not fit; `results` says how to fold the unit's outputs.
+    /// the unit would not fit; `results` says how to fold the unit's outputs. Returns the
+    /// buffer set and where the unit's input will lie in its device buffer.
     pub(super) fn stage_unit(
         &mut self,
         sink: &mut Sink<'_>,
         u: &UnitUpload<'_>,
         mut results: UnitResults,
-    ) -> Result<()> {
+    ) -> Result<(usize, Region)> {
         self.units += 1;
         if self.opts.lose_device_at_unit == Some(self.units - 1) {
             return Err(Error::GpuFault(
@@ -105,7 +110,12 @@ impl GpuEngine {
         let a = self.region_align();
         let region = |len: u64| len.max(WORD).next_multiple_of(a);
         let dims = region(size_of::<Dims>() as u64);
-        let need = region(u.input_len)
+        let staged_input = if u.resident.is_some() {
+            0
+        } else {
+            region(u.input_len)
+        };
+        let need = staged_input
             + region(u.params.len() as u64)
             + region(u.segs.len() as u64)
             + dims * u.dispatches.len() as u64;
@@ -140,7 +150,16 @@ impl GpuEngine {
             cursor = end;
             Ok(r)
         };
-        let input = put(None, u.input_len)?;
+        let (input, input_buf) = match &u.resident {
+            Some((buf, at)) => (
+                Region {
+                    at: *at,
+                    len: u.input_len,
+                },
+                Some(buf.clone()),
+            ),
+            None => (put(None, u.input_len)?, None),
+        };
         let params = put(Some(u.params), u.params.len() as u64)?;
         let segs = put(Some(u.segs), u.segs.len() as u64)?;
         let mut dispatches = Vec::with_capacity(u.dispatches.len());
@@ -162,6 +181,7 @@ impl GpuEngine {
         slot.batch.units.push(Staged {
             dtype: u.dtype,
             input,
+            input_buf,
             params,
             segs,
             dispatches,
@@ -170,8 +190,9 @@ impl GpuEngine {
         slot.batch.results.push(results);
         self.phases.upload_s += t.elapsed().as_secs_f64();
         self.phases.upload_bytes += need;
+        self.phases.kernel_read_bytes += u.input_len;
         self.phases.units += 1;
-        Ok(())
+        Ok((s, input))
     }
 
     /// Submits the recording set's batch and turns to the other set, folding its results.
@@ -265,7 +286,11 @@ impl GpuEngine {
                     },
                     wgpu::BindGroupEntry {
                         binding: 1,
-                        resource: bind(&data, unit.input.at, unit.input.len),
+                        resource: bind(
+                            unit.input_buf.as_ref().unwrap_or(&data),
+                            unit.input.at,
+                            unit.input.len,
+                        ),
                     },
                 ];
                 let (layout, pipeline) = match kernel {
@@ -340,6 +365,10 @@ impl GpuEngine {
         let submission = ctx.queue.submit([enc.finish()]);
         self.phases.submit_s += t.elapsed().as_secs_f64();
         self.phases.submits += 1;
+        // The device buffer now holds this batch: units of the set's earlier batches are gone.
+        slot.gen += 1;
+        let gen = slot.gen;
+        self.resident.retain(|r| r.slot != s || r.gen == gen);
         let watch = |buf: &wgpu::Buffer, mode, bytes: u64| -> MapFlag {
             let flag: MapFlag = Arc::new(Mutex::new(None));
             let done = Arc::clone(&flag);

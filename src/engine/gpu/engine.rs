@@ -15,7 +15,7 @@ use super::batch::Batch;
 use super::context::{self, Context, Dims};
 use super::fits::{self, FitsKernel, FITS_K_MAX};
 use super::gram::GramKernel;
-use super::pool::{Grow, Slot};
+use super::pool::{Grow, Resident, Slot};
 use super::readback::{fold_mean, fold_pooled, fold_stats, PendingKind, Sink};
 use super::xmin_scan::{XminKernel, GPU_EXACT_MAX_N};
 use super::{probe, GpuOptions};
@@ -50,6 +50,8 @@ pub struct GpuEngine {
     pub(super) phases: PhaseTimes,
     /// Units launched so far.
     pub(super) units: u64,
+    /// Pass-1 units still on the device for pass 2 of the same block.
+    pub(super) resident: Vec<Resident>,
     /// The fits kernel, built on first use.
     pub(super) fits: Option<FitsKernel>,
     /// Whether the host fallback of the fits was announced.
@@ -123,6 +125,7 @@ impl GpuEngine {
             kernel_seconds: None,
             phases: PhaseTimes::default(),
             units: 0,
+            resident: Vec::new(),
             fits: None,
             fits_fallback_told: false,
             gram: None,
@@ -160,6 +163,7 @@ impl GpuEngine {
             query,
             batch: Batch::default(),
             pending: None,
+            gen: 0,
         }
     }
 
@@ -200,6 +204,7 @@ impl GpuEngine {
         });
         if result.is_err() {
             self.slots.iter_mut().for_each(Slot::abandon);
+            self.resident.clear();
         }
         self.kernel_seconds = self
             .ctx
@@ -297,10 +302,6 @@ impl Backend for GpuEngine {
         Some(self.phases)
     }
 
-    fn single_read(&self) -> bool {
-        false
-    }
-
     /// f32 element work: centred values and block sums of a coordinate whose largest |x| is
     /// below 2^-100 come within ~26 binades of f32's subnormal range, which GPUs flush to 0;
     /// block sums of values above 2^100 approach f32's overflow.
@@ -368,6 +369,7 @@ impl Backend for GpuEngine {
     }
 
     fn coord_mean(&mut self, blocks: Blocks<'_>, out: &mut [MeanAcc]) -> Result<()> {
+        self.resident.clear();
         let mut sink = Sink::Mean(out);
         self.call(&mut sink, |eng, sink| {
             for block in blocks {
@@ -384,12 +386,19 @@ impl Backend for GpuEngine {
         out: &mut TensorAcc,
         model: &mut FlatAcc,
     ) -> Result<()> {
+        // Record in the buffer set that does not hold the resident units (both are idle
+        // between calls), so this call's staging copy cannot overwrite them.
+        if self.resident.iter().any(|r| r.slot == self.turn) {
+            self.turn ^= 1;
+        }
         let mut sink = Sink::Stats(out, model);
-        self.call(&mut sink, |eng, sink| {
+        let result = self.call(&mut sink, |eng, sink| {
             for block in blocks {
                 eng.stats_block(job, &block?, sink)?;
             }
             Ok(())
-        })
+        });
+        self.resident.clear();
+        result
     }
 }

@@ -2,6 +2,8 @@
 //! what each unit uploads, runs and reads back; `batch` stages and submits them.
 
 use std::mem::size_of;
+use std::ops::Range;
+use std::sync::Arc;
 
 use wgpu::WriteOnly;
 
@@ -10,11 +12,12 @@ use crate::error::{Error, Result};
 use crate::input::{Block, BlockData};
 
 use super::batch::UnitUpload;
-use super::context::{ColParams, Dims, Segment};
+use super::context::{ColParams, Dims, Segment, DTYPE_F64};
 use super::engine::{Dispatch, GpuEngine, Kernel};
 use super::pack::{first_finite, pack_into, segments, upload_type};
 use super::partials::{BlockPartial, FlatPartial, MeanPartial, MomentPartial, TailPartial};
 use super::plan::{self, COORD_WG, PASS1_PARTIAL, PASS2_PARTIAL, WORD};
+use super::pool::Resident;
 use super::readback::{PendingKind, Sink, UnitResults};
 
 impl GpuEngine {
@@ -45,6 +48,7 @@ impl GpuEngine {
                 dtype,
                 input_len: (h * pitch * elem) as u64,
                 write_input: &write,
+                resident: None,
                 params: &[],
                 segs: &[],
                 dispatches: &[Dispatch {
@@ -63,9 +67,47 @@ impl GpuEngine {
                 chunks: dims.chunks as usize,
                 kind: PendingKind::Mean { refs: refs.clone() },
             };
-            self.stage_unit(sink, &upload, results)?;
+            let (slot, input) = self.stage_unit(sink, &upload, results)?;
+            // f64 units are packed relative to other references in pass 2: not reusable.
+            if dtype != DTYPE_F64 {
+                let r0 = block.rows.start + unit.rows.start;
+                self.resident.push(Resident {
+                    block: Arc::downgrade(&block.data),
+                    rows: r0..r0 + h,
+                    cols: a0..a0 + w,
+                    dtype,
+                    pitch,
+                    slot,
+                    gen: self.slots[slot].gen + 1,
+                    at: input.at,
+                });
+            }
         }
         Ok(())
+    }
+
+    /// The device copy of a unit that pass 1 left there, if it is still valid: the same block
+    /// (by allocation), rows, columns and packing, in a buffer set that has submitted nothing
+    /// since and is not the one recording.
+    fn resident_input(
+        &self,
+        block: &Block,
+        rows: &Range<usize>,
+        cols: &Range<usize>,
+        dtype: u32,
+        pitch: usize,
+    ) -> Option<(wgpu::Buffer, u64)> {
+        let r = self.resident.iter().find(|r| {
+            std::ptr::eq(r.block.as_ptr(), Arc::as_ptr(&block.data))
+                && r.rows == *rows
+                && r.cols == *cols
+                && (r.dtype, r.pitch) == (dtype, pitch)
+        })?;
+        let slot = &self.slots[r.slot];
+        if r.slot == self.turn || slot.gen != r.gen {
+            return None;
+        }
+        Some((slot.data.buf.clone()?, r.at))
     }
 
     pub(super) fn stats_block(
@@ -178,10 +220,16 @@ impl GpuEngine {
                 let write = |dst: WriteOnly<'_, [u8]>| {
                     pack_into(block, &unit.rows, &unit.cols, pitch, &refs, dst)
                 };
+                let resident = if f64_input {
+                    None
+                } else {
+                    self.resident_input(block, &(r0..r0 + h), &acols, dtype, pitch)
+                };
                 let upload = UnitUpload {
                     dtype,
                     input_len: (h * pitch * elem) as u64,
                     write_input: &write,
+                    resident,
                     params: bytemuck::cast_slice(&params),
                     segs: bytemuck::cast_slice(&segs),
                     dispatches: &dispatches,

@@ -49,6 +49,26 @@ pub(super) struct Slot {
     pub(super) query: Option<(wgpu::QuerySet, wgpu::Buffer)>,
     pub(super) batch: Batch,
     pub(super) pending: Option<InFlight>,
+    /// Batches this set has submitted: its device buffer holds the last one's staged bytes.
+    pub(super) gen: u64,
+}
+
+/// A pass-1 unit's input as it lies in a buffer set's device buffer after its batch, kept for
+/// pass 2 of the same block (a single read: `Backend::single_read`), which then binds it
+/// instead of uploading the unit again. Valid while that set submits nothing newer.
+pub(super) struct Resident {
+    /// The block's data: a weak reference, so the block is recycled as usual, and its
+    /// allocation cannot be reused by another block while this entry exists.
+    pub(super) block: std::sync::Weak<crate::input::BlockData>,
+    /// Absolute rows and columns of the unit, and how it was packed.
+    pub(super) rows: std::ops::Range<usize>,
+    pub(super) cols: std::ops::Range<usize>,
+    pub(super) dtype: u32,
+    pub(super) pitch: usize,
+    /// Where: buffer set, its batch count once that batch is submitted, byte offset.
+    pub(super) slot: usize,
+    pub(super) gen: u64,
+    pub(super) at: u64,
 }
 
 impl Slot {
