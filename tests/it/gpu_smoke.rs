@@ -725,3 +725,55 @@ fn pass_two_reads_what_pass_one_left() {
         }
     }
 }
+
+/// One read of a block cut into several units (12 MiB bindings, 16 MiB batches): pass 1 leaves
+/// units in both buffer sets, and pass 2's batches alternate between the sets, so it may bind
+/// only those its own batches have not overwritten, and uploads the rest. Matches the CPU
+/// engine.
+#[test]
+fn one_read_over_alternating_batches() {
+    let Some(mut g) = common::gpu_or_skip(GpuOptions {
+        max_binding_bytes: Some(12 << 20),
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let (k, p) = (256, 40_000);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wide.npy");
+    let x = values(k, p, |_, c, r| r.sas(1.1 + (c % 9) as f64 / 10.0), 11);
+    common::write_npy_f32(
+        &path,
+        &[k, p],
+        &x.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+    );
+    let opts = Options {
+        fits: false,
+        ..common::tail_options()
+    };
+    let mut worst = Worst::default();
+    g.reset_phases();
+    both(
+        &[path],
+        &opts,
+        &mut g,
+        "one read, several units",
+        &mut worst,
+    );
+    let ph = g.phases().expect("the GPU engine keeps phase times");
+    eprintln!(
+        "{} units in {} submissions, {} B uploaded, {} B read",
+        ph.units, ph.submits, ph.upload_bytes, ph.kernel_read_bytes
+    );
+    assert!(
+        ph.units >= 6,
+        "{} units: the bindings did not split",
+        ph.units
+    );
+    assert!(
+        ph.submits >= 4,
+        "{} submissions: the batches did not alternate",
+        ph.submits
+    );
+    worst.print("one read, several units");
+}

@@ -75,7 +75,8 @@ pub(super) struct UnitUpload<'a> {
     pub(super) dtype: u32,
     pub(super) input_len: u64,
     pub(super) write_input: &'a (dyn Fn(WriteOnly<'_, [u8]>) + Sync),
-    pub(super) resident: Option<(wgpu::Buffer, u64)>,
+    /// The buffer set whose device buffer holds it, that buffer and the offset.
+    pub(super) resident: Option<(usize, wgpu::Buffer, u64)>,
     pub(super) params: &'a [u8],
     pub(super) segs: &'a [u8],
     pub(super) dispatches: &'a [Dispatch],
@@ -110,18 +111,23 @@ impl GpuEngine {
         let a = self.region_align();
         let region = |len: u64| len.max(WORD).next_multiple_of(a);
         let dims = region(size_of::<Dims>() as u64);
-        let staged_input = if u.resident.is_some() {
-            0
-        } else {
-            region(u.input_len)
-        };
-        let need = staged_input
-            + region(u.params.len() as u64)
+        let rest = region(u.params.len() as u64)
             + region(u.segs.len() as u64)
             + dims * u.dispatches.len() as u64;
+        // A resident input is bound where it lies, unless it lies in the set about to record:
+        // that batch's staging copy would overwrite it first.
+        let bound = |s: usize| u.resident.as_ref().filter(|r| r.0 != s);
+        let need_in = |s: usize| {
+            rest + if bound(s).is_some() {
+                0
+            } else {
+                region(u.input_len)
+            }
+        };
         let out_need: u64 = u.out_sizes.iter().map(|&b| region(b)).sum();
         let buffer_max = self.ctx.limits.max_buffer_size;
         let open = &self.slots[self.turn].batch;
+        let need = need_in(self.turn);
         if !open.is_empty()
             && (open.staged + need > BATCH_BYTES.max(need)
                 || open.units.len() >= BATCH_UNITS
@@ -130,6 +136,8 @@ impl GpuEngine {
             self.rotate(sink)?;
         }
         let s = self.turn;
+        let need = need_in(s);
+        let resident = bound(s);
         let staging = self.staging(s, need)?;
 
         let t = Instant::now();
@@ -150,8 +158,8 @@ impl GpuEngine {
             cursor = end;
             Ok(r)
         };
-        let (input, input_buf) = match &u.resident {
-            Some((buf, at)) => (
+        let (input, input_buf) = match resident {
+            Some((_, buf, at)) => (
                 Region {
                     at: *at,
                     len: u.input_len,

@@ -96,7 +96,7 @@ impl GpuEngine {
         cols: &Range<usize>,
         dtype: u32,
         pitch: usize,
-    ) -> Option<(wgpu::Buffer, u64)> {
+    ) -> Option<(usize, wgpu::Buffer, u64)> {
         let r = self.resident.iter().find(|r| {
             std::ptr::eq(r.block.as_ptr(), Arc::as_ptr(&block.data))
                 && r.rows == *rows
@@ -107,7 +107,7 @@ impl GpuEngine {
         if r.slot == self.turn || slot.gen != r.gen {
             return None;
         }
-        Some((slot.data.buf.clone()?, r.at))
+        Some((r.slot, slot.data.buf.clone()?, r.at))
     }
 
     pub(super) fn stats_block(
