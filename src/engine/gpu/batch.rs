@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 
 use super::context::{pop_scope, Dims};
 use super::engine::{Dispatch, GpuEngine, Kernel};
-use super::plan::WORD;
+use super::plan::{self, WORD};
 use super::pool::bind;
 use super::readback::{InFlight, MapFlag, Sink, UnitResults};
 
@@ -109,7 +109,7 @@ impl GpuEngine {
         }
         self.ctx.ensure_pipelines(u.dtype)?;
         let a = self.region_align();
-        let region = |len: u64| len.max(WORD).next_multiple_of(a);
+        let region = |len: u64| plan::region(len, a);
         let dims = region(size_of::<Dims>() as u64);
         let rest = region(u.params.len() as u64)
             + region(u.segs.len() as u64)

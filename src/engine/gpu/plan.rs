@@ -2,7 +2,7 @@
 //! one set of dispatches each) under the device's binding-size limit, how a unit's rows are cut
 //! into row chunks (one thread per four columns and chunk), how many workgroups that makes and
 //! how they fold into a 2-D grid of at most `max_compute_workgroups_per_dimension` per side,
-//! and where sections of one buffer start under the offset alignment. Nothing here touches a
+//! and how much a region of a batch's buffers takes under the offset alignment. Nothing here touches a
 //! device, so every rule is unit-tested.
 
 use std::mem::size_of;
@@ -223,18 +223,11 @@ pub fn grid(items: usize, max_dim: u32) -> Result<(u32, u32), String> {
     Ok((x as u32, y as u32))
 }
 
-/// Offsets of consecutive sections of `sizes` bytes in one buffer, each starting at a multiple
-/// of `align` (`min_storage_buffer_offset_alignment` or the uniform one), and the total size.
-/// Empty sections still get a distinct, aligned offset.
-pub fn sections(sizes: &[u64], align: u64) -> (Vec<u64>, u64) {
-    let align = align.max(4);
-    let mut at = 0;
-    let mut offsets = Vec::with_capacity(sizes.len());
-    for &s in sizes {
-        offsets.push(at);
-        at = (at + s.max(4)).div_ceil(align) * align;
-    }
-    (offsets, at)
+/// Bytes a region of `len` bytes takes in a buffer of consecutive regions that each start at a
+/// multiple of `align` (the larger of the storage and uniform offset alignments): at least one
+/// vec4 word, as bindings are, so an empty region still gets a distinct, aligned offset.
+pub fn region(len: u64, align: u64) -> u64 {
+    len.max(WORD).next_multiple_of(align.max(WORD))
 }
 
 #[cfg(test)]
@@ -396,11 +389,20 @@ mod tests {
     }
 
     #[test]
-    fn sections_respect_alignment() {
-        let (off, total) = sections(&[100, 0, 300], 256);
-        assert_eq!(off, vec![0, 256, 512]);
-        assert_eq!(total, 1024);
-        assert!(off.iter().all(|o| o % 256 == 0));
+    fn regions_respect_alignment() {
+        // Consecutive regions of 100, 0 and 300 bytes start at 0, 256 and 512.
+        let lens = [100, 0, 300];
+        let mut at = 0;
+        let mut offsets = Vec::new();
+        for len in lens {
+            offsets.push(at);
+            at += region(len, 256);
+        }
+        assert_eq!(offsets, vec![0, 256, 512]);
+        assert_eq!(at, 1024);
+        // Below a word the word wins; an alignment below a word is a word.
+        assert_eq!(region(0, 4), WORD);
+        assert_eq!(region(17, 1), 32);
     }
 
     #[test]
