@@ -23,7 +23,7 @@ use super::context::{pop_scope, Dims};
 use super::engine::{Dispatch, GpuEngine, Kernel};
 use super::plan::{self, WORD};
 use super::pool::bind;
-use super::readback::{InFlight, MapFlag, Sink, UnitResults};
+use super::readback::{mapped, InFlight, MapFlag, Sink, UnitResults};
 
 /// A batch closes before its staged bytes would pass this (unless one unit alone is larger):
 /// large enough that a submission's fixed cost is small beside its copy (16 MiB is ~0.3 ms at
@@ -246,19 +246,11 @@ impl GpuEngine {
             self.ctx.check_fault()?;
             state = done(&flag);
         }
-        match state {
-            Some(Ok(())) => Ok(()),
-            Some(Err(e)) => {
-                self.slots[s].staging = None;
-                Err(Error::Gpu(format!("mapping the staging buffer: {e}")))
-            }
-            None => {
-                self.slots[s].staging = None;
-                Err(Error::Gpu(
-                    "mapping the staging buffer: the mapping did not complete".into(),
-                ))
-            }
+        let result = mapped(state, "mapping the staging buffer");
+        if result.is_err() {
+            self.slots[s].staging = None;
         }
+        result
     }
 
     /// Closes set `s`'s batch: one copy of the staged bytes to the device, every unit's

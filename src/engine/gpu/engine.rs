@@ -16,7 +16,7 @@ use super::context::{self, Context, Dims};
 use super::fits::{self, FitsKernel, FITS_K_MAX};
 use super::gram::GramKernel;
 use super::pool::{Grow, Resident, Slot};
-use super::readback::{fold_mean, fold_pooled, fold_stats, PendingKind, Sink};
+use super::readback::{fold_mean, fold_pooled, fold_stats, mapped, PendingKind, Sink};
 use super::xmin_scan::{XminKernel, GPU_EXACT_MAX_N};
 use super::{probe, GpuOptions};
 
@@ -237,19 +237,10 @@ impl GpuEngine {
             .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
         self.phases.readback_wait_s += t.elapsed().as_secs_f64();
         self.ctx.check_fault()?;
-        let mapped = p.mapped.lock().unwrap_or_else(|e| e.into_inner()).take();
-        match mapped {
-            Some(Ok(())) => {}
-            Some(Err(e)) => {
-                self.slots[s].readback.buf = None;
-                return Err(Error::Gpu(format!("reading results back: {e}")));
-            }
-            None => {
-                self.slots[s].readback.buf = None;
-                return Err(Error::Gpu(
-                    "reading results back: the mapping did not complete".into(),
-                ));
-            }
+        let state = p.mapped.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Err(e) = mapped(state, "reading results back") {
+            self.slots[s].readback.buf = None;
+            return Err(e);
         }
         let words: Vec<u32> = {
             let view = readback

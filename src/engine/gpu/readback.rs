@@ -17,6 +17,20 @@ use crate::error::{Error, Result};
 /// Set by a `map_async` callback: the mapping's outcome, once the device is done.
 pub(super) type MapFlag = Arc<Mutex<Option<std::result::Result<(), wgpu::BufferAsyncError>>>>;
 
+/// The outcome of a `map_async` once the device is done (`state`: what its callback gave, if it
+/// ran) as this engine's error, `what` naming the work ("reading results back: …"). A buffer
+/// whose mapping failed or never completed must not be reused: the caller drops it.
+pub(super) fn mapped(
+    state: Option<std::result::Result<(), wgpu::BufferAsyncError>>,
+    what: &str,
+) -> Result<()> {
+    match state {
+        Some(Ok(())) => Ok(()),
+        Some(Err(e)) => Err(Error::Gpu(format!("{what}: {e}"))),
+        None => Err(Error::Gpu(format!("{what}: the mapping did not complete"))),
+    }
+}
+
 /// A submitted batch, to fold when its buffer set comes round again.
 pub(super) struct InFlight {
     pub(super) submission: wgpu::SubmissionIndex,
@@ -171,18 +185,9 @@ pub(super) fn submit_and_read<T: bytemuck::Pod>(
         })
         .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
     ctx.check_fault()?;
-    match rx.try_recv() {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            slot.buf = None;
-            return Err(Error::Gpu(format!("reading the {name} back: {e}")));
-        }
-        Err(_) => {
-            slot.buf = None;
-            return Err(Error::Gpu(format!(
-                "reading the {name} back: the mapping did not complete"
-            )));
-        }
+    if let Err(e) = mapped(rx.try_recv().ok(), &format!("reading the {name} back")) {
+        slot.buf = None;
+        return Err(e);
     }
     let values = {
         let view = readback
