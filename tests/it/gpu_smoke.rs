@@ -17,7 +17,7 @@ use gradtail::analyze::{self, Analysis, Center, Options};
 use gradtail::engine::accum::{BlockSums, CoordAcc, FlatAcc, FlatSpec, MeanAcc};
 use gradtail::engine::cpu::CpuEngine;
 use gradtail::engine::gpu::{GpuEngine, GpuOptions};
-use gradtail::engine::{Backend, StatsJob, TensorAcc};
+use gradtail::engine::{Backend, PhaseTimes, StatsJob, TensorAcc};
 use gradtail::input::npy::NpyTensor;
 use gradtail::input::{Block, BlockData, TensorSource};
 use gradtail::stats::COORD_STATS;
@@ -295,6 +295,32 @@ fn cases() -> Vec<(&'static str, usize, usize, Gen)> {
 fn values(k: usize, p: usize, gen: Gen, seed: u64) -> Vec<f64> {
     let mut rng = common::Draws(seed | 1);
     (0..k * p).map(|i| gen(i / p, i % p, &mut rng)).collect()
+}
+
+/// A seeded K × P f32 `.npy` of `gen`'s values, in `dir`.
+fn seeded_f32(dir: &Path, name: &str, (k, p): (usize, usize), gen: Gen, seed: u64) -> PathBuf {
+    let path = dir.join(format!("{name}.npy"));
+    let x = values(k, p, gen, seed);
+    common::write_npy_f32(
+        &path,
+        &[k, p],
+        &x.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+    );
+    path
+}
+
+/// Both engines on `paths` without the fits (what the batching tests watch is the column
+/// kernels), compared as [`both`] does; returns the GPU engine's phases of that run alone.
+fn phases_of(paths: &[PathBuf], opts: &Options, g: &mut GpuEngine, what: &str) -> PhaseTimes {
+    let opts = Options {
+        fits: false,
+        ..opts.clone()
+    };
+    let mut worst = Worst::default();
+    g.reset_phases();
+    both(paths, &opts, g, what, &mut worst);
+    worst.print(what);
+    g.phases().expect("the GPU engine keeps phase times")
 }
 
 #[test]
@@ -595,15 +621,13 @@ fn tiny_units_share_submissions() {
     }) else {
         return;
     };
-    let opts = Options {
-        fits: false,
-        ..common::tail_options()
-    };
-    let mut worst = Worst::default();
-    g.reset_phases();
     let stack = vec![common::data("digits/stack.npy")];
-    both(&stack, &opts, &mut g, "digits stack, batched", &mut worst);
-    let p = g.phases().expect("the GPU engine keeps phase times");
+    let p = phases_of(
+        &stack,
+        &common::tail_options(),
+        &mut g,
+        "digits stack, batched",
+    );
     eprintln!("{} units in {} submissions", p.units, p.submits);
     assert!(
         p.units > 1000,
@@ -638,40 +662,21 @@ fn unit_larger_than_a_batch() {
         "the test needs a unit above a batch"
     );
     let dir = tempfile::tempdir().unwrap();
-    let big = dir.path().join("big.npy");
-    let x = values(k, p, |_, c, r| r.sas(1.2 + (c % 8) as f64 / 10.0), 7);
-    common::write_npy_f32(
-        &big,
-        &[k, p],
-        &x.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+    let big = seeded_f32(
+        dir.path(),
+        "big",
+        (k, p),
+        |_, c, r| r.sas(1.2 + (c % 8) as f64 / 10.0),
+        7,
     );
-    let small = dir.path().join("small.npy");
-    let x = values(k, 10, |_, _, r| r.sas(1.5), 8);
-    common::write_npy_f32(
-        &small,
-        &[k, 10],
-        &x.iter().map(|&v| v as f32).collect::<Vec<_>>(),
-    );
-    let opts = Options {
-        fits: false,
-        ..common::tail_options()
-    };
-    let mut worst = Worst::default();
-    g.reset_phases();
-    both(
-        &[big, small],
-        &opts,
-        &mut g,
-        "a unit above a batch",
-        &mut worst,
-    );
-    let ph = g.phases().expect("the GPU engine keeps phase times");
+    let small = seeded_f32(dir.path(), "small", (k, 10), |_, _, r| r.sas(1.5), 8);
+    let opts = common::tail_options();
+    let ph = phases_of(&[big, small], &opts, &mut g, "a unit above a batch");
     // Two passes over two tensors, one unit each.
     assert_eq!((ph.units, ph.submits), (4, 4));
     // Pass 1 uploads the big unit; pass 2 reads it where pass 1 left it.
     assert!(ph.upload_bytes as usize >= k * p * 4);
     assert!(ph.kernel_read_bytes as usize >= 2 * k * p * 4);
-    worst.print("a unit above a batch");
 }
 
 /// Whole columns: pass 2 binds the units pass 1 left on the device, so the input is uploaded
@@ -685,24 +690,18 @@ fn pass_two_reads_what_pass_one_left() {
     let stack = vec![common::data("digits/stack.npy")];
     let src = NpyTensor::open(&stack[0]).unwrap();
     let input = (src.meta().samples * src.meta().coords() * 4) as u64;
-    let whole = Options {
-        fits: false,
-        ..common::tail_options()
-    };
+    let whole = common::tail_options();
     // 64 KB blocks: a strip of 256 whole columns (256 KiB) does not fit, so row chunks,
     // each pass a stream.
     let chunks = Options {
         block_bytes: 16 * 1000 * 4,
         ..whole.clone()
     };
-    let mut worst = Worst::default();
     for (opts, what, once) in [
         (&whole, "whole columns", true),
         (&chunks, "row chunks", false),
     ] {
-        g.reset_phases();
-        both(&stack, opts, &mut g, what, &mut worst);
-        let p = g.phases().expect("the GPU engine keeps phase times");
+        let p = phases_of(&stack, opts, &mut g, what);
         eprintln!(
             "{what}: {} B uploaded, {} B read by the kernels, input {input} B",
             p.upload_bytes, p.kernel_read_bytes
@@ -740,27 +739,19 @@ fn one_read_over_alternating_batches() {
     };
     let (k, p) = (256, 40_000);
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("wide.npy");
-    let x = values(k, p, |_, c, r| r.sas(1.1 + (c % 9) as f64 / 10.0), 11);
-    common::write_npy_f32(
-        &path,
-        &[k, p],
-        &x.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+    let path = seeded_f32(
+        dir.path(),
+        "wide",
+        (k, p),
+        |_, c, r| r.sas(1.1 + (c % 9) as f64 / 10.0),
+        11,
     );
-    let opts = Options {
-        fits: false,
-        ..common::tail_options()
-    };
-    let mut worst = Worst::default();
-    g.reset_phases();
-    both(
+    let ph = phases_of(
         &[path],
-        &opts,
+        &common::tail_options(),
         &mut g,
         "one read, several units",
-        &mut worst,
     );
-    let ph = g.phases().expect("the GPU engine keeps phase times");
     eprintln!(
         "{} units in {} submissions, {} B uploaded, {} B read",
         ph.units, ph.submits, ph.upload_bytes, ph.kernel_read_bytes
@@ -775,5 +766,4 @@ fn one_read_over_alternating_batches() {
         "{} submissions: the batches did not alternate",
         ph.submits
     );
-    worst.print("one read, several units");
 }
