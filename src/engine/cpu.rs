@@ -1,5 +1,6 @@
 //! The CPU engine: each kernel is a loop over a block's rows, parallel over column strips
-//! with rayon (pass 2 in cache-sized tiles of a strip, `tile`). Pass 1 reads f32 values as
+//! with rayon (pass 2 in cache-sized tiles of a strip, `tile`; on AVX-512 processors eight
+//! columns at a time in registers, `tile::avx512`, with the same results). Pass 1 reads f32 values as
 //! they are; pass 2 widens each value to f64 once. Accumulation is f64 throughout, so this
 //! engine is also the reference the GPU engine is tested against. The structure step's Gram
 //! matrix (twin of `shaders/gram.wgsl`) is faer's triangular product, in `gram`.
@@ -302,9 +303,32 @@ multiversion! {
     pub fn coord_mean(block: &Block, first: usize, acc: &mut [MeanAcc]) => coord_mean_body
 }
 
+/// CPU twin of `coord_stats.wgsl` and `flat_blocks.wgsl`: pass 2 over columns
+/// `first..first + acc.len()` of the block, in registers on processors with AVX-512
+/// (`tile::avx512`), else the portable kernel.
+fn coord_stats(
+    job: &StatsJob<'_>,
+    block: &Block,
+    first: usize,
+    acc: &mut [CoordAcc],
+) -> FlatPartial {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: the processor supports AVX-512 F and DQ, checked just above.
+        return unsafe { tile::avx512::coord_stats(job, block, first, acc) };
+    }
+    coord_stats_portable(job, block, first, acc)
+}
+
+/// Whether the processor has the AVX-512 subsets (F, DQ) of the register kernel.
+#[cfg(target_arch = "x86_64")]
+fn has_avx512() -> bool {
+    std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512dq")
+}
+
 multiversion! {
-    /// CPU twin of `coord_stats.wgsl` and `flat_blocks.wgsl`.
-    fn coord_stats(job: &StatsJob<'_>, block: &Block, first: usize, acc: &mut [CoordAcc]) -> FlatPartial => coord_stats_body
+    /// The portable pass-2 kernel, [`tile::coord_stats_body`].
+    fn coord_stats_portable(job: &StatsJob<'_>, block: &Block, first: usize, acc: &mut [CoordAcc]) -> FlatPartial => coord_stats_body
 }
 
 /// One strip's share of the pooled state: the flat (Simsekli) state, whose block

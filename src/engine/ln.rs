@@ -5,23 +5,23 @@
 
 // fdlibm's constants, kept verbatim as published (they round to the intended doubles).
 #[allow(clippy::excessive_precision)]
-const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-01;
+pub(crate) const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-01;
 #[allow(clippy::excessive_precision)]
-const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
+pub(crate) const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
 #[allow(clippy::excessive_precision)]
-const LG1: f64 = 6.666_666_666_666_735_130e-01;
+pub(crate) const LG1: f64 = 6.666_666_666_666_735_130e-01;
 #[allow(clippy::excessive_precision)]
-const LG2: f64 = 3.999_999_999_940_941_908e-01;
+pub(crate) const LG2: f64 = 3.999_999_999_940_941_908e-01;
 #[allow(clippy::excessive_precision)]
-const LG3: f64 = 2.857_142_874_366_239_149e-01;
+pub(crate) const LG3: f64 = 2.857_142_874_366_239_149e-01;
 #[allow(clippy::excessive_precision)]
-const LG4: f64 = 2.222_219_843_214_978_396e-01;
+pub(crate) const LG4: f64 = 2.222_219_843_214_978_396e-01;
 #[allow(clippy::excessive_precision)]
-const LG5: f64 = 1.818_357_216_161_805_012e-01;
+pub(crate) const LG5: f64 = 1.818_357_216_161_805_012e-01;
 #[allow(clippy::excessive_precision)]
-const LG6: f64 = 1.531_383_769_920_937_332e-01;
+pub(crate) const LG6: f64 = 1.531_383_769_920_937_332e-01;
 #[allow(clippy::excessive_precision)]
-const LG7: f64 = 1.479_819_860_511_658_591e-01;
+pub(crate) const LG7: f64 = 1.479_819_860_511_658_591e-01;
 
 /// ln x for finite x > 0 (subnormals included). Other inputs give unspecified values: callers
 /// mask them.

@@ -248,12 +248,12 @@ fn widen<T: Copy>(src: &[T], out: &mut [f64], value: impl Fn(T) -> f64) {
 }
 
 #[inline(always)]
-fn f16_value(bits: u16) -> f64 {
+pub(crate) fn f16_value(bits: u16) -> f64 {
     half::f16::from_bits(bits).to_f64()
 }
 
 #[inline(always)]
-fn bf16_value(bits: u16) -> f64 {
+pub(crate) fn bf16_value(bits: u16) -> f64 {
     if bits & 0x7f80 == 0 {
         0.0
     } else {
@@ -262,8 +262,10 @@ fn bf16_value(bits: u16) -> f64 {
 }
 
 #[inline(always)]
-fn f32_value(x: f32) -> f64 {
-    if x.to_bits() & 0x7f80_0000 == 0 {
+pub(crate) fn f32_value(x: f32) -> f64 {
+    // |x| < MIN_POSITIVE is a zero exponent (NaN compares false): a float comparison, which
+    // vectorises where a test of the bits of each lane did not.
+    if x.abs() < f32::MIN_POSITIVE {
         0.0
     } else {
         x as f64

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
+pub(crate) use block::{bf16_value, f16_value, f32_value};
 pub use block::{Block, BlockData, BlockView};
 
 /// Element type of a stored tensor.

@@ -9,6 +9,9 @@ use crate::engine::StatsJob;
 use crate::input::{Block, BlockData};
 use crate::stats::tail::FLAT_EPS;
 
+#[cfg(target_arch = "x86_64")]
+pub(super) mod avx512;
+
 /// Columns per tile of pass 2: the tile's per-column state (19 arrays of TILE f64, 19 KiB)
 /// stays in L1 across all the block's rows, so the branch-free row loops run at the speed of
 /// their arithmetic. (A struct-of-arrays loop over whole strips of up to 2048 columns keeps
@@ -275,6 +278,22 @@ impl Runs {
         }
     }
 
+    /// Adds row `r`'s centred values over columns `cols` (absolute) to its runs, as [`Runs::add`]
+    /// does: `whole` (their sum in [`sum_lanes`] order) where one run holds them all, else
+    /// each run's part of `u()`, the row's centred values.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    #[inline(always)]
+    fn add_row(&mut self, r: usize, cols: &Range<usize>, whole: f64, u: impl FnOnce() -> Vec<f64>) {
+        let row = self.start[r]..self.start[r + 1];
+        if let Some(i) = row.clone().find(|&i| self.runs[i].1.contains(&cols.start)) {
+            if self.runs[i].1.end >= cols.end {
+                self.sums[i] += whole;
+                return;
+            }
+        }
+        self.add(r, cols, &u());
+    }
+
     fn into_sums(self) -> Vec<(usize, f64)> {
         merge_runs(self.runs.into_iter().map(|r| r.0).zip(self.sums).collect())
     }
@@ -361,19 +380,27 @@ const PREFETCH_ROWS: usize = 4;
 /// a prefetch never faults.
 #[inline(always)]
 fn prefetch(data: &BlockData, at: usize, len: usize) {
+    match data {
+        BlockData::F16(v) | BlockData::BF16(v) => prefetch_slice(v, at, len),
+        BlockData::F32(v) => prefetch_slice(v, at, len),
+        BlockData::F64(v) => prefetch_slice(v, at, len),
+    }
+}
+
+/// [`prefetch`] of a slice of values.
+#[inline(always)]
+fn prefetch_slice<T>(data: &[T], at: usize, len: usize) {
     #[cfg(target_arch = "x86_64")]
     {
-        let (ptr, size) = match data {
-            BlockData::F16(v) | BlockData::BF16(v) => (v.as_ptr().cast::<i8>(), 2),
-            BlockData::F32(v) => (v.as_ptr().cast::<i8>(), 4),
-            BlockData::F64(v) => (v.as_ptr().cast::<i8>(), 8),
-        };
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let (ptr, size) = (data.as_ptr().cast::<i8>(), std::mem::size_of::<T>());
         for line in (at * size..(at + len) * size).step_by(64) {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
             // SAFETY: SSE is part of x86-64; a prefetch reads nothing and never faults.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(ptr.wrapping_add(line)) };
         }
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (data, at, len);
 }
 
 /// Σ v in eight interleaved partial sums, so the adds vectorise instead of waiting on one
@@ -402,4 +429,127 @@ fn merge_runs(mut runs: Vec<(usize, f64)>) -> Vec<(usize, f64)> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One strip of `rows × width` values through the portable kernel and through the one the
+    /// engine runs on this processor (`avx512` where it has AVX-512); their results as text,
+    /// which shows every bit of every f64 (shortest round-trip form, sign of zero included).
+    fn both(
+        rows: Range<usize>,
+        width: usize,
+        k1: usize,
+        m: u64,
+        seed: u64,
+        f64_data: bool,
+    ) -> (String, String) {
+        let mut state = seed;
+        let mut uniform = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let n = rows.len() * width;
+        let big = if f64_data { f64::MAX } else { f32::MAX as f64 };
+        let values: Vec<f64> = (0..n)
+            .map(|i| {
+                let (r, c) = (i / width, i % width);
+                match c % 11 {
+                    // A constant column, and one constant but for a few entries.
+                    0 => 0.25,
+                    1 if r % 7 != 3 => -1.5,
+                    // Exact zeros, subnormals, non-finite values.
+                    2 if uniform() < 0.3 => 0.0,
+                    3 if uniform() < 0.2 => 1e-40,
+                    4 if uniform() < 0.05 => [f64::NAN, f64::INFINITY, -f64::INFINITY][r % 3],
+                    // Entries within 1e-6 of the centre; huge entries, whose time-block sums
+                    // overflow in f64 data.
+                    5 => 0.5 + (uniform() - 0.5) * 1e-6,
+                    6 => big * if uniform() < 0.3 { -0.9 } else { 0.9 },
+                    _ => (uniform() - 0.5) / (uniform() + 1e-3),
+                }
+            })
+            .collect();
+        let data = if f64_data {
+            BlockData::F64(values)
+        } else {
+            BlockData::F32(values.iter().map(|&v| v as f32).collect())
+        };
+        let block = Block::new(rows.clone(), 0..width, data);
+        let (mut shift, mut centre) = (vec![0.0; width], vec![0.0; width]);
+        for j in 0..width {
+            shift[j] = (uniform() - 0.5) * 2.0;
+            centre[j] = if j % 11 == 5 {
+                0.5
+            } else {
+                shift[j] * uniform()
+            };
+        }
+        let pool: Vec<bool> = (0..width).map(|j| j % 5 != 1).collect();
+        let spread = vec![1.0; width];
+        let job = StatsJob {
+            k1,
+            used_rows: rows.end - rows.len() % k1 - 1,
+            shift: &shift,
+            spread: &spread,
+            centre: &centre,
+            pool: &pool,
+            flat_tensor: FlatSpec {
+                stride: width as u64,
+                base: 0,
+                m,
+            },
+            flat_model: FlatSpec {
+                stride: 3 * width as u64,
+                base: 5,
+                m: m + 3,
+            },
+        };
+        let run = |f: &dyn Fn(&mut [CoordAcc]) -> FlatPartial| {
+            let first = 3;
+            let mut acc = vec![CoordAcc::default(); width - first];
+            let p = f(&mut acc);
+            format!(
+                "{acc:?}\n{} {:?} {:?} {:?} {:?}",
+                p.n, p.lx, p.tensor, p.model, p.blocks
+            )
+        };
+        let portable = run(&|acc| coord_stats_body(&job, &block, 3, acc));
+        let dispatched = run(&|acc| super::super::coord_stats(&job, &block, 3, acc));
+        (portable, dispatched)
+    }
+
+    #[test]
+    fn engine_kernel_gives_the_portable_bits() {
+        // Widths with partial groups and several tiles, row ranges that start mid time block,
+        // flat blocks shorter and longer than a tile.
+        for (rows, width, k1, m, seed) in [
+            (0..40, 300, 4, 50, 1),
+            (5..69, 131, 16, 7, 2),
+            (0..17, 8, 16, 1000, 3),
+            (3..200, 517, 5, 333, 4),
+        ] {
+            for f64_data in [false, true] {
+                let (portable, engine) = both(rows.clone(), width, k1, m, seed, f64_data);
+                assert!(
+                    portable == engine,
+                    "rows {rows:?} width {width} f64 {f64_data}: the kernels differ:\n{portable}\n---\n{engine}"
+                );
+            }
+        }
+    }
+
+    /// The comparison above reaches the rarest path: a time-block sum that overflows.
+    #[test]
+    fn the_comparison_reaches_the_rare_paths() {
+        let (portable, _) = both(0..40, 300, 4, 50, 1, true);
+        assert!(
+            portable.contains("inf"),
+            "no overflowing block sum: {portable}"
+        );
+    }
 }

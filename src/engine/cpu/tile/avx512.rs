@@ -1,0 +1,565 @@
+//! Pass 2 on processors with AVX-512: [`super::coord_stats_body`] eight columns at a time down
+//! all of a tile's rows, each running sum of those columns held in one register.
+//!
+//! The portable kernel keeps one array per sum and loads and stores all nineteen for every
+//! row; on AVX-512 those memory operations, not the arithmetic, set its pace. Here a group of
+//! eight columns is a register, and the operations are those of the portable kernel, lane by
+//! lane and in the same order (no fused multiply-adds), so both kernels give the same bits.
+
+use std::arch::x86_64::*;
+use std::ops::Range;
+
+use super::{FlatPartial, Runs, TileJob, TILE};
+use crate::engine::accum::{BlockSums, CoordAcc, MomentAcc, TailAcc};
+use crate::engine::ln;
+use crate::engine::StatsJob;
+use crate::input::{bf16_value, f16_value, f32_value, Block, BlockData};
+use crate::stats::tail::FLAT_EPS;
+
+const LANES: usize = 8;
+type Lanes = [f64; LANES];
+
+/// Eight values on a cache line of their own.
+#[derive(Clone, Copy)]
+#[repr(align(64))]
+struct Row(Lanes);
+
+/// Rows a group centres (and takes the logs of) before it folds them: the logarithm is a long
+/// chain of dependent operations, and rows that do not wait on one another's sums let the
+/// processor overlap several chains.
+const CHUNK: usize = 16;
+
+/// Rows ahead of the one being gathered whose values are asked for: a row's 128 values take
+/// little time to widen, so the request must leave the memory's latency room to pass.
+const GATHER_AHEAD: usize = 16;
+
+/// [`super::coord_stats_body`] with AVX-512.
+///
+/// # Safety
+/// The processor must support AVX-512 F and DQ.
+#[target_feature(enable = "avx512f,avx512dq")]
+pub(in crate::engine::cpu) unsafe fn coord_stats(
+    job: &StatsJob<'_>,
+    block: &Block,
+    first: usize,
+    acc: &mut [CoordAcc],
+) -> FlatPartial {
+    match &*block.data {
+        BlockData::F16(v) => strip(job, block, v, first, acc, f16_value),
+        BlockData::BF16(v) => strip(job, block, v, first, acc, bf16_value),
+        BlockData::F32(v) => strip(job, block, v, first, acc, f32_value),
+        BlockData::F64(v) => strip(job, block, v, first, acc, |x| x),
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512dq")]
+fn splat(v: f64) -> __m512d {
+    _mm512_set1_pd(v)
+}
+
+/// 1.0 where `k` is set, else 0.0: the portable kernel's `one_if`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512dq")]
+fn ones(k: __mmask8) -> __m512d {
+    _mm512_maskz_mov_pd(k, splat(1.0))
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512dq")]
+fn load(v: &Lanes) -> __m512d {
+    // SAFETY: `v` is 8 readable f64.
+    unsafe { _mm512_loadu_pd(v.as_ptr()) }
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512dq")]
+fn store(v: __m512d) -> Lanes {
+    let mut out = [0.0; LANES];
+    // SAFETY: `out` is 8 writable f64.
+    unsafe { _mm512_storeu_pd(out.as_mut_ptr(), v) };
+    out
+}
+
+/// `ln::ln_pos` of each lane, operation for operation.
+#[inline]
+#[target_feature(enable = "avx512f,avx512dq")]
+fn ln_pos(x: __m512d) -> __m512d {
+    let sub = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(x, splat(f64::MIN_POSITIVE));
+    let x = _mm512_mask_mul_pd(x, sub, x, splat(18014398509481984.0));
+    let bits = _mm512_castpd_si512(x);
+    let k = _mm512_sub_epi64(_mm512_srli_epi64::<52>(bits), _mm512_set1_epi64(1023));
+    let k = _mm512_mask_sub_epi64(k, sub, k, _mm512_set1_epi64(54));
+    let mantissa = _mm512_and_si512(bits, _mm512_set1_epi64(0x000f_ffff_ffff_ffff));
+    let m = _mm512_castsi512_pd(_mm512_or_si512(
+        mantissa,
+        _mm512_set1_epi64(0x3ff0_0000_0000_0000),
+    ));
+    let big = _mm512_cmp_pd_mask::<_CMP_GT_OQ>(m, splat(std::f64::consts::SQRT_2));
+    let m = _mm512_mask_mul_pd(m, big, m, splat(0.5));
+    let k = _mm512_mask_add_epi64(k, big, k, _mm512_set1_epi64(1));
+    let (add, mul) = (_mm512_add_pd, _mm512_mul_pd);
+    let f = _mm512_sub_pd(m, splat(1.0));
+    let s = _mm512_div_pd(f, add(splat(2.0), f));
+    let z = mul(s, s);
+    let mut p = mul(z, splat(ln::LG7));
+    for c in [ln::LG6, ln::LG5, ln::LG4, ln::LG3, ln::LG2] {
+        p = mul(z, add(splat(c), p));
+    }
+    let r = mul(z, add(splat(ln::LG1), p));
+    let hfsq = mul(mul(splat(0.5), f), f);
+    let kf = _mm512_cvtepi64_pd(k);
+    let t = add(mul(s, add(hfsq, r)), mul(kf, splat(ln::LN2_LO)));
+    _mm512_sub_pd(
+        mul(kf, splat(ln::LN2_HI)),
+        _mm512_sub_pd(_mm512_sub_pd(hfsq, t), f),
+    )
+}
+
+/// A group's columns: shift, centre and pool flags.
+#[derive(Clone, Copy)]
+struct Consts {
+    shift: __m512d,
+    centre: __m512d,
+    pool: __mmask8,
+}
+
+/// A group's running sums, as in the portable kernel's `Tile`.
+#[derive(Clone, Copy)]
+struct Sums {
+    n: __m512d,
+    s1: __m512d,
+    s2: __m512d,
+    s3: __m512d,
+    s4: __m512d,
+    zeros: __m512d,
+    sl: __m512d,
+    sl2: __m512d,
+    flat_lx: __m512d,
+    pl: __m512d,
+    pm: __m512d,
+    ys: __m512d,
+    bad: __m512d,
+    lx: __m512d,
+    nx: __m512d,
+    ly: __m512d,
+    ny: __m512d,
+    lm: __m512d,
+    bad_blocks: __m512d,
+}
+
+/// One closed time block's terms of the pooled columns, per lane.
+struct Pooled([__m512d; 5]);
+
+impl Sums {
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512dq")]
+    fn new() -> Self {
+        let z = _mm512_setzero_pd();
+        Sums {
+            n: z,
+            s1: z,
+            s2: z,
+            s3: z,
+            s4: z,
+            zeros: z,
+            sl: z,
+            sl2: z,
+            flat_lx: z,
+            pl: z,
+            pm: z,
+            ys: z,
+            bad: z,
+            lx: z,
+            nx: z,
+            ly: z,
+            ny: z,
+            lm: z,
+            bad_blocks: z,
+        }
+    }
+
+    /// `Tile::push_row` for one group: row `x` with its centred values `u` and logs `l`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512dq")]
+    fn push(&mut self, c: &Consts, x: __m512d, u: __m512d, l: __m512d, in_blocks: bool) {
+        let (add, mul) = (_mm512_add_pd, _mm512_mul_pd);
+        let fin = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(_mm512_abs_pd(x), splat(f64::INFINITY));
+        let d = _mm512_maskz_sub_pd(fin, x, c.shift);
+        let d2 = mul(d, d);
+        self.n = add(self.n, ones(fin));
+        self.s1 = add(self.s1, d);
+        self.s2 = add(self.s2, d2);
+        self.s3 = add(self.s3, mul(d2, d));
+        self.s4 = add(self.s4, mul(d2, d2));
+        let a = _mm512_abs_pd(u);
+        let nz = _mm512_cmp_pd_mask::<_CMP_NEQ_UQ>(u, _mm512_setzero_pd());
+        let lv = mul(l, ones(nz));
+        self.zeros = add(self.zeros, ones(_kandn_mask8(nz, fin)));
+        self.sl = add(self.sl, lv);
+        self.sl2 = add(self.sl2, mul(lv, lv));
+        let large = _mm512_cmp_pd_mask::<_CMP_GT_OQ>(a, splat(1e-6));
+        self.flat_lx = add(self.flat_lx, mul(l, ones(large)));
+        let small = fin & _mm512_cmp_pd_mask::<_CMP_LE_OQ>(a, splat(1e-6));
+        if in_blocks {
+            self.pl = add(self.pl, mul(l, ones(nz)));
+            self.pm = add(self.pm, ones(nz));
+            self.ys = add(self.ys, u);
+            self.bad = _mm512_mask_blend_pd(fin, splat(1.0), self.bad);
+        }
+        if small != 0 {
+            // ln(|u| + eps) where adding eps changes ln|u|: rare, lane by lane.
+            let (u, mut flat) = (store(u), store(self.flat_lx));
+            for j in 0..LANES {
+                if small & (1 << j) != 0 {
+                    flat[j] += (u[j].abs() + FLAT_EPS).ln();
+                }
+            }
+            self.flat_lx = load(&flat);
+        }
+    }
+
+    /// `Tile::close_block` for one group.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512dq")]
+    fn close_block(&mut self, c: &Consts) -> Pooled {
+        let (add, zero) = (_mm512_add_pd, _mm512_setzero_pd());
+        let ok = _mm512_cmp_pd_mask::<_CMP_EQ_OQ>(self.bad, zero);
+        let (sx, m, y) = (self.pl, self.pm, _mm512_abs_pd(self.ys));
+        let counted = ok
+            & _mm512_cmp_pd_mask::<_CMP_GE_OQ>(m, splat(2.0))
+            & _mm512_cmp_pd_mask::<_CMP_NEQ_UQ>(y, zero);
+        let finite = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(y, splat(f64::INFINITY));
+        let overflow = counted & !finite;
+        let ly = _mm512_maskz_mov_pd(counted & finite, ln_pos(y));
+        let lm = _mm512_maskz_mov_pd(counted, ln_pos(m));
+        self.bad_blocks = add(self.bad_blocks, ones(!ok));
+        self.lx = add(self.lx, _mm512_maskz_mov_pd(ok, sx));
+        self.nx = add(self.nx, _mm512_maskz_mov_pd(ok, m));
+        self.ly = add(self.ly, ly);
+        self.ny = add(self.ny, ones(counted));
+        self.lm = add(self.lm, lm);
+        let pool = c.pool;
+        let mut p = Pooled([
+            _mm512_maskz_mov_pd(pool & ok, sx),
+            _mm512_maskz_mov_pd(pool & ok, m),
+            _mm512_maskz_mov_pd(pool, ly),
+            ones(pool & counted),
+            _mm512_maskz_mov_pd(pool, lm),
+        ]);
+        if overflow != 0 {
+            // Y_b overflowed to inf or is NaN: its log, lane by lane.
+            let (y, mut ly, mut sy) = (store(y), store(self.ly), store(p.0[2]));
+            for j in 0..LANES {
+                if overflow & (1 << j) != 0 {
+                    ly[j] += y[j].ln();
+                    if pool & (1 << j) != 0 {
+                        sy[j] += y[j].ln();
+                    }
+                }
+            }
+            (self.ly, p.0[2]) = (load(&ly), load(&sy));
+        }
+        (self.pl, self.pm, self.ys, self.bad) = (zero, zero, zero, zero);
+        p
+    }
+
+    /// Adds the group's sums into its columns' accumulators.
+    #[target_feature(enable = "avx512f,avx512dq")]
+    fn fold_into(&self, acc: &mut [CoordAcc]) {
+        let [n, s1, s2, s3, s4, zeros, sl, sl2, ly, lm, lx, nx, ny, bad] = [
+            self.n,
+            self.s1,
+            self.s2,
+            self.s3,
+            self.s4,
+            self.zeros,
+            self.sl,
+            self.sl2,
+            self.ly,
+            self.lm,
+            self.lx,
+            self.nx,
+            self.ny,
+            self.bad_blocks,
+        ]
+        .map(|v| store(v));
+        for (j, a) in acc.iter_mut().enumerate() {
+            let (n, zeros) = (n[j] as u64, zeros[j] as u64);
+            a.combine(&CoordAcc {
+                moments: MomentAcc {
+                    n,
+                    s1: s1[j],
+                    s2: s2[j],
+                    s3: s3[j],
+                    s4: s4[j],
+                },
+                tails: TailAcc {
+                    zeros,
+                    nz: n - zeros,
+                    sl: sl[j],
+                    sl2: sl2[j],
+                    ny: ny[j] as u64,
+                    ly: ly[j],
+                    lm: lm[j],
+                    nx: nx[j] as u64,
+                    lx: lx[j],
+                    bad_blocks: bad[j] as u64,
+                },
+            });
+        }
+    }
+}
+
+/// A sum over a tile's columns in `sum_lanes` order, built a group at a time: full groups add
+/// lane by lane, a last partial group is summed on its own.
+#[derive(Clone, Copy)]
+struct LaneSum {
+    lanes: Row,
+    rest: f64,
+}
+
+impl LaneSum {
+    fn new() -> Self {
+        LaneSum {
+            lanes: Row([0.0; LANES]),
+            rest: [0.0f64; 0].iter().sum(),
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512dq")]
+    fn add(&mut self, v: __m512d, width: usize) {
+        if width == LANES {
+            self.lanes.0 = store(_mm512_add_pd(load(&self.lanes.0), v));
+        } else {
+            self.rest = store(v)[..width].iter().sum();
+        }
+    }
+
+    fn total(&self) -> f64 {
+        self.lanes.0.iter().sum::<f64>() + self.rest
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512dq")]
+fn strip<T: Copy>(
+    job: &StatsJob<'_>,
+    block: &Block,
+    data: &[T],
+    first: usize,
+    acc: &mut [CoordAcc],
+    value: impl Fn(T) -> f64 + Copy,
+) -> FlatPartial {
+    let (width, rows) = (block.width(), block.rows.len());
+    assert_eq!(
+        data.len(),
+        width * rows,
+        "a block holds rows × columns values"
+    );
+    let w = acc.len();
+    let c0 = block.cols.start + first;
+    // A lone tensor's flattening is the whole input's: its block sums serve both.
+    let one_flattening = job.flat_tensor == job.flat_model;
+    let mut tensor_runs = Runs::new(&job.flat_tensor, block.rows.clone(), c0..c0 + w);
+    let mut model_runs =
+        (!one_flattening).then(|| Runs::new(&job.flat_model, block.rows.clone(), c0..c0 + w));
+    // The rows (relative to the block) that end a complete time block.
+    let closes: Vec<usize> = (0..rows)
+        .filter(|&r| {
+            let row = block.rows.start + r;
+            row < job.used_rows && (row + 1).is_multiple_of(job.k1)
+        })
+        .collect();
+    let strip_job = TileJob {
+        shift: &job.shift[c0..c0 + w],
+        centre: &job.centre[c0..c0 + w],
+        pool: &job.pool[c0..c0 + w],
+    };
+    let mut row_sums = vec![LaneSum::new(); rows];
+    let mut pooled = vec![[LaneSum::new(); 5]; closes.len()];
+    let mut xs: Vec<Row> = Vec::new();
+    let (mut us, mut ls) = ([Row([0.0; LANES]); CHUNK], [Row([0.0; LANES]); CHUNK]);
+    let mut flat = FlatPartial::default();
+    for t0 in (0..w).step_by(TILE) {
+        let tw = TILE.min(w - t0);
+        let groups = tw.div_ceil(LANES);
+        row_sums.fill(LaneSum::new());
+        pooled.fill([LaneSum::new(); 5]);
+        // The tile's values, widened, group by group: `xs[g * rows + r]` is row r of group g
+        // (NaN in padding lanes). Read straight from the block, a group's rows lie a block
+        // width apart, often a power of two, so they would share a few cache sets.
+        if xs.len() < groups * rows {
+            xs.resize(groups * rows, Row([0.0; LANES]));
+        }
+        if !tw.is_multiple_of(LANES) {
+            // NaN in the padding lanes of the last group: never finite, so never counted.
+            for x in &mut xs[(groups - 1) * rows..groups * rows] {
+                // SAFETY: a `Row` is 64 aligned, writable bytes.
+                unsafe { _mm512_store_pd(x.0.as_mut_ptr(), splat(f64::NAN)) };
+            }
+        }
+        for r in 0..rows {
+            let at = r * width + first + t0;
+            super::prefetch_slice(data, at + GATHER_AHEAD * width, tw);
+            let src = &data[at..at + tw];
+            for g in 0..tw / LANES {
+                let x = widen(&src[g * LANES..(g + 1) * LANES], value);
+                // SAFETY: a `Row` is 64 aligned, writable bytes.
+                unsafe { _mm512_store_pd(xs[g * rows + r].0.as_mut_ptr(), x) };
+            }
+            let full = tw / LANES * LANES;
+            for (o, &v) in xs[(groups - 1) * rows + r].0.iter_mut().zip(&src[full..]) {
+                *o = value(v);
+            }
+        }
+        let mut flat_lx = LaneSum::new();
+        for g in 0..groups {
+            let g0 = t0 + g * LANES;
+            let gw = LANES.min(t0 + tw - g0);
+            let consts = group_consts(&strip_job, g0..g0 + gw);
+            let mut sums = Sums::new();
+            let xs = &xs[g * rows..(g + 1) * rows];
+            let mut r0 = 0;
+            for (i, &close) in closes.iter().chain([&usize::MAX]).enumerate() {
+                // Chunks of rows up to the next time block's end.
+                while r0 < rows.min(close.saturating_add(1)) {
+                    let end = (r0 + CHUNK).min(rows).min(close.saturating_add(1));
+                    let chunk = r0..end;
+                    centre_chunk(&consts, &xs[chunk.clone()], &mut us, &mut ls);
+                    let in_blocks = (job.used_rows.saturating_sub(block.rows.start)).clamp(r0, end);
+                    fold_chunk(
+                        &mut sums,
+                        &consts,
+                        &xs[chunk.clone()],
+                        (&us, &ls),
+                        in_blocks - r0,
+                        &mut row_sums[chunk],
+                        gw,
+                    );
+                    r0 = end;
+                }
+                if close < rows {
+                    let p = sums.close_block(&consts);
+                    for (s, v) in pooled[i].iter_mut().zip(p.0) {
+                        s.add(v, gw);
+                    }
+                }
+            }
+            sums.fold_into(&mut acc[g0..g0 + gw]);
+            flat.n += store(sums.n)[..gw].iter().sum::<f64>() as u64;
+            flat_lx.add(sums.flat_lx, gw);
+        }
+        for (i, (&r, p)) in closes.iter().zip(&pooled).enumerate() {
+            let [sx, nx, sy, ny, sm] = p.map(|s| s.total());
+            let sums = BlockSums { sx, nx, sy, ny, sm };
+            if t0 == 0 {
+                flat.blocks.push(((block.rows.start + r) / job.k1, sums));
+            } else {
+                flat.blocks[i].1.combine(&sums);
+            }
+        }
+        flat.lx += flat_lx.total();
+        let cols = c0 + t0..c0 + t0 + tw;
+        let centred = |r: usize| -> Vec<f64> {
+            let at = r * width + first + t0;
+            data[at..at + tw]
+                .iter()
+                .zip(&strip_job.centre[t0..t0 + tw])
+                .map(|(&x, &c)| {
+                    let x = value(x);
+                    if x.is_finite() {
+                        x - c
+                    } else {
+                        0.0
+                    }
+                })
+                .collect()
+        };
+        for (r, s) in row_sums.iter().enumerate() {
+            let whole = s.total();
+            tensor_runs.add_row(r, &cols, whole, || centred(r));
+            if let Some(m) = model_runs.as_mut() {
+                m.add_row(r, &cols, whole, || centred(r));
+            }
+        }
+    }
+    flat.tensor = tensor_runs.into_sums();
+    flat.model = match model_runs {
+        Some(m) => m.into_sums(),
+        None => flat.tensor.clone(),
+    };
+    flat
+}
+
+/// Eight values widened by `value`, the f32 ones (the common case) in one conversion.
+#[inline]
+#[target_feature(enable = "avx512f,avx512dq")]
+fn widen<T: Copy>(v: &[T], value: impl Fn(T) -> f64) -> __m512d {
+    if std::mem::size_of::<T>() == 4 {
+        // SAFETY: T is f32 (the only 4-byte element type), and `v` holds 8 of them.
+        let x = _mm512_cvtps_pd(unsafe { _mm256_loadu_ps(v.as_ptr().cast::<f32>()) });
+        // `f32_value`: subnormals are read as 0.
+        let normal =
+            _mm512_cmp_pd_mask::<_CMP_NLT_UQ>(_mm512_abs_pd(x), splat(f32::MIN_POSITIVE as f64));
+        _mm512_maskz_mov_pd(normal, x)
+    } else {
+        let x: Lanes = std::array::from_fn(|j| value(v[j]));
+        load(&x)
+    }
+}
+
+/// Columns `cols` of the strip as a group's constants; padding lanes have pool false.
+#[inline]
+#[target_feature(enable = "avx512f,avx512dq")]
+fn group_consts(job: &TileJob<'_>, cols: Range<usize>) -> Consts {
+    let (mut shift, mut centre, mut pool) = ([0.0; LANES], [0.0; LANES], 0u8);
+    for (j, c) in cols.enumerate() {
+        (shift[j], centre[j]) = (job.shift[c], job.centre[c]);
+        pool |= (job.pool[c] as u8) << j;
+    }
+    Consts {
+        shift: load(&shift),
+        centre: load(&centre),
+        pool,
+    }
+}
+
+/// Centres a chunk of a group's rows `xs` into `us` and takes the logs, `ls`. Its own
+/// function, so that the registers the logarithm needs are not taken from the running sums
+/// of [`fold_chunk`].
+#[inline(never)]
+#[target_feature(enable = "avx512f,avx512dq")]
+fn centre_chunk(c: &Consts, xs: &[Row], us: &mut [Row; CHUNK], ls: &mut [Row; CHUNK]) {
+    for ((x, u), l) in xs.iter().zip(us.iter_mut()).zip(ls.iter_mut()) {
+        let x = load(&x.0);
+        let fin = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(_mm512_abs_pd(x), splat(f64::INFINITY));
+        let v = _mm512_maskz_sub_pd(fin, x, c.centre);
+        u.0 = store(v);
+        l.0 = store(ln_pos(_mm512_abs_pd(v)));
+    }
+}
+
+/// Folds a chunk of a group's rows `xs`, centred and logged by [`centre_chunk`], into the
+/// running sums, which stay in registers over the chunk; the first `in_blocks` rows belong to
+/// complete time blocks. Adds each row's centred values to its `row_sums`.
+#[inline(never)]
+#[target_feature(enable = "avx512f,avx512dq")]
+fn fold_chunk(
+    sums: &mut Sums,
+    c: &Consts,
+    xs: &[Row],
+    (us, ls): (&[Row; CHUNK], &[Row; CHUNK]),
+    in_blocks: usize,
+    row_sums: &mut [LaneSum],
+    width: usize,
+) {
+    let mut s = *sums;
+    for (r, (x, row_sum)) in xs.iter().zip(row_sums).enumerate() {
+        let u = load(&us[r].0);
+        s.push(c, load(&x.0), u, load(&ls[r].0), r < in_blocks);
+        row_sum.add(u, width);
+    }
+    *sums = s;
+}
