@@ -21,11 +21,12 @@ pub fn kurt(m2: f64, m4: f64) -> f64 {
 }
 
 /// Survival function of χ² with 2 degrees of freedom, Q(1, x/2) = exp(-x/2), with the
-/// underflow cut of scipy's `chi2.sf` (cephes `igamc`: 0 once a·ln y - y < -MAXLOG).
+/// underflow cut of scipy's `chi2.sf` (cephes `igamc`: 0 once a·ln y - y < -MAXLOG, which no
+/// y ≤ 700 reaches, so the logarithm is taken only above; and 1 at x = 0).
 pub fn chi2_2_sf(x: f64) -> f64 {
     const MAXLOG: f64 = 7.097_827_128_933_84e2;
     let y = x / 2.0;
-    if y.ln() - y < -MAXLOG {
+    if y > 700.0 && y.ln() - y < -MAXLOG {
         0.0
     } else {
         (-y).exp()
@@ -38,51 +39,107 @@ pub fn jarque_bera(n: f64, g1: f64, g2: f64) -> (f64, f64) {
     (jb, chi2_2_sf(jb))
 }
 
-/// D'Agostino's skewness z-score (D'Agostino, Belanger & D'Agostino 1990), as scipy
-/// `skewtest`, including its `y == 0 → 1` quirk.
+/// The terms of D'Agostino's skewness test and Anscombe & Glynn's kurtosis test that depend on
+/// the sample size n alone (scipy `skewtest`, `kurtosistest`), computed once for the n most
+/// coordinates share rather than once per coordinate.
+#[derive(Clone, Copy, Debug)]
+pub struct NormalTerms {
+    n: f64,
+    /// skewtest: y = g1 · `skew_scale`; z = `delta` · asinh-like log of y / `alpha`.
+    skew_scale: f64,
+    delta: f64,
+    alpha: f64,
+    /// kurtosistest: mean `e` and standard deviation `sd_b2` of b2, Anscombe & Glynn's A and
+    /// the pieces of their z built from it.
+    e: f64,
+    sd_b2: f64,
+    a: f64,
+    term1: f64,
+    x_scale: f64,
+    z_scale: f64,
+}
+
+impl NormalTerms {
+    pub fn new(n: f64) -> Self {
+        let skew_scale = ((n + 1.0) * (n + 3.0) / (6.0 * (n - 2.0))).sqrt();
+        let beta2 = 3.0 * (n * n + 27.0 * n - 70.0) * (n + 1.0) * (n + 3.0)
+            / ((n - 2.0) * (n + 5.0) * (n + 7.0) * (n + 9.0));
+        let w2 = -1.0 + (2.0 * (beta2 - 1.0)).sqrt();
+        let e = 3.0 * (n - 1.0) / (n + 1.0);
+        let varb2 =
+            24.0 * n * (n - 2.0) * (n - 3.0) / ((n + 1.0) * (n + 1.0) * (n + 3.0) * (n + 5.0));
+        let sqrtbeta1 = 6.0 * (n * n - 5.0 * n + 2.0) / ((n + 7.0) * (n + 9.0))
+            * (6.0 * (n + 3.0) * (n + 5.0) / (n * (n - 2.0) * (n - 3.0))).sqrt();
+        let a = 6.0
+            + 8.0 / sqrtbeta1 * (2.0 / sqrtbeta1 + (1.0 + 4.0 / (sqrtbeta1 * sqrtbeta1)).sqrt());
+        NormalTerms {
+            n,
+            skew_scale,
+            delta: 1.0 / (0.5 * w2.ln()).sqrt(),
+            alpha: (2.0 / (w2 - 1.0)).sqrt(),
+            e,
+            sd_b2: varb2.sqrt(),
+            a,
+            term1: 1.0 - 2.0 / (9.0 * a),
+            x_scale: (2.0 / (a - 4.0)).sqrt(),
+            z_scale: (2.0 / (9.0 * a)).sqrt(),
+        }
+    }
+
+    pub fn n(&self) -> f64 {
+        self.n
+    }
+
+    /// D'Agostino's skewness z-score (D'Agostino, Belanger & D'Agostino 1990), as scipy
+    /// `skewtest`, including its `y == 0 → 1` quirk.
+    pub fn skewtest_z(&self, g1: f64) -> f64 {
+        let mut y = g1 * self.skew_scale;
+        if y == 0.0 {
+            y = 1.0;
+        }
+        let alpha = self.alpha;
+        self.delta * (y / alpha + ((y / alpha).powi(2) + 1.0).sqrt()).ln()
+    }
+
+    /// Anscombe & Glynn's kurtosis z-score (1983), as scipy `kurtosistest`; `b2` is
+    /// Pearson's kurtosis m4/m2².
+    pub fn kurtosistest_z(&self, b2: f64) -> f64 {
+        let x = (b2 - self.e) / self.sd_b2;
+        let denom = 1.0 + x * self.x_scale;
+        let term2 = if denom == 0.0 {
+            f64::NAN
+        } else {
+            denom.signum() * ((1.0 - 2.0 / self.a) / denom.abs()).powf(1.0 / 3.0)
+        };
+        (self.term1 - term2) / self.z_scale
+    }
+
+    /// D'Agostino–Pearson K² = Z_s² + Z_k² and its χ²₂ p-value (scipy `normaltest`); NaN for
+    /// n < 8, where the skewness test is undefined.
+    pub fn normaltest(&self, g1: f64, g2: f64) -> (f64, f64) {
+        if self.n < 8.0 {
+            return (f64::NAN, f64::NAN);
+        }
+        let zs = self.skewtest_z(g1);
+        let zk = self.kurtosistest_z(g2 + 3.0);
+        let k2 = zs * zs + zk * zk;
+        (k2, chi2_2_sf(k2))
+    }
+}
+
+/// [`NormalTerms::skewtest_z`] for a sample of n.
 pub fn skewtest_z(n: f64, g1: f64) -> f64 {
-    let mut y = g1 * ((n + 1.0) * (n + 3.0) / (6.0 * (n - 2.0))).sqrt();
-    let beta2 = 3.0 * (n * n + 27.0 * n - 70.0) * (n + 1.0) * (n + 3.0)
-        / ((n - 2.0) * (n + 5.0) * (n + 7.0) * (n + 9.0));
-    let w2 = -1.0 + (2.0 * (beta2 - 1.0)).sqrt();
-    let delta = 1.0 / (0.5 * w2.ln()).sqrt();
-    let alpha = (2.0 / (w2 - 1.0)).sqrt();
-    if y == 0.0 {
-        y = 1.0;
-    }
-    delta * (y / alpha + ((y / alpha).powi(2) + 1.0).sqrt()).ln()
+    NormalTerms::new(n).skewtest_z(g1)
 }
 
-/// Anscombe & Glynn's kurtosis z-score (1983), as scipy `kurtosistest`; `b2` is Pearson's
-/// kurtosis m4/m2².
+/// [`NormalTerms::kurtosistest_z`] for a sample of n.
 pub fn kurtosistest_z(n: f64, b2: f64) -> f64 {
-    let e = 3.0 * (n - 1.0) / (n + 1.0);
-    let varb2 = 24.0 * n * (n - 2.0) * (n - 3.0) / ((n + 1.0) * (n + 1.0) * (n + 3.0) * (n + 5.0));
-    let x = (b2 - e) / varb2.sqrt();
-    let sqrtbeta1 = 6.0 * (n * n - 5.0 * n + 2.0) / ((n + 7.0) * (n + 9.0))
-        * (6.0 * (n + 3.0) * (n + 5.0) / (n * (n - 2.0) * (n - 3.0))).sqrt();
-    let a =
-        6.0 + 8.0 / sqrtbeta1 * (2.0 / sqrtbeta1 + (1.0 + 4.0 / (sqrtbeta1 * sqrtbeta1)).sqrt());
-    let term1 = 1.0 - 2.0 / (9.0 * a);
-    let denom = 1.0 + x * (2.0 / (a - 4.0)).sqrt();
-    let term2 = if denom == 0.0 {
-        f64::NAN
-    } else {
-        denom.signum() * ((1.0 - 2.0 / a) / denom.abs()).powf(1.0 / 3.0)
-    };
-    (term1 - term2) / (2.0 / (9.0 * a)).sqrt()
+    NormalTerms::new(n).kurtosistest_z(b2)
 }
 
-/// D'Agostino–Pearson K² = Z_s² + Z_k² and its χ²₂ p-value (scipy `normaltest`); NaN for
-/// n < 8, where the skewness test is undefined.
+/// [`NormalTerms::normaltest`] for a sample of n.
 pub fn normaltest(n: f64, g1: f64, g2: f64) -> (f64, f64) {
-    if n < 8.0 {
-        return (f64::NAN, f64::NAN);
-    }
-    let zs = skewtest_z(n, g1);
-    let zk = kurtosistest_z(n, g2 + 3.0);
-    let k2 = zs * zs + zk * zk;
-    (k2, chi2_2_sf(k2))
+    NormalTerms::new(n).normaltest(g1, g2)
 }
 
 #[cfg(test)]
@@ -130,6 +187,16 @@ mod tests {
         let m3 = xs.iter().map(|x| (x - mean).powi(3)).sum::<f64>() / n;
         // g1 = 0 here, so this exercises scipy's y == 0 → 1 quirk.
         assert!(rel(skewtest_z(n, skew(m2, m3)), 1.0108048609177787) < 1e-9);
+    }
+
+    /// scipy: chi2.sf(0, 2) = 1, chi2.sf(10, 2) = exp(-5); the underflow cut of cephes
+    /// `igamc` gives 0 from x/2 ≈ 716.6 on, where exp(-x/2) is still a subnormal.
+    #[test]
+    fn chi2_sf_ends() {
+        assert_eq!(chi2_2_sf(0.0), 1.0);
+        assert_eq!(chi2_2_sf(10.0), (-5.0f64).exp());
+        assert!(chi2_2_sf(1432.0) > 0.0);
+        assert_eq!(chi2_2_sf(1434.0), 0.0);
     }
 
     #[test]

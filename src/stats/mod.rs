@@ -104,10 +104,12 @@ pub fn pass1_kind(m: &MeanAcc) -> CoordKind {
     }
 }
 
+/// `terms`: the normality tests' sample-size terms for the n most coordinates share.
 fn finish_coord(
     mean: &MeanAcc,
     shift: f64,
     acc: &crate::engine::accum::CoordAcc,
+    terms: &gauss::NormalTerms,
 ) -> (Coord, CoordKind) {
     let m = &acc.moments;
     let n = m.n as f64;
@@ -139,7 +141,11 @@ fn finish_coord(
         let g1 = gauss::skew(m2, m3);
         let g2 = gauss::kurt(m2, m4);
         let (jb, jb_p) = gauss::jarque_bera(n, g1, g2);
-        let (k2, k2_p) = gauss::normaltest(n, g1, g2);
+        let (k2, k2_p) = if n == terms.n() {
+            terms.normaltest(g1, g2)
+        } else {
+            gauss::normaltest(n, g1, g2)
+        };
         let t: &TailAcc = &acc.tails;
         let (a_logm, c_logm, _) = tail::log_moment(t.nz, t.sl, t.sl2);
         let a_block = tail::block_alpha(t);
@@ -263,12 +269,15 @@ pub fn finish_tensor(
     // coordinate order, so results do not depend on the threads.
     const CHUNK: usize = 1 << 14;
     let mut done = Vec::with_capacity(CHUNK.min(p));
+    // Every finite sample counted: the n of all coordinates but those with non-finite ones.
+    let n_most = acc.coords.iter().map(|c| c.moments.n).max().unwrap_or(0);
+    let terms = gauss::NormalTerms::new(n_most as f64);
     for c0 in (0..p).step_by(CHUNK) {
         let chunk = c0..(c0 + CHUNK).min(p);
         chunk
             .clone()
             .into_par_iter()
-            .map(|j| finish_coord(&means[j], shift[j], &acc.coords[j]))
+            .map(|j| finish_coord(&means[j], shift[j], &acc.coords[j], &terms))
             .collect_into_vec(&mut done);
         for (j, (c, kind)) in chunk.zip(done.drain(..)) {
             let t = &acc.coords[j].tails;
