@@ -237,6 +237,8 @@ pub fn run(
             };
             let mut state = PieceState::empty(plan, piece.clone(), opts);
             let len = piece.cols.len();
+            // Pass 1's accumulators where this piece gets both passes from one read.
+            let one_read_mean = std::mem::take(&mut state.mean);
             let mut centre = match &plan.centre_file {
                 Some(c) => {
                     let at = plan.bases[t] + c0;
@@ -331,7 +333,7 @@ pub fn run(
                 // One read: each block of whole columns gets pass 1, the whole-column step,
                 // then pass 2.
                 None => {
-                    let mut mean = vec![MeanAcc::default(); len];
+                    let mut mean = one_read_mean;
                     let mut shift = vec![0.0; len];
                     let mut spread = vec![0.0; len];
                     let mut pool_mask = vec![false; len];
