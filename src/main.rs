@@ -2,7 +2,11 @@
 //! (`serve`, the HTTP job service, is its own module: the only part with an async runtime).
 
 mod cli;
+mod mem;
 mod serve;
+
+#[global_allocator]
+static ALLOC: mem::HugePages = mem::HugePages;
 
 fn main() -> std::process::ExitCode {
     // A write past the file-size limit (`ulimit -f`) then fails with an error we report and

@@ -259,7 +259,9 @@ pub fn finish_tensor(
 ) -> (TensorSummary, CoordTable) {
     let p = means.len();
     let width = Stat::maps(fits.is_some(), false).len();
-    let mut columns = vec![Vec::with_capacity(p); width];
+    // Each column reserved whole up front (`vec![Vec::with_capacity(p); n]` would clone an
+    // empty vector, which keeps no capacity, and grow it by copies).
+    let mut columns: Vec<Vec<f64>> = (0..width).map(|_| Vec::with_capacity(p)).collect();
     let (mut constant_coords, mut few_finite) = (0, 0);
     let mut clamped = 0;
     let mut pooled = BlockSums::default();
