@@ -65,7 +65,7 @@ impl MeanAcc {
 }
 
 /// Kernel `coord_stats`, moments: power sums of `d = x - shift` over finite samples.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Zeroable)]
 pub struct MomentAcc {
     pub n: u64,
     pub s1: f64,
@@ -101,7 +101,7 @@ impl MomentAcc {
 /// m_b ≥ 2 and Y_b ≠ 0; ln|u| runs over the nonzero u inside complete blocks. Then
 /// 1/α = (ly/ny - lx/nx) / (lm/ny), and with no zeros lm/ny = ln K1, the paper's estimator.
 /// A block holding a non-finite sample is left out whole and counted in `bad_blocks`.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Zeroable)]
 pub struct TailAcc {
     pub zeros: u64,
     pub nz: u64,
@@ -186,7 +186,7 @@ impl BlockSums {
 }
 
 /// Per-coordinate state of pass 2.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Zeroable)]
 pub struct CoordAcc {
     pub moments: MomentAcc,
     pub tails: TailAcc,
