@@ -139,13 +139,20 @@ pub fn quantiles(values: &[f64], qs: &[f64]) -> Vec<f64> {
     if v.is_empty() {
         return vec![f64::NAN; qs.len()];
     }
-    super::sort::sort_total(&mut v);
+    let last = v.len() - 1;
+    let at = |q: f64| {
+        let h = last as f64 * q;
+        let lo = h.floor() as usize;
+        (h, lo, (lo + 1).min(last))
+    };
+    let picks: Vec<usize> = qs.iter().flat_map(|&q| [at(q).1, at(q).2]).collect();
+    let x = super::sort::select_total(&mut v, &picks);
     qs.iter()
-        .map(|q| {
-            let h = (v.len() - 1) as f64 * q;
-            let lo = h.floor() as usize;
-            let hi = (lo + 1).min(v.len() - 1);
-            v[lo] + (h - lo as f64) * (v[hi] - v[lo])
+        .enumerate()
+        .map(|(i, &q)| {
+            let (h, lo, _) = at(q);
+            let (vlo, vhi) = (x[2 * i], x[2 * i + 1]);
+            vlo + (h - lo as f64) * (vhi - vlo)
         })
         .collect()
 }
