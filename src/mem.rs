@@ -2,7 +2,7 @@
 //! 2 MiB pages. Many Linux systems give transparent huge pages only to memory that asks for
 //! them (`madvise` mode). Without them a 64 MiB block buffer takes 16 384 page faults on first
 //! touch, each zeroing a page and taking the kernel's page-list locks: on 10⁶ coordinates ×
-//! 256 samples, 150 000 faults and a fifth of the run's CPU time, most of it on the thread
+//! 256 samples, 150 000 faults and a tenth of the run's CPU time, most of it on the thread
 //! that reads and finishes. With them, 32 faults per 64 MiB.
 
 use std::alloc::{GlobalAlloc, Layout, System};
