@@ -54,6 +54,14 @@ pub fn ln_abs_row(u: &[f64], out: &mut [f64]) {
     }
 }
 
+/// `v[j] = ln |v[j]|` wherever v[j] is finite and nonzero.
+#[inline(always)]
+pub fn ln_abs_in_place(v: &mut [f64]) {
+    for x in v.iter_mut() {
+        *x = ln_pos(x.abs());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

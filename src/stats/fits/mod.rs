@@ -147,18 +147,22 @@ pub fn median(values: &[f64], scratch: &mut Vec<f64>) -> f64 {
 }
 
 /// Fits one coordinate from its K centred samples in sampling order. `scratch` holds the sorted
-/// copy and is reused across coordinates, so a column costs one sort and no allocation once
-/// `scratch` has grown to K. Fewer than 2 samples, a non-finite sample or a constant column give
+/// copy and four columns of per-point values, and is reused across coordinates, so a column
+/// costs one sort and no allocation once `scratch` has grown to 5K. Fewer than 2 samples, a non-finite sample or a constant column give
 /// NaN in every field.
 pub fn fit_column(values: &[f64], scratch: &mut Vec<f64>) -> Fits {
     let n = values.len();
     if n < 2 || values.iter().any(|v| !v.is_finite()) {
         return Fits::NAN;
     }
-    scratch.clear();
-    scratch.extend_from_slice(values);
-    super::sort::sort_total(scratch);
-    let sorted = &scratch[..];
+    // The sorted copy, then the points in each law's units and the laws at them.
+    if scratch.len() < 5 * n {
+        scratch.resize(5 * n, 0.0);
+    }
+    let (sorted, rest) = scratch[..5 * n].split_at_mut(n);
+    sorted.copy_from_slice(values);
+    super::sort::sort_total(sorted);
+    let sorted = &*sorted;
     if sorted[0] == sorted[n - 1] {
         return Fits::NAN;
     }
@@ -170,12 +174,31 @@ pub fn fit_column(values: &[f64], scratch: &mut Vec<f64>) -> Fits {
     let mut ad = AndersonDarling::new(n);
     let mut ks_gauss = KsDistance::new(n);
     let mut ks_stable = KsDistance::new(n);
-    for (i, &x) in sorted.iter().enumerate() {
-        let at = NormalAt::new((x - mean) / sd);
+    // Both laws at every point, a column at a time (`NormalAt::many`, `StableCdf::cdf_many`),
+    // so their logarithms run in vector passes.
+    let (w, rest) = rest.split_at_mut(n);
+    let (cdf, rest) = rest.split_at_mut(n);
+    let (ln_cdf, ln_sf) = rest.split_at_mut(n);
+    for (w, &x) in w.iter_mut().zip(sorted) {
+        *w = (x - mean) / sd;
+    }
+    NormalAt::many(w, cdf, ln_cdf, ln_sf);
+    for i in 0..n {
+        let at = NormalAt {
+            cdf: cdf[i],
+            ln_cdf: ln_cdf[i],
+            ln_sf: ln_sf[i],
+        };
         ad.push(i, &at);
         ks_gauss.push(i, at.cdf);
-        if let Some(law) = &stable {
-            ks_stable.push(i, law.cdf((x - mc.zeta) / mc.scale));
+    }
+    if let Some(law) = &stable {
+        for (z, &x) in w.iter_mut().zip(sorted) {
+            *z = (x - mc.zeta) / mc.scale;
+        }
+        law.cdf_many(w, cdf);
+        for (i, &f) in cdf.iter().enumerate() {
+            ks_stable.push(i, f);
         }
     }
     let ad = ad.value();

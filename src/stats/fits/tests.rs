@@ -81,6 +81,58 @@ fn normal_tails_match_scipy() {
     }
 }
 
+/// The column form of Φ (vector logarithms, log1p's correction) against the point form (glibc's
+/// `log` and `log1p`): within a few ulps of each value, on both sides of the series switch.
+#[test]
+fn normal_columns_match_points() {
+    let w: Vec<f64> = (-4000..=4000)
+        .map(|i| i as f64 * 0.011)
+        .chain([0.0, -0.0, 1e-300, -1e-12, 3e-9, 28.2, 28.4, -40.0, 60.0])
+        .collect();
+    let n = w.len();
+    let (mut cdf, mut ln_cdf, mut ln_sf) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+    normality::NormalAt::many(&w, &mut cdf, &mut ln_cdf, &mut ln_sf);
+    let near = |a: f64, b: f64| a == b || (a - b).abs() <= 4.0 * f64::EPSILON * b.abs();
+    for (i, &w) in w.iter().enumerate() {
+        let at = normality::NormalAt::new(w);
+        assert_eq!(cdf[i], at.cdf, "cdf at {w}");
+        assert!(
+            near(ln_cdf[i], at.ln_cdf),
+            "ln_cdf at {w}: {} vs {}",
+            ln_cdf[i],
+            at.ln_cdf
+        );
+        assert!(
+            near(ln_sf[i], at.ln_sf),
+            "ln_sf at {w}: {} vs {}",
+            ln_sf[i],
+            at.ln_sf
+        );
+    }
+}
+
+/// The stable CDF over a column against point by point: the grid coordinate's logarithm moves
+/// by an ulp at most, the CDF by far less than the grid's own error (1e-5).
+#[test]
+fn stable_cdf_columns_match_points() {
+    let z: Vec<f64> = (-3000..=3000)
+        .map(|i| (i as f64 * 0.01).powi(3))
+        .chain([0.0, 1e9, -1e9, 1e12])
+        .collect();
+    let mut out = vec![0.0; z.len()];
+    for (alpha, beta) in [(1.7, 0.0), (1.2, 0.5), (0.8, -0.9), (2.0, 0.3), (1.0, 0.2)] {
+        let law = stable_cdf::StableCdf::new(alpha, beta);
+        law.cdf_many(&z, &mut out);
+        for (&z, &got) in z.iter().zip(&out) {
+            let want = law.cdf(z);
+            assert!(
+                (got - want).abs() <= 1e-13,
+                "{alpha} {beta} at {z}: {got} vs {want}"
+            );
+        }
+    }
+}
+
 #[test]
 fn x20_matches_scipy() {
     // scipy 1.17 `_fitstart_S1`, `anderson`, `kstest` (norm and levy_stable at the fit);
