@@ -265,7 +265,8 @@ fn mean_rows_wide(view: BlockView<'_>, cols: Range<usize>) -> StripMeans {
 /// Compiles `$body` three times on x86-64, for AVX-512 and for AVX2 (chosen at run time, the
 /// widest the processor has) and for the baseline, so the vectorised row loops use 512- or
 /// 256-bit registers without requiring them. Results are identical: no FMA contraction is
-/// enabled, and the loops' sums are ordered by the code, not by the vector width.
+/// enabled (the f32 logarithm's explicit `mul_add`s are fused on every path), and the loops'
+/// sums are ordered by the code, not by the vector width.
 macro_rules! multiversion {
     ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? => $body:ident) => {
         $(#[$doc])*
@@ -276,7 +277,7 @@ macro_rules! multiversion {
                 unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
                     $body($($arg),*)
                 }
-                #[target_feature(enable = "avx2")]
+                #[target_feature(enable = "avx2,fma")]
                 unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
                     $body($($arg),*)
                 }
@@ -287,8 +288,8 @@ macro_rules! multiversion {
                     // SAFETY: the processor supports these AVX-512 subsets, checked just above.
                     return unsafe { avx512($($arg),*) };
                 }
-                if std::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the processor supports AVX2, checked just above.
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    // SAFETY: the processor supports AVX2 and FMA, checked just above.
                     return unsafe { avx2($($arg),*) };
                 }
             }

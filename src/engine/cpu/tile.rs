@@ -4,7 +4,7 @@ use std::ops::Range;
 
 use super::FlatPartial;
 use crate::engine::accum::{BlockSums, CoordAcc, FlatSpec, MomentAcc, TailAcc};
-use crate::engine::ln::ln_abs_row;
+use crate::engine::ln::{ln_abs_entries, ln_abs_row};
 use crate::engine::StatsJob;
 use crate::input::{Block, BlockData};
 use crate::stats::tail::FLAT_EPS;
@@ -93,8 +93,8 @@ impl Tile {
                 0.0
             };
         }
-        ln_abs_row(u, l);
-        // A log that does not count is multiplied by 0.0 rather than selected away: `ln_pos`
+        ln_abs_entries(u, l);
+        // A log that does not count is multiplied by 0.0 rather than selected away: the log
         // is finite for every input, so the product is ±0, which leaves a sum unchanged. A
         // select of 0.0 lets the compiler turn the update into masked loads and stores, which
         // cannot take store-to-load forwarding on AMD's Zen 4 and stalled the loop (a third of
@@ -455,6 +455,7 @@ mod tests {
         };
         let n = rows.len() * width;
         let big = if f64_data { f64::MAX } else { f32::MAX as f64 };
+        let tiny = if f64_data { 1e-300 } else { 1e-30 };
         let values: Vec<f64> = (0..n)
             .map(|i| {
                 let (r, c) = (i / width, i % width);
@@ -470,6 +471,9 @@ mod tests {
                     // overflow in f64 data.
                     5 => 0.5 + (uniform() - 0.5) * 1e-6,
                     6 => big * if uniform() < 0.3 { -0.9 } else { 0.9 },
+                    // Below f32's normal range in f64 data (centred on 0): the f32 logarithm
+                    // hands these to the f64 one.
+                    7 => tiny * (uniform() + 0.5),
                     _ => (uniform() - 0.5) / (uniform() + 1e-3),
                 }
             })
@@ -485,6 +489,8 @@ mod tests {
             shift[j] = (uniform() - 0.5) * 2.0;
             centre[j] = if j % 11 == 5 {
                 0.5
+            } else if j % 11 == 7 {
+                0.0
             } else {
                 shift[j] * uniform()
             };

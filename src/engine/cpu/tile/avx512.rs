@@ -526,18 +526,86 @@ fn group_consts(job: &TileJob<'_>, cols: Range<usize>) -> Consts {
     }
 }
 
-/// Centres a chunk of a group's rows `xs` into `us` and takes the logs, `ls`. Its own
-/// function, so that the registers the logarithm needs are not taken from the running sums
-/// of [`fold_chunk`].
+/// Centres a chunk of a group's rows `xs` into `us` and takes the logs, `ls`, two rows at a
+/// time in the sixteen f32 lanes of [`ln_entries`]. Its own function, so that the registers
+/// the logarithm needs are not taken from the running sums of [`fold_chunk`].
 #[inline(never)]
 #[target_feature(enable = "avx512f,avx512dq")]
 fn centre_chunk(c: &Consts, xs: &[Row], us: &mut [Row; CHUNK], ls: &mut [Row; CHUNK]) {
-    for ((x, u), l) in xs.iter().zip(us.iter_mut()).zip(ls.iter_mut()) {
+    let centre = |x: &Row| {
         let x = load(&x.0);
         let fin = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(_mm512_abs_pd(x), splat(f64::INFINITY));
-        let v = _mm512_maskz_sub_pd(fin, x, c.centre);
-        u.0 = store(v);
-        l.0 = store(ln_pos(_mm512_abs_pd(v)));
+        _mm512_maskz_sub_pd(fin, x, c.centre)
+    };
+    for (i, pair) in xs.chunks(2).enumerate() {
+        let u0 = centre(&pair[0]);
+        // An odd last row is paired with itself.
+        let u1 = pair.get(1).map_or(u0, centre);
+        let (l0, l1) = ln_entries(u0, u1);
+        (us[2 * i].0, ls[2 * i].0) = (store(u0), store(l0));
+        if pair.len() == 2 {
+            (us[2 * i + 1].0, ls[2 * i + 1].0) = (store(u1), store(l1));
+        }
+    }
+}
+
+/// `ln::ln_abs_entries` of two rows, operation for operation: the mantissas' logs of both in
+/// one vector of sixteen f32 (`ln::ln_f32`), lanes an f32 cannot hold by `ln::ln_pos`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512dq")]
+fn ln_entries(u0: __m512d, u1: __m512d) -> (__m512d, __m512d) {
+    let (a0, a1) = (_mm512_abs_pd(u0), _mm512_abs_pd(u1));
+    let x = _mm512_insertf32x8::<1>(
+        _mm512_castps256_ps512(_mm512_cvtpd_ps(a0)),
+        _mm512_cvtpd_ps(a1),
+    );
+    let bits = _mm512_castps_si512(x);
+    let e = _mm512_sub_epi32(_mm512_srli_epi32::<23>(bits), _mm512_set1_epi32(127));
+    let m = _mm512_castsi512_ps(_mm512_or_si512(
+        _mm512_and_si512(bits, _mm512_set1_epi32(0x007f_ffff)),
+        _mm512_set1_epi32(0x3f80_0000),
+    ));
+    let big = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(m, _mm512_set1_ps(std::f32::consts::SQRT_2));
+    let m = _mm512_mask_mul_ps(m, big, m, _mm512_set1_ps(0.5));
+    let e = _mm512_mask_add_epi32(e, big, e, _mm512_set1_epi32(1));
+    let f = _mm512_sub_ps(m, _mm512_set1_ps(1.0));
+    let z = _mm512_mul_ps(f, f);
+    let mut p = _mm512_set1_ps(ln::LNF_P[0]);
+    for c in &ln::LNF_P[1..] {
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(*c));
+    }
+    let y = _mm512_fmsub_ps(
+        _mm512_mul_ps(f, z),
+        p,
+        _mm512_mul_ps(_mm512_set1_ps(0.5), z),
+    );
+    let r = _mm512_add_ps(f, y);
+    let ln2 = splat(std::f64::consts::LN_2);
+    let half = |e: __m256i, r: __m256| {
+        _mm512_add_pd(
+            _mm512_mul_pd(_mm512_cvtepi32_pd(e), ln2),
+            _mm512_cvtps_pd(r),
+        )
+    };
+    let l0 = half(_mm512_castsi512_si256(e), _mm512_castps512_ps256(r));
+    let l1 = half(
+        _mm512_extracti32x8_epi32::<1>(e),
+        _mm512_extractf32x8_ps::<1>(r),
+    );
+    // `ln::f32_log_takes`: zero, or a normal f32 once rounded.
+    let takes = |a: __m512d| {
+        (_mm512_cmp_pd_mask::<_CMP_GE_OQ>(a, splat(f32::MIN_POSITIVE as f64))
+            & _mm512_cmp_pd_mask::<_CMP_LE_OQ>(a, splat(f32::MAX as f64)))
+            | _mm512_cmp_pd_mask::<_CMP_EQ_OQ>(a, _mm512_setzero_pd())
+    };
+    let (k0, k1) = (takes(a0), takes(a1));
+    if k0 & k1 == 0xff {
+        (l0, l1)
+    } else {
+        (
+            _mm512_mask_blend_pd(k0, ln_pos(a0), l0),
+            _mm512_mask_blend_pd(k1, ln_pos(a1), l1),
+        )
     }
 }
 
