@@ -4,7 +4,7 @@
 //! The portable kernel keeps one array per sum and loads and stores all nineteen for every
 //! row; on AVX-512 those memory operations, not the arithmetic, set its pace. Here a group of
 //! eight columns is a register, and the operations are those of the portable kernel, lane by
-//! lane by lane and in the same order (no fused multiply-adds but the f32 logarithm's, which the
+//! lane and in the same order (no fused multiply-adds but the f32 logarithm's, which the
 //! portable kernel fuses too), so both kernels give the same bits.
 
 use std::arch::x86_64::*;
