@@ -390,17 +390,24 @@ fn prefetch(data: &BlockData, at: usize, len: usize) {
 /// [`prefetch`] of a slice of values.
 #[inline(always)]
 fn prefetch_slice<T>(data: &[T], at: usize, len: usize) {
+    prefetch_ptr(data.as_ptr().wrapping_add(at), len);
+}
+
+/// Asks for the `len` values from `ptr` to be brought into cache. The pointer need not point
+/// into anything: a prefetch reads nothing and never faults.
+#[inline(always)]
+pub(super) fn prefetch_ptr<T>(ptr: *const T, len: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let (ptr, size) = (data.as_ptr().cast::<i8>(), std::mem::size_of::<T>());
-        for line in (at * size..(at + len) * size).step_by(64) {
+        let (ptr, size) = (ptr.cast::<i8>(), std::mem::size_of::<T>());
+        for line in (0..len * size).step_by(64) {
             // SAFETY: SSE is part of x86-64; a prefetch reads nothing and never faults.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(ptr.wrapping_add(line)) };
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (data, at, len);
+    let _ = (ptr, len);
 }
 
 /// Σ v in eight interleaved partial sums, so the adds vectorise instead of waiting on one
