@@ -656,7 +656,9 @@ fn unit_larger_than_a_batch() {
     let Some(mut g) = common::gpu_or_skip(GpuOptions::default()) else {
         return;
     };
-    let (k, p) = (64, 70_000);
+    // Whole-column blocks aim below a batch, but hold 256 columns at least: a K this tall
+    // makes one block (and unit) of 256 columns above a batch.
+    let (k, p) = (17_000, 256);
     assert!(
         (k * p * 4) as u64 > BATCH_BYTES,
         "the test needs a unit above a batch"
