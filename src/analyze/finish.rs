@@ -9,7 +9,7 @@ use crate::engine::Backend;
 use crate::error::{Error, Result};
 use crate::input::TensorMeta;
 use crate::stats::structure::{Centre, Gram};
-use crate::stats::{self, tail, Stat};
+use crate::stats::{tail, Stat, TensorFinish};
 
 /// What finishing needs besides the accumulators: K, K1 and the rows in complete blocks.
 #[derive(Clone, Copy, Debug)]
@@ -87,27 +87,45 @@ impl<'a> Finisher<'a> {
                 meta.name, state.piece.cols
             )));
         }
-        let shift: Vec<f64> = state.mean.iter().map(shift_of).collect();
         let m_tensor = tail::largest_divisor_below_sqrt((shape.samples * p) as u64);
+        let finished = match state.finished {
+            // Finished block by block as the run read them.
+            Some(f) => f,
+            None => {
+                let shift: Vec<f64> = state.mean.iter().map(shift_of).collect();
+                // Every finite sample counted: the n of all coordinates but those with
+                // non-finite ones.
+                let n_most = state.acc.coords.iter().map(|c| c.moments.n).max();
+                let mut f = TensorFinish::new(p, n_most.unwrap_or(0), state.fits.is_some());
+                self.pool.install(|| {
+                    f.add(&state.mean, &shift, &state.acc.coords, state.fits.as_deref())
+                });
+                f
+            }
+        };
+        if finished.len() != p {
+            return Err(Error::Config(format!(
+                "internal: tensor {} finished {} coordinates of {p}",
+                meta.name,
+                finished.len()
+            )));
+        }
+        // |ḡ|² of the noise scale: the sample mean's, or the exact centre's.
+        let mean_sq: MeanSqNorm = match self.center {
+            Center::None => Err(NO_MEAN.into()),
+            Center::File(_) => Ok(state.centre_sq),
+            _ => Ok(finished.shift_sq),
+        };
         let (mut summary, mut coords) = self.pool.install(|| {
-            stats::finish_tensor(
+            finished.finish(
                 &meta.name,
                 &meta.shape,
-                &state.mean,
-                &shift,
                 &state.acc,
-                state.fits,
                 shape.k1,
                 shape.block_rows,
                 m_tensor,
             )
         });
-        // |ḡ|² of the noise scale: the sample mean's, or the exact centre's.
-        let mean_sq: MeanSqNorm = match self.center {
-            Center::None => Err(NO_MEAN.into()),
-            Center::File(_) => Ok(state.centre_sq),
-            _ => Ok(shift.iter().map(|c| c * c).sum()),
-        };
         if let Ok(g2) = &mean_sq {
             self.mean_sq += g2;
         }

@@ -219,6 +219,7 @@ pub fn analyze_with(
         opts,
         backend,
         &mut model,
+        true,
         &mut |state, engine| {
             let meta = sources[state.piece.tensor].meta();
             let mut result = finisher.tensor(meta, state, Some(engine))?;

@@ -19,7 +19,8 @@ use crate::error::{Error, Result};
 use crate::input::{Block, BlockData, TensorMeta, TensorSource};
 use crate::stats::fits::Fits;
 use crate::stats::structure::Centre;
-use crate::stats::tail;
+use crate::stats::{tail, TensorFinish};
+use bytemuck::Zeroable;
 
 /// Everything the finishing step needs of one piece: per coordinate its pass-1 and pass-2
 /// accumulators and fits, and the piece's share of its tensor's pooled sums (`acc.blocks`,
@@ -40,6 +41,10 @@ pub struct PieceState {
     pub powerlaw: Option<Vec<PowerLawCoord>>,
     /// Σ c² of the `--center` file's values over the piece (|ḡ|² of the noise scale).
     pub centre_sq: f64,
+    /// The piece's coordinates already finished, block by block as a run that finishes at
+    /// once read them (`mean` and `acc.coords` are then empty); `None` where the
+    /// accumulators are kept.
+    pub finished: Option<TensorFinish>,
 }
 
 impl PieceState {
@@ -50,7 +55,9 @@ impl PieceState {
         let m_tensor = tail::largest_divisor_below_sqrt(n_tensor);
         let len = piece.cols.len();
         PieceState {
-            mean: vec![MeanAcc::default(); len],
+            // Filled by the run: pass 1's accumulators, or left empty where the piece is
+            // finished block by block.
+            mean: Vec::new(),
             acc: TensorAcc {
                 // All-zero bits, so zeroed memory from the system: its pages are cleared as
                 // the engine's threads first add to them, not by this thread before any work
@@ -71,6 +78,7 @@ impl PieceState {
                 .powerlaw_coords
                 .then(|| vec![PowerLawCoord::NAN; len]),
             centre_sq: 0.0,
+            finished: None,
             piece,
         }
     }
@@ -78,6 +86,11 @@ impl PieceState {
     /// Appends the next piece of the same tensor: its coordinates follow this one's, its
     /// pooled sums are combined.
     pub fn append(&mut self, next: PieceState) -> Result<()> {
+        if self.finished.is_some() || next.finished.is_some() {
+            return Err(Error::Config(
+                "internal: a piece finished during its run cannot be appended to".into(),
+            ));
+        }
         if next.piece.tensor != self.piece.tensor || next.piece.cols.start != self.piece.cols.end {
             return Err(Error::Config(format!(
                 "internal: piece {:?} does not follow {:?}",
@@ -161,13 +174,17 @@ impl TensorSource for PieceSource<'_> {
 
 /// Runs the plan's pieces on `backend`, handing each finished piece to `each` in plan order
 /// (with the engine, for the power-law fits' xmin scans)
-/// and folding the whole input's flat state into `model`.
+/// and folding the whole input's flat state into `model`. With `finish`, the caller finishes
+/// each piece at once, so a whole tensor read in whole columns in one read is finished block
+/// by block ([`PieceState::finished`]): its per-coordinate accumulators live only as long as
+/// a block, and the finishing work overlaps the reading.
 pub fn run(
     plan: &Plan,
     sources: &[Box<dyn TensorSource + '_>],
     opts: &Options,
     backend: &mut dyn Backend,
     model: &mut FlatAcc,
+    finish: bool,
     each: &mut dyn FnMut(PieceState, &mut dyn Backend) -> Result<()>,
 ) -> Result<()> {
     let pb = Progress::new(plan.bytes(), opts.progress, opts.progress_json);
@@ -240,8 +257,12 @@ pub fn run(
             };
             let mut state = PieceState::empty(plan, piece.clone(), opts);
             let len = piece.cols.len();
-            // Pass 1's accumulators where this piece gets both passes from one read.
-            let one_read_mean = std::mem::take(&mut state.mean);
+            // A whole tensor read in one read of whole columns, for a caller that finishes it
+            // at once: finished block by block.
+            let early = finish && mean.is_none() && len == p;
+            if early {
+                state.acc.coords = Vec::new();
+            }
             let mut centre = match &plan.centre_file {
                 Some(c) => {
                     let at = plan.bases[t] + c0;
@@ -251,6 +272,7 @@ pub fn run(
             };
             let centre_is_mean = opts.center == Center::Mean;
             let (acc, fits) = (&mut state.acc, &mut state.fits);
+            let finished = &mut state.finished;
             let (sacc, pl) = (&mut state.structure, &mut state.powerlaw);
             let structure_err = |e: crate::stats::structure::StructureError| {
                 Error::unusable(&meta.path, Some(&meta.name), e.to_string())
@@ -262,6 +284,7 @@ pub fn run(
                                      pool_mask: &[bool],
                                      shift: &[f64],
                                      centre: &mut Vec<f64>,
+                                     fits: &mut Option<Vec<Fits>>,
                                      backend: &mut dyn Backend|
              -> Result<()> {
                 if fit_step {
@@ -317,7 +340,9 @@ pub fn run(
                         stream(s, &cols, &pb, |blocks| {
                             for block in blocks {
                                 let block = &block?;
-                                whole_columns(block, &pool_mask, &shift, &mut centre, backend)?;
+                                whole_columns(
+                                    block, &pool_mask, &shift, &mut centre, fits, backend,
+                                )?;
                             }
                             Ok(())
                         })?;
@@ -334,37 +359,64 @@ pub fn run(
                     mean
                 }
                 // One read: each block of whole columns gets pass 1, the whole-column step,
-                // then pass 2.
+                // then pass 2 (and, early, its coordinates' finish).
                 None => {
-                    let mut mean = one_read_mean;
+                    let mut mean = if early {
+                        Vec::new()
+                    } else {
+                        vec![MeanAcc::default(); len]
+                    };
                     let mut shift = vec![0.0; len];
                     let mut spread = vec![0.0; len];
                     let mut pool_mask = vec![false; len];
+                    let mut finish = early.then(|| {
+                        TensorFinish::new(len, plan.samples as u64, opts.fits)
+                    });
                     stream(s, &blocks[i], &pb, |blocks| {
                         for block in blocks {
                             let block = block?;
                             let cols = block.cols.clone();
-                            backend
-                                .coord_mean(&mut std::iter::once(Ok(block.share())), &mut mean)?;
-                            check_magnitudes(backend, meta, &mean[cols.clone()])?;
+                            // Early, the engine sees the block as a tensor of its own columns,
+                            // so its accumulators are the block's size.
+                            let mut local = block.share();
+                            let at = if early {
+                                local.cols = 0..cols.len();
+                                mean.clear();
+                                mean.resize(cols.len(), MeanAcc::default());
+                                acc.coords.clear();
+                                acc.coords.resize(cols.len(), Zeroable::zeroed());
+                                cols.start
+                            } else {
+                                0
+                            };
+                            backend.coord_mean(&mut std::iter::once(Ok(local.share())), &mut mean)?;
+                            check_magnitudes(backend, meta, &mean[local.cols.clone()])?;
                             for j in cols.clone() {
-                                shift[j] = shift_of(&mean[j]);
-                                spread[j] = spread_of(&mean[j], shift[j]);
-                                pool_mask[j] = pooled(&mean[j]);
+                                let m = &mean[j - at];
+                                shift[j] = shift_of(m);
+                                spread[j] = spread_of(m, shift[j]);
+                                pool_mask[j] = pooled(m);
                                 if centre_is_mean {
                                     centre[j] = shift[j];
                                 }
                             }
-                            whole_columns(&block, &pool_mask, &shift, &mut centre, backend)?;
-                            backend.coord_stats(
-                                &job.with(&shift, &spread, &centre, &pool_mask),
-                                &mut std::iter::once(Ok(block)),
-                                acc,
-                                model,
-                            )?;
+                            whole_columns(&block, &pool_mask, &shift, &mut centre, fits, backend)?;
+                            let c = at..;
+                            let mut job = job.with(&shift[c.clone()], &spread[c.clone()], &centre[c.clone()], &pool_mask[c]);
+                            job.flat_tensor.base += at as u64;
+                            job.flat_model.base += at as u64;
+                            backend.coord_stats(&job, &mut std::iter::once(Ok(local)), acc, model)?;
+                            if let Some(finish) = finish.as_mut() {
+                                let fits = fits.as_deref().map(|f| &f[cols.clone()]);
+                                pool.install(|| finish.add(&mean, &shift[cols.clone()], &acc.coords, fits));
+                            }
                         }
                         Ok(())
                     })?;
+                    if early {
+                        acc.coords = Vec::new();
+                        *finished = finish;
+                    }
                     mean
                 }
             };

@@ -168,7 +168,7 @@ pub fn shard(
         model.blocks.len(),
     )?;
     let (mut pieces, mut coords) = (0, 0);
-    run(&plan, sources, opts, backend, &mut model, &mut |s, _| {
+    run(&plan, sources, opts, backend, &mut model, false, &mut |s, _| {
         pieces += 1;
         coords += s.piece.cols.len();
         writer.piece(&s)

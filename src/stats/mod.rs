@@ -17,7 +17,7 @@ use serde::Serialize;
 
 pub use stat::{Stat, StatKey, COORD_STATS};
 
-use crate::engine::accum::{BlockSums, MeanAcc, TailAcc};
+use crate::engine::accum::{BlockSums, CoordAcc, MeanAcc, TailAcc};
 use crate::engine::TensorAcc;
 use fits::{Fits, FitsSummary};
 
@@ -242,135 +242,202 @@ pub fn z95() -> f64 {
     Normal::standard().inverse_cdf(0.975)
 }
 
-/// Finishes one tensor: the per-coordinate table and the pooled summary. `fits`, when the
-/// fits were computed, holds one entry per coordinate; those of coordinates that are not
-/// [`CoordKind::Usable`] are set to NaN here.
-#[allow(clippy::too_many_arguments)] // one call site; the arguments are the tensor's parts
-pub fn finish_tensor(
-    name: &str,
-    shape: &[usize],
-    means: &[MeanAcc],
-    shift: &[f64],
-    acc: &TensorAcc,
-    mut fits: Option<Vec<Fits>>,
-    k1: usize,
-    block_rows: usize,
-    simsekli_m: u64,
-) -> (TensorSummary, CoordTable) {
-    let p = means.len();
-    let width = Stat::maps(fits.is_some(), false).len();
-    // Each column reserved whole up front (`vec![Vec::with_capacity(p); n]` would clone an
-    // empty vector, which keeps no capacity, and grow it by copies).
-    let mut columns: Vec<Vec<f64>> = (0..width).map(|_| Vec::with_capacity(p)).collect();
-    let (mut constant_coords, mut few_finite) = (0, 0);
-    let mut clamped = 0;
-    let mut pooled = BlockSums::default();
-    let (mut zeros, mut bad_blocks, mut nonfinite) = (0, 0, 0);
-    // The per-coordinate statistics (normaltest, the estimators' logs and powers) on the
-    // current rayon pool, a chunk at a time so the buffer stays small; the folds below run in
-    // coordinate order, so results do not depend on the threads.
-    const CHUNK: usize = 1 << 14;
-    let mut done = Vec::with_capacity(CHUNK.min(p));
-    // Every finite sample counted: the n of all coordinates but those with non-finite ones.
-    let n_most = acc.coords.iter().map(|c| c.moments.n).max().unwrap_or(0);
-    let terms = gauss::NormalTerms::new(n_most as f64);
-    for c0 in (0..p).step_by(CHUNK) {
-        let chunk = c0..(c0 + CHUNK).min(p);
-        chunk
-            .clone()
-            .into_par_iter()
-            .map(|j| finish_coord(&means[j], shift[j], &acc.coords[j], &terms))
-            .collect_into_vec(&mut done);
-        for (j, (c, kind)) in chunk.zip(done.drain(..)) {
-            let t = &acc.coords[j].tails;
-            match kind {
-                CoordKind::Constant => constant_coords += 1,
-                CoordKind::FewFinite => few_finite += 1,
-                CoordKind::Usable => {
-                    if t.nz >= 2 && tail::log_moment(t.nz, t.sl, t.sl2).2 {
-                        clamped += 1;
+/// Finishes one tensor's coordinates in coordinate order, a range at a time, into the
+/// per-coordinate table and what the pooled summary needs of them, so a run that reads whole
+/// columns finishes each block's coordinates as soon as it has them and keeps no accumulator
+/// for the rest of the tensor. [`TensorFinish::finish`] then gives the table and the summary,
+/// the same bits however the coordinates were cut into ranges.
+#[derive(Clone, Debug)]
+pub struct TensorFinish {
+    columns: Vec<Vec<f64>>,
+    /// The normality tests' sample-size terms for the n most coordinates share.
+    terms: gauss::NormalTerms,
+    constant_coords: u64,
+    few_finite: u64,
+    clamped: u64,
+    /// The usable coordinates' per-time-block sums, in coordinate order.
+    pooled: BlockSums,
+    zeros: u64,
+    bad_blocks: u64,
+    nonfinite: u64,
+    /// Σ shift² over the coordinates: |ḡ|² of the noise scale when the centre is the mean.
+    pub shift_sq: f64,
+    /// The fits, appended range by range (when the fits were computed).
+    fits: Option<Vec<Fits>>,
+}
+
+impl TensorFinish {
+    /// For a tensor of `p` coordinates, whose coordinates mostly have `n` finite samples (any
+    /// n gives the same results; the right one saves the tests' setup per coordinate).
+    pub fn new(p: usize, n: u64, fits: bool) -> Self {
+        let width = Stat::maps(fits, false).len();
+        // Each column reserved whole up front (`vec![Vec::with_capacity(p); n]` would clone an
+        // empty vector, which keeps no capacity, and grow it by copies).
+        TensorFinish {
+            columns: (0..width).map(|_| Vec::with_capacity(p)).collect(),
+            terms: gauss::NormalTerms::new(n as f64),
+            constant_coords: 0,
+            few_finite: 0,
+            clamped: 0,
+            pooled: BlockSums::default(),
+            zeros: 0,
+            bad_blocks: 0,
+            nonfinite: 0,
+            shift_sq: 0.0,
+            fits: fits.then(|| Vec::with_capacity(p)),
+        }
+    }
+
+    /// Coordinates done so far.
+    pub fn len(&self) -> usize {
+        self.columns.first().map_or(0, Vec::len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Finishes the next coordinates, those after the ones added so far: their pass-1 and
+    /// pass-2 accumulators, pass 1's shift and (when the fits were computed) their fits, all
+    /// of one length. Fits of coordinates that are not [`CoordKind::Usable`] become NaN.
+    pub fn add(
+        &mut self,
+        means: &[MeanAcc],
+        shift: &[f64],
+        coords: &[CoordAcc],
+        fits: Option<&[Fits]>,
+    ) {
+        let p = means.len();
+        debug_assert!(shift.len() == p && coords.len() == p);
+        // The per-coordinate statistics (normaltest, the estimators' logs and powers) on the
+        // current rayon pool, a chunk at a time so the buffer stays small; the folds below run
+        // in coordinate order, so results do not depend on the threads.
+        const CHUNK: usize = 1 << 14;
+        let mut done = Vec::with_capacity(CHUNK.min(p));
+        let terms = self.terms;
+        for c0 in (0..p).step_by(CHUNK) {
+            let chunk = c0..(c0 + CHUNK).min(p);
+            chunk
+                .clone()
+                .into_par_iter()
+                .map(|j| finish_coord(&means[j], shift[j], &coords[j], &terms))
+                .collect_into_vec(&mut done);
+            for (j, (c, kind)) in chunk.zip(done.drain(..)) {
+                let t = &coords[j].tails;
+                match kind {
+                    CoordKind::Constant => self.constant_coords += 1,
+                    CoordKind::FewFinite => self.few_finite += 1,
+                    CoordKind::Usable => {
+                        if t.nz >= 2 && tail::log_moment(t.nz, t.sl, t.sl2).2 {
+                            self.clamped += 1;
+                        }
+                        self.pooled.combine(&t.block_sums());
                     }
-                    pooled.combine(&t.block_sums());
                 }
-            }
-            zeros += t.zeros;
-            bad_blocks += t.bad_blocks;
-            nonfinite += means[j].nonfinite;
-            for (col, v) in columns.iter_mut().zip(c.0) {
-                col.push(v);
-            }
-            if let Some(fits) = fits.as_mut() {
-                if kind != CoordKind::Usable {
-                    fits[j] = Fits::NAN;
-                }
-                let fit_columns = &mut columns[Stat::CORE.len()..];
-                for (col, v) in fit_columns.iter_mut().zip(fits[j].to_array()) {
+                self.zeros += t.zeros;
+                self.bad_blocks += t.bad_blocks;
+                self.nonfinite += means[j].nonfinite;
+                self.shift_sq += shift[j] * shift[j];
+                for (col, v) in self.columns.iter_mut().zip(c.0) {
                     col.push(v);
                 }
+                if let (Some(out), Some(fits)) = (self.fits.as_mut(), fits) {
+                    let f = if kind == CoordKind::Usable {
+                        fits[j]
+                    } else {
+                        Fits::NAN
+                    };
+                    let fit_columns = &mut self.columns[Stat::CORE.len()..];
+                    for (col, v) in fit_columns.iter_mut().zip(f.to_array()) {
+                        col.push(v);
+                    }
+                    out.push(f);
+                }
             }
         }
     }
-    let table = CoordTable { columns };
-    let tb = tail::time_blocked(&pooled, &acc.blocks, z95());
-    let usable = p as u64 - constant_coords - few_finite;
-    // Fraction of usable coordinates with p < 0.05, over those where the test is defined
-    // (normaltest needs 8 samples): NaN when it is defined nowhere.
-    let reject = |col: Stat| {
-        let ps = table.get(col).iter().filter(|v| !v.is_nan());
-        let (tested, hits) = ps.fold((0u64, 0u64), |(n, h), &v| (n + 1, h + (v < 0.05) as u64));
-        if usable == 0 || tested == 0 {
+
+    /// The table and the pooled summary of the tensor `name` of `shape`, once every
+    /// coordinate has been added: the time-blocked estimate from the per-time-block sums
+    /// `blocks` of `acc` with blocks of `k1` over the first `block_rows` rows, the original
+    /// estimate from its flat state with block length `simsekli_m`.
+    pub fn finish(
+        self,
+        name: &str,
+        shape: &[usize],
+        acc: &TensorAcc,
+        k1: usize,
+        block_rows: usize,
+        simsekli_m: u64,
+    ) -> (TensorSummary, CoordTable) {
+        let p = self.len();
+        let (constant_coords, few_finite) = (self.constant_coords, self.few_finite);
+        let table = CoordTable {
+            columns: self.columns,
+        };
+        let tb = tail::time_blocked(&self.pooled, &acc.blocks, z95());
+        let usable = p as u64 - constant_coords - few_finite;
+        // Fraction of usable coordinates with p < 0.05, over those where the test is defined
+        // (normaltest needs 8 samples): NaN when it is defined nowhere.
+        let reject = |col: Stat| {
+            let ps = table.get(col).iter().filter(|v| !v.is_nan());
+            let (tested, hits) = ps.fold((0u64, 0u64), |(n, h), &v| (n + 1, h + (v < 0.05) as u64));
+            if usable == 0 || tested == 0 {
+                f64::NAN
+            } else {
+                hits as f64 / tested as f64
+            }
+        };
+        let mut notes = Vec::new();
+        if usable == 0 {
+            notes.push(format!(
+                "no usable coordinate ({constant_coords} constant, {few_finite} with fewer than {MIN_FINITE} finite samples): every pooled estimate is null"
+            ));
+        } else if tb.alpha.is_nan() {
+            notes.push(
+                "alpha_time_blocked: no time block holds two nonzero entries with a nonzero sum".into(),
+            );
+        }
+        // With every coordinate constant the centred entries are zeros or rounding residue, and
+        // the original estimator divides by that residue.
+        let flat = if usable == 0 {
             f64::NAN
         } else {
-            hits as f64 / tested as f64
+            tail::simsekli_flat(simsekli_m, &acc.flat.blocks, acc.flat.lx, acc.flat.n)
+        };
+        if simsekli_m < 2 && usable > 0 {
+            notes.push(
+                "alpha_simsekli_flat: the number of entries K·P is prime, so the original estimator has no block length (its largest divisor below the square root is 1)".into(),
+            );
         }
-    };
-    let mut notes = Vec::new();
-    if usable == 0 {
-        notes.push(format!(
-            "no usable coordinate ({constant_coords} constant, {few_finite} with fewer than {MIN_FINITE} finite samples): every pooled estimate is null"
-        ));
-    } else if tb.alpha.is_nan() {
-        notes.push(
-            "alpha_time_blocked: no time block holds two nonzero entries with a nonzero sum".into(),
-        );
+        let summary = TensorSummary {
+            name: name.to_owned(),
+            shape: shape.to_vec(),
+            coords: p,
+            block_size: k1,
+            block_rows,
+            alpha_time_blocked: tb.alpha,
+            alpha_time_blocked_se: tb.se,
+            alpha_time_blocked_ci: tb.ci,
+            alpha_time_blocked_se_iid: tb.se_iid,
+            alpha_simsekli_flat: flat,
+            simsekli_m,
+            alpha_block_quantiles: Quantiles::of_alpha(table.get(Stat::AlphaBlock)),
+            alpha_logm_quantiles: Quantiles::of_alpha(table.get(Stat::AlphaLogm)),
+            jb_reject_frac: reject(Stat::JbP),
+            k2_reject_frac: reject(Stat::K2P),
+            fits: self
+                .fits
+                .map_or(FitsSummary::NONE, |f| fits::summarize(&f)),
+            constant_coords,
+            few_finite_coords: few_finite,
+            logm_clamped_coords: self.clamped,
+            zero_entries: self.zeros,
+            nonfinite_samples: self.nonfinite,
+            dropped_blocks: self.bad_blocks,
+            structure: Default::default(),
+            notes,
+        };
+        (summary, table)
     }
-    // With every coordinate constant the centred entries are zeros or rounding residue, and
-    // the original estimator divides by that residue.
-    let flat = if usable == 0 {
-        f64::NAN
-    } else {
-        tail::simsekli_flat(simsekli_m, &acc.flat.blocks, acc.flat.lx, acc.flat.n)
-    };
-    if simsekli_m < 2 && usable > 0 {
-        notes.push(
-            "alpha_simsekli_flat: the number of entries K·P is prime, so the original estimator has no block length (its largest divisor below the square root is 1)".into(),
-        );
-    }
-    let summary = TensorSummary {
-        name: name.to_owned(),
-        shape: shape.to_vec(),
-        coords: p,
-        block_size: k1,
-        block_rows,
-        alpha_time_blocked: tb.alpha,
-        alpha_time_blocked_se: tb.se,
-        alpha_time_blocked_ci: tb.ci,
-        alpha_time_blocked_se_iid: tb.se_iid,
-        alpha_simsekli_flat: flat,
-        simsekli_m,
-        alpha_block_quantiles: Quantiles::of_alpha(table.get(Stat::AlphaBlock)),
-        alpha_logm_quantiles: Quantiles::of_alpha(table.get(Stat::AlphaLogm)),
-        jb_reject_frac: reject(Stat::JbP),
-        k2_reject_frac: reject(Stat::K2P),
-        fits: fits.map_or(FitsSummary::NONE, |f| fits::summarize(&f)),
-        constant_coords,
-        few_finite_coords: few_finite,
-        logm_clamped_coords: clamped,
-        zero_entries: zeros,
-        nonfinite_samples: nonfinite,
-        dropped_blocks: bad_blocks,
-        structure: Default::default(),
-        notes,
-    };
-    (summary, table)
 }

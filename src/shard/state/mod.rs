@@ -390,6 +390,7 @@ impl StateFile {
             structure: st,
             powerlaw,
             centre_sq,
+            finished: None,
         })
     }
 
