@@ -201,7 +201,7 @@ fn seeded_block(k: usize, p: usize, seed: u64) -> Result<(Block, Vec<f64>)> {
     let src = MemTensor::synthetic(k, p, Dtype::F32, seed);
     let block = src.read_block(0..k, 0..p)?;
     let mut values = vec![0.0; k * p];
-    block.data.widen_into(0..k * p, &mut values);
+    block.widen_into(&mut values);
     let mut centre = vec![0.0; p];
     for row in values.chunks_exact(p) {
         centre.iter_mut().zip(row).for_each(|(c, x)| *c += x);

@@ -250,6 +250,9 @@ struct SynthArgs {
 pub fn run() -> Result<()> {
     let cli = Cli::parse();
     init_tracing();
+    // This process can end on a fault of a file mapped for reading, with a message naming
+    // the file, so it reads its inputs in place (without a copy out of the page cache).
+    gradtail::input::bus::read_in_place();
     let progress = !cli.quiet && std::io::stderr().is_terminal();
     match cli.command {
         Command::Analyze(a) => analyze_cmd(a, progress).map(drop),

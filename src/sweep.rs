@@ -296,9 +296,10 @@ fn iqr_columns(
         for block in input::prefetch(src, &blocks, 2, scope) {
             let block = block?;
             let width = block.width();
-            pb.inc((block.data.len() * m.dtype.size()) as u64);
-            wide.resize(block.data.len(), 0.0);
-            block.data.widen_into(0..block.data.len(), &mut wide);
+            let n = block.rows.len() * width;
+            pb.inc((n * m.dtype.size()) as u64);
+            wide.resize(n, 0.0);
+            block.widen_into(&mut wide);
             let parts = pool
                 .install(|| {
                     (0..width.div_ceil(IQR_TASK_COLS))

@@ -86,7 +86,7 @@ pub(crate) fn read_centre(path: &Path, total: usize) -> Result<Vec<f64>> {
         t.read_block(0..t.meta().samples, 0..t.meta().coords())?
     };
     let mut out = vec![0.0; n];
-    block.data.widen_into(0..n, &mut out);
+    block.widen_into(&mut out);
     if let Some(i) = out.iter().position(|v| !v.is_finite()) {
         return Err(Error::unusable(
             path,

@@ -98,7 +98,12 @@ impl<'a> Finisher<'a> {
                 let n_most = state.acc.coords.iter().map(|c| c.moments.n).max();
                 let mut f = TensorFinish::new(p, n_most.unwrap_or(0), state.fits.is_some());
                 self.pool.install(|| {
-                    f.add(&state.mean, &shift, &state.acc.coords, state.fits.as_deref())
+                    f.add(
+                        &state.mean,
+                        &shift,
+                        &state.acc.coords,
+                        state.fits.as_deref(),
+                    )
                 });
                 f
             }

@@ -341,7 +341,12 @@ pub fn run(
                             for block in blocks {
                                 let block = &block?;
                                 whole_columns(
-                                    block, &pool_mask, &shift, &mut centre, fits, backend,
+                                    block,
+                                    &pool_mask,
+                                    &shift,
+                                    &mut centre,
+                                    fits,
+                                    backend,
                                 )?;
                             }
                             Ok(())
@@ -369,9 +374,8 @@ pub fn run(
                     let mut shift = vec![0.0; len];
                     let mut spread = vec![0.0; len];
                     let mut pool_mask = vec![false; len];
-                    let mut finish = early.then(|| {
-                        TensorFinish::new(len, plan.samples as u64, opts.fits)
-                    });
+                    let mut finish =
+                        early.then(|| TensorFinish::new(len, plan.samples as u64, opts.fits));
                     stream(s, &blocks[i], &pb, |blocks| {
                         for block in blocks {
                             let block = block?;
@@ -389,7 +393,8 @@ pub fn run(
                             } else {
                                 0
                             };
-                            backend.coord_mean(&mut std::iter::once(Ok(local.share())), &mut mean)?;
+                            backend
+                                .coord_mean(&mut std::iter::once(Ok(local.share())), &mut mean)?;
                             check_magnitudes(backend, meta, &mean[local.cols.clone()])?;
                             for j in cols.clone() {
                                 let m = &mean[j - at];
@@ -402,13 +407,25 @@ pub fn run(
                             }
                             whole_columns(&block, &pool_mask, &shift, &mut centre, fits, backend)?;
                             let c = at..;
-                            let mut job = job.with(&shift[c.clone()], &spread[c.clone()], &centre[c.clone()], &pool_mask[c]);
+                            let mut job = job.with(
+                                &shift[c.clone()],
+                                &spread[c.clone()],
+                                &centre[c.clone()],
+                                &pool_mask[c],
+                            );
                             job.flat_tensor.base += at as u64;
                             job.flat_model.base += at as u64;
-                            backend.coord_stats(&job, &mut std::iter::once(Ok(local)), acc, model)?;
+                            backend.coord_stats(
+                                &job,
+                                &mut std::iter::once(Ok(local)),
+                                acc,
+                                model,
+                            )?;
                             if let Some(finish) = finish.as_mut() {
                                 let fits = fits.as_deref().map(|f| &f[cols.clone()]);
-                                pool.install(|| finish.add(&mean, &shift[cols.clone()], &acc.coords, fits));
+                                pool.install(|| {
+                                    finish.add(&mean, &shift[cols.clone()], &acc.coords, fits)
+                                });
                             }
                         }
                         Ok(())

@@ -166,7 +166,7 @@ pub fn time_xmin(
     let src = MemTensor::synthetic(k, p, Dtype::F32, seed);
     // |u_0| as the structure step forms it with centre 0.
     let mut row = vec![0.0; p];
-    src.read_block(0..1, 0..p)?.data.widen_into(0..p, &mut row);
+    src.read_block(0..1, 0..p)?.widen_into(&mut row);
     row.iter_mut()
         .for_each(|v| *v = if v.is_finite() { v.abs() } else { 0.0 });
     let exact: Vec<f64> = row.iter().copied().cycle().take(EXACT_MAX_N).collect();

@@ -9,21 +9,233 @@ use ndarray::{s, ArrayView2, ArrayViewMut2, Axis, Zip};
 
 use super::Dtype;
 
-/// Row-major `rows × cols` values of one tensor, already in native byte order.
+/// Row-major `rows × cols` values of one tensor, already in native byte order: read into a
+/// buffer of the block's own, or read in place from a memory-mapped file (`Mapped`), where a
+/// row's values lie [`Block::stride`] values after the previous row's.
 #[derive(Clone, Debug)]
 pub enum BlockData {
     F16(Vec<u16>),
     BF16(Vec<u16>),
     F32(Vec<f32>),
     F64(Vec<f64>),
+    Mapped(Mapped),
+}
+
+/// A file mapped into memory for reading in place, which lets go of the pages of blocks that
+/// are done, so a run's resident memory stays bounded by the blocks in flight and a few more
+/// rather than growing to the size of the file. The pages stay in the page cache; releasing
+/// them only drops their mapping, and a later read maps them again, unchanged.
+#[derive(Debug)]
+pub struct MappedFile {
+    map: memmap2::Mmap,
+    /// Blocks done whose pages are not yet released, when they are fewer than
+    /// [`RELEASE_BYTES`]: releasing costs a call (and a flush of every core's address
+    /// translations) per row, so a block of whole columns waits for its neighbours.
+    done: std::sync::Mutex<Option<Span>>,
+}
+
+/// Bytes of finished blocks released at once.
+const RELEASE_BYTES: usize = 64 << 20;
+
+/// `rows` runs of `width` bytes, `stride` bytes apart, from byte `at` of a mapped file.
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    at: usize,
+    rows: usize,
+    width: usize,
+    stride: usize,
+}
+
+impl MappedFile {
+    pub fn new(map: memmap2::Mmap) -> Arc<Self> {
+        Arc::new(MappedFile {
+            map,
+            done: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// Notes that a block's span is done, and releases the pages of the finished spans once
+    /// they are many, or when they cannot grow (the span is not next to the previous one).
+    fn finished(&self, span: Span) {
+        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        let next = match *done {
+            Some(d)
+                if d.rows == span.rows
+                    && d.stride == span.stride
+                    && d.at + d.width == span.at
+                    && d.width + span.width <= d.stride =>
+            {
+                Span {
+                    width: d.width + span.width,
+                    ..d
+                }
+            }
+            Some(d) => {
+                self.release(d);
+                span
+            }
+            None => span,
+        };
+        if next.rows * next.width >= RELEASE_BYTES || next.width == next.stride {
+            self.release(next);
+            *done = None;
+        } else {
+            *done = Some(next);
+        }
+    }
+
+    /// Drops the mapping of the pages wholly inside `span`.
+    fn release(&self, span: Span) {
+        #[cfg(unix)]
+        {
+            // SAFETY: sysconf has no preconditions.
+            let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as usize;
+            let base = self.map.as_ptr() as usize + span.at;
+            // Adjacent rows are one run.
+            let (runs, len) = if span.width == span.stride {
+                (1, span.rows * span.width)
+            } else {
+                (span.rows, span.width)
+            };
+            for r in 0..runs {
+                let first = base + r * span.stride;
+                let (start, end) = (first.next_multiple_of(page), (first + len) / page * page);
+                if end > start {
+                    // SAFETY: the range is page aligned and lies inside the live read-only
+                    // map; MADV_DONTNEED on a read-only file mapping only drops page-table
+                    // entries, and a later read of the range maps the file's pages again.
+                    unsafe {
+                        libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+                    }
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = span;
+    }
+}
+
+impl Drop for MappedFile {
+    fn drop(&mut self) {
+        if let Some(span) = self.done.get_mut().ok().and_then(|d| d.take()) {
+            self.release(span);
+        }
+    }
+}
+
+/// Values of `dtype` read in place from a [`MappedFile`], aligned for their type: `rows` runs
+/// of `width` values `stride` values apart from byte `at`, `len` values from the first to the
+/// last.
+#[derive(Debug)]
+pub struct Mapped {
+    file: Arc<MappedFile>,
+    at: usize,
+    len: usize,
+    dtype: Dtype,
+    rows: usize,
+    width: usize,
+    stride: usize,
+}
+
+impl Mapped {
+    /// Rows × `width` values `stride` apart from byte `at` of `file`, if they lie inside it
+    /// and are aligned for `dtype`.
+    pub fn new(
+        file: Arc<MappedFile>,
+        at: usize,
+        dtype: Dtype,
+        rows: usize,
+        width: usize,
+        stride: usize,
+    ) -> Option<Self> {
+        let len = match rows {
+            0 => 0,
+            n => (n - 1).checked_mul(stride)?.checked_add(width)?,
+        };
+        let end = at.checked_add(len.checked_mul(dtype.size())?)?;
+        let aligned = (file.map.as_ptr() as usize + at).is_multiple_of(dtype.size());
+        (end <= file.map.len() && aligned && stride >= width).then_some(Mapped {
+            file,
+            at,
+            len,
+            dtype,
+            rows,
+            width,
+            stride,
+        })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.file.map[self.at..self.at + self.len * self.dtype.size()]
+    }
+}
+
+/// Another handle on the same pages, which are released when the last handle is done.
+impl Clone for Mapped {
+    fn clone(&self) -> Self {
+        Mapped {
+            file: self.file.clone(),
+            ..*self
+        }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        let e = self.dtype.size();
+        self.file.finished(Span {
+            at: self.at,
+            rows: self.rows,
+            width: self.width * e,
+            stride: self.stride * e,
+        });
+    }
+}
+
+/// A block's values as a slice of their stored type.
+#[derive(Clone, Copy, Debug)]
+pub enum Values<'a> {
+    F16(&'a [u16]),
+    BF16(&'a [u16]),
+    F32(&'a [f32]),
+    F64(&'a [f64]),
+}
+
+impl<'a> Values<'a> {
+    /// The values' bytes, in native order.
+    pub fn bytes(self) -> &'a [u8] {
+        match self {
+            Values::F16(v) | Values::BF16(v) => bytemuck::cast_slice(v),
+            Values::F32(v) => bytemuck::cast_slice(v),
+            Values::F64(v) => bytemuck::cast_slice(v),
+        }
+    }
 }
 
 impl BlockData {
+    /// The values as a slice of their stored type.
+    pub fn values(&self) -> Values<'_> {
+        match self {
+            BlockData::F16(v) => Values::F16(v),
+            BlockData::BF16(v) => Values::BF16(v),
+            BlockData::F32(v) => Values::F32(v),
+            BlockData::F64(v) => Values::F64(v),
+            // `Mapped::new` checked the alignment, so the casts cannot fail.
+            BlockData::Mapped(m) => match m.dtype {
+                Dtype::F16 => Values::F16(bytemuck::cast_slice(m.bytes())),
+                Dtype::BF16 => Values::BF16(bytemuck::cast_slice(m.bytes())),
+                Dtype::F32 => Values::F32(bytemuck::cast_slice(m.bytes())),
+                Dtype::F64 => Values::F64(bytemuck::cast_slice(m.bytes())),
+            },
+        }
+    }
+
     pub fn len(&self) -> usize {
         match self {
             BlockData::F16(v) | BlockData::BF16(v) => v.len(),
             BlockData::F32(v) => v.len(),
             BlockData::F64(v) => v.len(),
+            BlockData::Mapped(m) => m.len,
         }
     }
 
@@ -37,13 +249,15 @@ impl BlockData {
             BlockData::BF16(_) => Dtype::BF16,
             BlockData::F32(_) => Dtype::F32,
             BlockData::F64(_) => Dtype::F64,
+            BlockData::Mapped(m) => m.dtype,
         }
     }
 
-    /// `reuse` when it holds `dtype` values (its allocation is kept), else an empty buffer.
+    /// `reuse` when it is a buffer of `dtype` values (its allocation is kept), else an empty
+    /// buffer.
     pub fn reuse_or_empty(reuse: Option<BlockData>, dtype: Dtype) -> Self {
         reuse
-            .filter(|d| d.dtype() == dtype)
+            .filter(|d| d.dtype() == dtype && !matches!(d, BlockData::Mapped(_)))
             .unwrap_or_else(|| BlockData::empty(dtype))
     }
 
@@ -57,8 +271,12 @@ impl BlockData {
         }
     }
 
-    /// Resizes to `len` values and returns the storage as bytes, to be filled in place.
+    /// Resizes to `len` values and returns the storage as bytes, to be filled in place (a
+    /// mapped block becomes a buffer of its own first).
     pub fn bytes_mut(&mut self, len: usize) -> &mut [u8] {
+        if let BlockData::Mapped(m) = self {
+            *self = BlockData::empty(m.dtype);
+        }
         match self {
             BlockData::F16(v) | BlockData::BF16(v) => {
                 v.resize(len, 0);
@@ -72,10 +290,12 @@ impl BlockData {
                 v.resize(len, 0.0);
                 bytemuck::cast_slice_mut(v)
             }
+            BlockData::Mapped(_) => unreachable!("made a buffer above"),
         }
     }
 
-    /// Turns values read in the opposite byte order into native order.
+    /// Turns values read in the opposite byte order into native order (mapped values are
+    /// mapped only when their order is native).
     pub fn swap_bytes(&mut self) {
         match self {
             BlockData::F16(v) | BlockData::BF16(v) => {
@@ -87,6 +307,7 @@ impl BlockData {
             BlockData::F64(v) => v
                 .iter_mut()
                 .for_each(|x| *x = f64::from_bits(x.to_bits().swap_bytes())),
+            BlockData::Mapped(_) => panic!("mapped values are read in native byte order only"),
         }
     }
 
@@ -94,11 +315,11 @@ impl BlockData {
     /// [`BlockView`].
     #[inline(always)]
     pub fn widen_into(&self, range: Range<usize>, out: &mut [f64]) {
-        match self {
-            BlockData::F16(v) => widen(&v[range], out, f16_value),
-            BlockData::BF16(v) => widen(&v[range], out, bf16_value),
-            BlockData::F32(v) => widen(&v[range], out, f32_value),
-            BlockData::F64(v) => out.copy_from_slice(&v[range]),
+        match self.values() {
+            Values::F16(v) => widen(&v[range], out, f16_value),
+            Values::BF16(v) => widen(&v[range], out, bf16_value),
+            Values::F32(v) => widen(&v[range], out, f32_value),
+            Values::F64(v) => out.copy_from_slice(&v[range]),
         }
     }
 }
@@ -112,6 +333,9 @@ pub struct Block {
     pub rows: Range<usize>,
     pub cols: Range<usize>,
     pub data: Arc<BlockData>,
+    /// Values from one row's start to the next's: the width, or more for a block read in
+    /// place from a file whose rows are wider.
+    stride: usize,
     pub(super) recycle: Option<std::sync::mpsc::Sender<BlockData>>,
 }
 
@@ -128,10 +352,23 @@ impl Drop for Block {
 
 impl Block {
     pub fn new(rows: Range<usize>, cols: Range<usize>, data: BlockData) -> Self {
+        let stride = cols.len();
+        Block::strided(rows, cols, data, stride)
+    }
+
+    /// A block whose rows lie `stride` values apart in `data`.
+    pub fn strided(rows: Range<usize>, cols: Range<usize>, data: BlockData, stride: usize) -> Self {
+        assert!(stride >= cols.len(), "rows overlap");
+        let need = rows
+            .len()
+            .checked_sub(1)
+            .map_or(0, |r| r * stride + cols.len());
+        assert!(data.len() >= need, "a block holds rows × columns values");
         Block {
             rows,
             cols,
             data: Arc::new(data),
+            stride,
             recycle: None,
         }
     }
@@ -142,6 +379,7 @@ impl Block {
             rows: self.rows.clone(),
             cols: self.cols.clone(),
             data: self.data.clone(),
+            stride: self.stride,
             recycle: None,
         }
     }
@@ -150,21 +388,31 @@ impl Block {
         self.cols.len()
     }
 
+    /// Values from one row's start to the next's in [`BlockData::values`].
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+
+    /// All values widened to f64, row-major and without gaps (`rows × width`).
+    pub fn widen_into(&self, out: &mut [f64]) {
+        let w = self.width();
+        assert_eq!(out.len(), self.rows.len() * w, "one f64 per value");
+        for (r, row) in out.chunks_exact_mut(w.max(1)).enumerate() {
+            self.data
+                .widen_into(r * self.stride..r * self.stride + w, row);
+        }
+    }
+
     /// The values as a samples × coordinates array: the tile the engines read.
     pub fn view(&self) -> BlockView<'_> {
-        let shape = (self.rows.len(), self.width());
-        let n = shape.0 * shape.1;
-        let tile = |len: usize| {
-            assert_eq!(len, n, "a block holds rows × columns values");
-            shape
-        };
-        match &*self.data {
-            BlockData::F16(v) => BlockView::F16(ArrayView2::from_shape(tile(v.len()), v).unwrap()),
-            BlockData::BF16(v) => {
-                BlockView::BF16(ArrayView2::from_shape(tile(v.len()), v).unwrap())
-            }
-            BlockData::F32(v) => BlockView::F32(ArrayView2::from_shape(tile(v.len()), v).unwrap()),
-            BlockData::F64(v) => BlockView::F64(ArrayView2::from_shape(tile(v.len()), v).unwrap()),
+        use ndarray::ShapeBuilder;
+        let shape = (self.rows.len(), self.width()).strides((self.stride, 1));
+        let bad = "a block holds rows × columns values";
+        match self.data.values() {
+            Values::F16(v) => BlockView::F16(ArrayView2::from_shape(shape, v).expect(bad)),
+            Values::BF16(v) => BlockView::BF16(ArrayView2::from_shape(shape, v).expect(bad)),
+            Values::F32(v) => BlockView::F32(ArrayView2::from_shape(shape, v).expect(bad)),
+            Values::F64(v) => BlockView::F64(ArrayView2::from_shape(shape, v).expect(bad)),
         }
     }
 

@@ -21,9 +21,7 @@ impl Values<'_> {
     fn bytes(&self) -> &[u8] {
         match self {
             Values::Borrowed(b) => b,
-            Values::Owned(BlockData::F16(v) | BlockData::BF16(v)) => bytemuck::cast_slice(v),
-            Values::Owned(BlockData::F32(v)) => bytemuck::cast_slice(v),
-            Values::Owned(BlockData::F64(v)) => bytemuck::cast_slice(v),
+            Values::Owned(data) => data.values().bytes(),
         }
     }
 }

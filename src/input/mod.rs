@@ -4,6 +4,7 @@
 //! K1, so time blocks never straddle two blocks (see `engine::accum::TailAcc`).
 
 mod block;
+pub mod bus;
 pub mod mem;
 pub mod npy;
 pub mod npz;
@@ -17,7 +18,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 
 pub(crate) use block::{bf16_value, f16_value, f32_value};
-pub use block::{Block, BlockData, BlockView};
+pub use block::{Block, BlockData, BlockView, Mapped, MappedFile, Values};
 
 /// Element type of a stored tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

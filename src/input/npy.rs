@@ -9,8 +9,13 @@
 use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
-use super::{pread, tensor_bytes, Block, BlockData, Dtype, TensorMeta, TensorSource};
+use memmap2::Mmap;
+
+use super::{
+    bus, pread, tensor_bytes, Block, BlockData, Dtype, Mapped, MappedFile, TensorMeta, TensorSource,
+};
 use crate::error::{Error, Result};
 
 const MAGIC: &[u8] = b"\x93NUMPY";
@@ -29,6 +34,10 @@ pub struct NpyTensor {
     meta: TensorMeta,
     header: Header,
     file: File,
+    /// Whether row-major data in native byte order is read in place (`bus`), from `map`, the
+    /// file mapped into memory on the first read (`None` where it cannot be mapped).
+    in_place: bool,
+    map: OnceLock<Option<Arc<MappedFile>>>,
 }
 
 impl NpyTensor {
@@ -89,16 +98,79 @@ impl NpyTensor {
             samples,
             shape: rest.to_vec(),
         };
-        Ok(NpyTensor { meta, header, file })
+        Ok(NpyTensor::from_parts(meta, header, file))
     }
 
     /// A tensor whose header is already known (a stacked safetensors entry).
     pub fn from_parts(meta: TensorMeta, header: Header, file: File) -> Self {
-        NpyTensor { meta, header, file }
+        NpyTensor {
+            meta,
+            header,
+            file,
+            in_place: bus::in_place(),
+            map: OnceLock::new(),
+        }
+    }
+
+    /// Reads in place (or not) whatever [`bus::read_in_place`] says.
+    pub fn reading_in_place(mut self, yes: bool) -> Self {
+        self.in_place = yes;
+        self
     }
 
     fn path(&self) -> &PathBuf {
         &self.meta.path
+    }
+
+    /// Rows `rows` × columns `cols` read in place from the mapped file, where files are read
+    /// in place (`bus::read_in_place`): for row-major data in native byte order whose file
+    /// still holds every byte the header promised.
+    fn mapped_block(&self, rows: &Range<usize>, cols: &Range<usize>) -> Result<Option<Block>> {
+        let native = self.header.big_endian == cfg!(target_endian = "big");
+        if self.header.fortran || !native || !self.in_place {
+            return Ok(None);
+        }
+        let map = self.map.get_or_init(|| {
+            // SAFETY: the map is read-only. A file truncated while mapped makes reads of the
+            // lost pages fault; its length is checked before each block is handed out, and a
+            // fault after that check ends the process with a message (`bus`).
+            let map = unsafe { Mmap::map(&self.file) }.ok()?;
+            bus::mapped(self.path(), map.as_ptr() as usize, map.len());
+            Some(MappedFile::new(map))
+        });
+        let Some(map) = map else { return Ok(None) };
+        let esize = self.header.dtype.size();
+        let p = self.meta.coords();
+        let first = rows.start * p + cols.start;
+        let len = match rows.len() {
+            0 => 0,
+            n => (n - 1) * p + cols.len(),
+        };
+        let at = self.header.data_offset as usize + first * esize;
+        let dtype = self.header.dtype;
+        let held = self
+            .file
+            .metadata()
+            .map_err(|e| Error::io(self.path(), e))?
+            .len();
+        if (held as usize) < at + len * esize {
+            return Err(Error::io(
+                self.path(),
+                std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the file ends before the data its header promises (was it truncated?)",
+                ),
+            ));
+        }
+        let Some(data) = Mapped::new(map.clone(), at, dtype, rows.len(), cols.len(), p) else {
+            return Ok(None);
+        };
+        Ok(Some(Block::strided(
+            rows.clone(),
+            cols.clone(),
+            BlockData::Mapped(data),
+            p,
+        )))
     }
 
     fn read_bytes(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
@@ -142,6 +214,9 @@ impl TensorSource for NpyTensor {
         cols: Range<usize>,
         reuse: Option<BlockData>,
     ) -> Result<Block> {
+        if let Some(block) = self.mapped_block(&rows, &cols)? {
+            return Ok(block);
+        }
         let esize = self.header.dtype.size();
         let (k, p) = (self.meta.samples, self.meta.coords());
         let (nr, nc) = (rows.len(), cols.len());
@@ -518,5 +593,50 @@ mod tests {
         assert_eq!(bytes.len() % 64, 0);
         let h = parse_header_text(1, &bytes[10..]).unwrap();
         assert_eq!(h.shape, vec![3, 5]);
+    }
+
+    /// Row-major data in native order is read in place, a block of whole columns lying inside
+    /// the file's wider rows; the other byte order is copied. Both give the values by index,
+    /// and so does a block read again after an earlier one released its pages.
+    #[test]
+    fn blocks_read_in_place_hold_the_values_by_index() {
+        let (k, p) = (6, 2000);
+        let values: Vec<f32> = (0..k * p).map(|i| i as f32 * 0.5 - 7.0).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, descr: &str, bytes: Vec<u8>| {
+            let path = dir.path().join(name);
+            let mut file = header_bytes(descr, &[k, p]);
+            file.extend(bytes);
+            std::fs::write(&path, file).unwrap();
+            NpyTensor::open(&path).unwrap().reading_in_place(true)
+        };
+        let native = cfg!(target_endian = "little");
+        let (same, other) = if native {
+            ("<f4", ">f4")
+        } else {
+            (">f4", "<f4")
+        };
+        let in_place = write("a.npy", same, bytemuck::cast_slice(&values).to_vec());
+        let swapped: Vec<u8> = values
+            .iter()
+            .flat_map(|v| v.to_bits().swap_bytes().to_ne_bytes())
+            .collect();
+        let copied = write("b.npy", other, swapped);
+        let want = |rows: Range<usize>, cols: Range<usize>| -> Vec<f64> {
+            rows.flat_map(|r| cols.clone().map(move |c| r * p + c))
+                .map(|i| values[i] as f64)
+                .collect()
+        };
+        for (rows, cols) in [(0..k, 1500..1999), (1..4, 0..p), (0..k, 3..4), (2..2, 0..5)] {
+            for (t, mapped) in [(&in_place, true), (&copied, false)] {
+                for _ in 0..2 {
+                    let b = t.read_block(rows.clone(), cols.clone()).unwrap();
+                    assert_eq!(matches!(*b.data, BlockData::Mapped(_)), mapped);
+                    let mut got = vec![0.0; rows.len() * cols.len()];
+                    b.widen_into(&mut got);
+                    assert_eq!(got, want(rows.clone(), cols.clone()), "{rows:?} × {cols:?}");
+                }
+            }
+        }
     }
 }

@@ -131,6 +131,7 @@ impl Staging {
         let dir = out.with_file_name(format!(".{name}.partial-{}", std::process::id()));
         // Named by --out: the staging folder beside it is ours, not the user's.
         fs::create_dir_all(&dir).map_err(|e| Error::io(out, e))?;
+        crate::input::bus::unpublished(Some(&dir));
         Ok(Staging {
             dir,
             out: out.to_path_buf(),
@@ -159,6 +160,7 @@ impl Staging {
 
 impl Drop for Staging {
     fn drop(&mut self) {
+        crate::input::bus::unpublished(None);
         let _ = fs::remove_dir_all(&self.dir);
     }
 }

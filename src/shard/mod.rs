@@ -168,11 +168,19 @@ pub fn shard(
         model.blocks.len(),
     )?;
     let (mut pieces, mut coords) = (0, 0);
-    run(&plan, sources, opts, backend, &mut model, false, &mut |s, _| {
-        pieces += 1;
-        coords += s.piece.cols.len();
-        writer.piece(&s)
-    })?;
+    run(
+        &plan,
+        sources,
+        opts,
+        backend,
+        &mut model,
+        false,
+        &mut |s, _| {
+            pieces += 1;
+            coords += s.piece.cols.len();
+            writer.piece(&s)
+        },
+    )?;
     writer.finish(&model, start.elapsed().as_secs_f64())?;
     Ok(ShardReport {
         pieces,

@@ -395,7 +395,8 @@ impl TensorFinish {
             ));
         } else if tb.alpha.is_nan() {
             notes.push(
-                "alpha_time_blocked: no time block holds two nonzero entries with a nonzero sum".into(),
+                "alpha_time_blocked: no time block holds two nonzero entries with a nonzero sum"
+                    .into(),
             );
         }
         // With every coordinate constant the centred entries are zeros or rounding residue, and
@@ -426,9 +427,7 @@ impl TensorFinish {
             alpha_logm_quantiles: Quantiles::of_alpha(table.get(Stat::AlphaLogm)),
             jb_reject_frac: reject(Stat::JbP),
             k2_reject_frac: reject(Stat::K2P),
-            fits: self
-                .fits
-                .map_or(FitsSummary::NONE, |f| fits::summarize(&f)),
+            fits: self.fits.map_or(FitsSummary::NONE, |f| fits::summarize(&f)),
             constant_coords,
             few_finite_coords: few_finite,
             logm_clamped_coords: self.clamped,

@@ -41,7 +41,7 @@ pub fn gram(block: &Block, centre: &[f64], out: &mut Gram) -> Result<(), Structu
                     // Row-major K × w, as read, then centred.
                     x.resize(k * w, 0.0);
                     for r in 0..k {
-                        let at = r * width + cols.start;
+                        let at = r * block.stride() + cols.start;
                         block
                             .data
                             .widen_into(at..at + w, &mut x[r * w..(r + 1) * w]);

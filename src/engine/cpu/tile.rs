@@ -6,7 +6,7 @@ use super::FlatPartial;
 use crate::engine::accum::{BlockSums, CoordAcc, FlatSpec, MomentAcc, TailAcc};
 use crate::engine::ln::{ln_abs_entries, ln_abs_row};
 use crate::engine::StatsJob;
-use crate::input::{Block, BlockData};
+use crate::input::{Block, BlockData, Values};
 use crate::stats::tail::FLAT_EPS;
 
 #[cfg(target_arch = "x86_64")]
@@ -308,7 +308,7 @@ pub(super) fn coord_stats_body(
     first: usize,
     acc: &mut [CoordAcc],
 ) -> FlatPartial {
-    let (width, view) = (block.width(), block.view());
+    let (stride, view) = (block.stride(), block.view());
     let w = acc.len();
     let c0 = block.cols.start + first;
     // A lone tensor's flattening is the whole input's: its block sums serve both.
@@ -341,8 +341,8 @@ pub(super) fn coord_stats_body(
         for r in 0..block.rows.len() {
             let row = block.rows.start + r;
             let in_blocks = row < job.used_rows;
-            let at = r * width + first + t0;
-            prefetch(&block.data, at + PREFETCH_ROWS * width, tw);
+            let at = r * stride + first + t0;
+            prefetch(&block.data, at + PREFETCH_ROWS * stride, tw);
             view.widen_row(r, first + t0..first + t0 + tw, &mut x[..tw]);
             tile.push_row(&x[..tw], &tj, &mut u, &mut l, in_blocks);
             tensor_runs.add(r, &cols, &u[..tw]);
@@ -380,10 +380,10 @@ const PREFETCH_ROWS: usize = 4;
 /// a prefetch never faults.
 #[inline(always)]
 fn prefetch(data: &BlockData, at: usize, len: usize) {
-    match data {
-        BlockData::F16(v) | BlockData::BF16(v) => prefetch_slice(v, at, len),
-        BlockData::F32(v) => prefetch_slice(v, at, len),
-        BlockData::F64(v) => prefetch_slice(v, at, len),
+    match data.values() {
+        Values::F16(v) | Values::BF16(v) => prefetch_slice(v, at, len),
+        Values::F32(v) => prefetch_slice(v, at, len),
+        Values::F64(v) => prefetch_slice(v, at, len),
     }
 }
 

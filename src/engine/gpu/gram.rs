@@ -13,7 +13,7 @@
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::input::{Block, BlockData};
+use crate::input::{Block, Dtype, Values};
 use crate::stats::structure::Gram;
 
 use super::context::{pop_scope, storage, uniform, Context, Dims, GRAM};
@@ -125,10 +125,15 @@ fn cut(k: usize, width: usize, elem: usize, binding: u64, max_dim: usize) -> Opt
 /// Over the block's columns: `None` if any value is NaN or ±∞, else a bound on |x − centre|
 /// (for f64 exact; for the other dtypes max |x| + max |centre|, from the bits).
 fn bound(block: &Block, centre: &[f64]) -> Option<f64> {
-    const PIECE: usize = 1 << 16;
+    let (w, stride) = (block.width(), block.stride());
     let c = centre.iter().fold(0.0f64, |m, c| m.max(c.abs()));
+    // The block's rows, each its own columns only (a block read in place lies inside wider
+    // rows).
+    fn rows<T: Sync>(v: &[T], stride: usize, w: usize) -> impl ParallelIterator<Item = &[T]> {
+        v.par_chunks(stride.max(1)).map(move |row| &row[..w])
+    }
     let max_bits = |bits: &[u16], exp: u16| -> Option<u16> {
-        bits.par_chunks(PIECE)
+        rows(bits, stride, w)
             .map(|p| {
                 p.iter().try_fold(0u16, |m, &b| {
                     let a = b & 0x7fff;
@@ -137,10 +142,9 @@ fn bound(block: &Block, centre: &[f64]) -> Option<f64> {
             })
             .try_reduce(|| 0, |a, b| Some(a.max(b)))
     };
-    match &*block.data {
-        BlockData::F32(v) => {
-            let m = v
-                .par_chunks(PIECE)
+    match block.data.values() {
+        Values::F32(v) => {
+            let m = rows(v, stride, w)
                 .map(|p| {
                     p.iter().try_fold(0u32, |m, x| {
                         let a = x.to_bits() & 0x7fff_ffff;
@@ -150,25 +154,22 @@ fn bound(block: &Block, centre: &[f64]) -> Option<f64> {
                 .try_reduce(|| 0, |a, b| Some(a.max(b)))?;
             Some(f64::from(f32::from_bits(m)) + c)
         }
-        BlockData::F16(v) => {
+        Values::F16(v) => {
             let m = max_bits(v, 0x7c00)?;
             Some(half::f16::from_bits(m).to_f64() + c)
         }
-        BlockData::BF16(v) => {
+        Values::BF16(v) => {
             let m = max_bits(v, 0x7f80)?;
             Some(half::bf16::from_bits(m).to_f64() + c)
         }
-        BlockData::F64(v) => {
-            let w = block.width();
-            v.par_chunks(w)
-                .map(|row| {
-                    row.iter().zip(centre).try_fold(0.0f64, |m, (x, c)| {
-                        let u = (x - c).abs();
-                        u.is_finite().then_some(m.max(u))
-                    })
+        Values::F64(v) => rows(v, stride, w)
+            .map(|row| {
+                row.iter().zip(centre).try_fold(0.0f64, |m, (x, c)| {
+                    let u = (x - c).abs();
+                    u.is_finite().then_some(m.max(u))
                 })
-                .try_reduce(|| 0.0, |a, b| Some(a.max(b)))
-        }
+            })
+            .try_reduce(|| 0.0, |a, b| Some(a.max(b))),
     }
 }
 
@@ -304,7 +305,7 @@ impl GramKernel {
             let slice_cols = cut.slice_cols.min(w.next_multiple_of(GRAM_CHUNK as usize));
             let slices = w.div_ceil(slice_cols);
             let mut pairs_c = vec![[0.0f32; 2]; pitch];
-            if !matches!(&*block.data, BlockData::F64(_)) {
+            if block.data.dtype() != Dtype::F64 {
                 for (p, &c) in pairs_c.iter_mut().zip(&centre[cols.clone()]) {
                     let hi = c as f32;
                     *p = [hi, (c - f64::from(hi)) as f32];
@@ -457,6 +458,7 @@ fn combine(out: &mut Gram, k: usize, coords: usize, g: &[f64]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::input::BlockData;
 
     #[test]
     fn cuts_fit_the_limits() {
@@ -515,5 +517,16 @@ mod tests {
         let bf = |v: f32| half::bf16::from_f32(v).to_bits();
         let nan = BlockData::BF16(vec![bf(1.0), bf(f32::NAN), 0, bf(2.0)]);
         assert_eq!(bound(&b(nan), &c), None);
+    }
+
+    /// A block lying inside wider rows (read in place) is bounded over its own columns only:
+    /// values beside them, NaN or large, do not count.
+    #[test]
+    fn bound_reads_a_strided_block_by_its_columns() {
+        let c = [0.5, -2.0];
+        let rows = BlockData::F32(vec![1.0, -3.0, f32::NAN, 0.0, 2.0]);
+        assert_eq!(bound(&Block::strided(0..2, 0..2, rows, 3), &c), Some(5.0));
+        let rows = BlockData::F64(vec![1.0, -3.0, 1e300, 0.0, 2.0]);
+        assert_eq!(bound(&Block::strided(0..2, 0..2, rows, 3), &c), Some(4.0));
     }
 }

@@ -9,7 +9,7 @@ use wgpu::WriteOnly;
 
 use crate::engine::StatsJob;
 use crate::error::{Error, Result};
-use crate::input::{Block, BlockData};
+use crate::input::{Block, Dtype};
 
 use super::batch::UnitUpload;
 use super::context::{ColParams, Dims, Segment, DTYPE_F64};
@@ -133,7 +133,7 @@ impl GpuEngine {
         let caps = self.ctx.caps(self.opts.max_binding_bytes);
         let units =
             plan::units(block.rows.len(), block.width(), &spec, &caps).map_err(Error::Gpu)?;
-        let f64_input = matches!(*block.data, BlockData::F64(_));
+        let f64_input = block.data.dtype() == Dtype::F64;
         for unit in units {
             {
                 let w = unit.cols.len();

@@ -5,7 +5,7 @@
 use std::ops::Range;
 
 use crate::engine::accum::FlatSpec;
-use crate::input::{Block, BlockData};
+use crate::input::{Block, BlockData, Dtype, Values};
 
 use wgpu::WriteOnly;
 
@@ -14,11 +14,11 @@ use super::plan::WORD;
 
 /// How a block's values go up: the kernel variant and bytes per value.
 pub(super) fn upload_type(data: &BlockData) -> (u32, usize) {
-    match data {
-        BlockData::F32(_) => (DTYPE_F32, 4),
-        BlockData::F64(_) => (DTYPE_F64, 8),
-        BlockData::F16(_) => (DTYPE_F16, 2),
-        BlockData::BF16(_) => (DTYPE_BF16, 2),
+    match data.dtype() {
+        Dtype::F32 => (DTYPE_F32, 4),
+        Dtype::F64 => (DTYPE_F64, 8),
+        Dtype::F16 => (DTYPE_F16, 2),
+        Dtype::BF16 => (DTYPE_BF16, 2),
     }
 }
 
@@ -60,14 +60,14 @@ fn borrowed<'a>(
     pitch: usize,
 ) -> Option<&'a [u8]> {
     let width = block.width();
-    if cols.start != 0 || cols.len() != width || pitch != width {
+    if cols.start != 0 || cols.len() != width || pitch != width || block.stride() != width {
         return None;
     }
     let whole = rows.start * width..rows.end * width;
-    match &*block.data {
-        BlockData::F32(v) => Some(bytemuck::cast_slice(&v[whole])),
-        BlockData::F16(v) | BlockData::BF16(v) => Some(bytemuck::cast_slice(&v[whole])),
-        BlockData::F64(_) => None,
+    match block.data.values() {
+        Values::F32(v) => Some(bytemuck::cast_slice(&v[whole])),
+        Values::F16(v) | Values::BF16(v) => Some(bytemuck::cast_slice(&v[whole])),
+        Values::F64(_) => None,
     }
 }
 
@@ -143,16 +143,14 @@ fn pack_row(
     dst: WriteOnly<'_, [u8]>,
     pairs: &mut Vec<u8>,
 ) {
-    let width = block.width();
-    let src = r * width + cols.start..r * width + cols.end;
+    let stride = block.stride();
+    let src = r * stride + cols.start..r * stride + cols.end;
     let elem = upload_type(&block.data).1;
     let (mut values, mut pad) = dst.split_at(cols.len() * elem);
-    match &*block.data {
-        BlockData::F32(v) => values.copy_from_slice(bytemuck::cast_slice(&v[src])),
-        BlockData::F16(v) | BlockData::BF16(v) => {
-            values.copy_from_slice(bytemuck::cast_slice(&v[src]))
-        }
-        BlockData::F64(v) => {
+    match block.data.values() {
+        Values::F32(v) => values.copy_from_slice(bytemuck::cast_slice(&v[src])),
+        Values::F16(v) | Values::BF16(v) => values.copy_from_slice(bytemuck::cast_slice(&v[src])),
+        Values::F64(v) => {
             debug_assert_eq!(refs.len(), cols.len(), "one reference per column");
             pairs.clear();
             for (&x, &r) in v[src].iter().zip(refs) {
@@ -199,14 +197,14 @@ pub(super) fn write_in_pieces(queue: &wgpu::Queue, buf: &wgpu::Buffer, data: &[u
 
 /// Pass-1 references of f64 input: each column's first finite value in the unit, or 0.
 pub(super) fn first_finite(block: &Block, rows: &Range<usize>, cols: &Range<usize>) -> Vec<f64> {
-    let BlockData::F64(v) = &*block.data else {
+    let Values::F64(v) = block.data.values() else {
         return Vec::new();
     };
-    let width = block.width();
+    let stride = block.stride();
     cols.clone()
         .map(|c| {
             rows.clone()
-                .map(|r| v[r * width + c])
+                .map(|r| v[r * stride + c])
                 .find(|x| x.is_finite())
                 .unwrap_or(0.0)
         })

@@ -79,7 +79,10 @@ fn u64s(v: impl IntoIterator<Item = u64>) -> Vec<u8> {
 /// The bytes of a piece's tensors, in [`piece_layout`] order.
 fn piece_data(s: &PieceState) -> Vec<Vec<u8>> {
     // A shard's run keeps its accumulators (`run::run` without finishing).
-    debug_assert!(s.finished.is_none(), "a finished piece has no accumulators to keep");
+    debug_assert!(
+        s.finished.is_none(),
+        "a finished piece has no accumulators to keep"
+    );
     let pairs = || s.mean.iter().zip(&s.acc.coords);
     let mut out = Vec::new();
     for f in 0..U64_FIELDS.len() {

@@ -14,7 +14,7 @@ use super::{FlatPartial, Runs, TileJob, TILE};
 use crate::engine::accum::{BlockSums, CoordAcc, MomentAcc, TailAcc};
 use crate::engine::ln;
 use crate::engine::StatsJob;
-use crate::input::{bf16_value, f16_value, f32_value, Block, BlockData};
+use crate::input::{bf16_value, f16_value, f32_value, Block, Values};
 use crate::stats::tail::FLAT_EPS;
 
 const LANES: usize = 8;
@@ -45,11 +45,11 @@ pub(in crate::engine::cpu) unsafe fn coord_stats(
     first: usize,
     acc: &mut [CoordAcc],
 ) -> FlatPartial {
-    match &*block.data {
-        BlockData::F16(v) => strip(job, block, v, first, acc, f16_value),
-        BlockData::BF16(v) => strip(job, block, v, first, acc, bf16_value),
-        BlockData::F32(v) => strip(job, block, v, first, acc, f32_value),
-        BlockData::F64(v) => strip(job, block, v, first, acc, |x| x),
+    match block.data.values() {
+        Values::F16(v) => strip(job, block, v, first, acc, f16_value),
+        Values::BF16(v) => strip(job, block, v, first, acc, bf16_value),
+        Values::F32(v) => strip(job, block, v, first, acc, f32_value),
+        Values::F64(v) => strip(job, block, v, first, acc, |x| x),
     }
 }
 
@@ -353,10 +353,10 @@ fn strip<T: Copy>(
     acc: &mut [CoordAcc],
     value: impl Fn(T) -> f64 + Copy,
 ) -> FlatPartial {
-    let (width, rows) = (block.width(), block.rows.len());
-    assert_eq!(
-        data.len(),
-        width * rows,
+    let (width, rows, stride) = (block.width(), block.rows.len(), block.stride());
+    debug_assert!(first + acc.len() <= width);
+    assert!(
+        rows == 0 || data.len() >= (rows - 1) * stride + width,
         "a block holds rows × columns values"
     );
     let w = acc.len();
@@ -402,8 +402,8 @@ fn strip<T: Copy>(
             }
         }
         for r in 0..rows {
-            let at = r * width + first + t0;
-            super::prefetch_slice(data, at + GATHER_AHEAD * width, tw);
+            let at = r * stride + first + t0;
+            super::prefetch_slice(data, at + GATHER_AHEAD * stride, tw);
             let src = &data[at..at + tw];
             for g in 0..tw / LANES {
                 let x = widen(&src[g * LANES..(g + 1) * LANES], value);
@@ -464,7 +464,7 @@ fn strip<T: Copy>(
         flat.lx += flat_lx.total();
         let cols = c0 + t0..c0 + t0 + tw;
         let centred = |r: usize| -> Vec<f64> {
-            let at = r * width + first + t0;
+            let at = r * stride + first + t0;
             data[at..at + tw]
                 .iter()
                 .zip(&strip_job.centre[t0..t0 + tw])
