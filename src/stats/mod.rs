@@ -104,13 +104,15 @@ pub fn pass1_kind(m: &MeanAcc) -> CoordKind {
     }
 }
 
-/// `terms`: the normality tests' sample-size terms for the n most coordinates share.
+/// `terms`: the normality tests' sample-size terms for the n most coordinates share. Also
+/// whether the log-moment estimate was clamped (a usable coordinate with two nonzero entries
+/// or more).
 fn finish_coord(
     mean: &MeanAcc,
     shift: f64,
     acc: &crate::engine::accum::CoordAcc,
     terms: &gauss::NormalTerms,
-) -> (Coord, CoordKind) {
+) -> (Coord, CoordKind, bool) {
     let m = &acc.moments;
     let n = m.n as f64;
     let nan = f64::NAN;
@@ -123,6 +125,7 @@ fn finish_coord(
         k => k,
     };
     let mut out = [nan; Stat::CORE.len()];
+    let mut logm_clamped = false;
     let mut set = |s: Stat, v: f64| out[s.index()] = v;
     set(Stat::N, n);
     set(Stat::Nonfinite, mean.nonfinite as f64);
@@ -147,7 +150,8 @@ fn finish_coord(
             gauss::normaltest(n, g1, g2)
         };
         let t: &TailAcc = &acc.tails;
-        let (a_logm, c_logm, _) = tail::log_moment(t.nz, t.sl, t.sl2);
+        let (a_logm, c_logm, clamped) = tail::log_moment(t.nz, t.sl, t.sl2);
+        logm_clamped = clamped && t.nz >= 2;
         let a_block = tail::block_alpha(t);
         for (s, v) in [
             (Stat::Skew, g1),
@@ -163,7 +167,7 @@ fn finish_coord(
             set(s, v);
         }
     }
-    (Coord(out), kind)
+    (Coord(out), kind, logm_clamped)
 }
 
 /// Quantiles 5/25/50/75/95 %.
@@ -310,11 +314,14 @@ impl TensorFinish {
         let p = means.len();
         debug_assert!(shift.len() == p && coords.len() == p);
         // The per-coordinate statistics (normaltest, the estimators' logs and powers) on the
-        // current rayon pool, a chunk at a time so the buffer stays small; the folds below run
-        // in coordinate order, so results do not depend on the threads.
+        // current rayon pool, a chunk at a time so the buffer stays small; the pooled folds
+        // below run in coordinate order, so results do not depend on the threads. The table's
+        // columns are filled one task per column: a run's largest fresh memory, whose first
+        // touch is then shared by the threads.
         const CHUNK: usize = 1 << 14;
         let mut done = Vec::with_capacity(CHUNK.min(p));
         let terms = self.terms;
+        let core = Stat::CORE.len();
         for c0 in (0..p).step_by(CHUNK) {
             let chunk = c0..(c0 + CHUNK).min(p);
             chunk
@@ -322,15 +329,14 @@ impl TensorFinish {
                 .into_par_iter()
                 .map(|j| finish_coord(&means[j], shift[j], &coords[j], &terms))
                 .collect_into_vec(&mut done);
-            for (j, (c, kind)) in chunk.zip(done.drain(..)) {
+            let fits_from = self.fits.as_ref().map_or(0, Vec::len);
+            for (j, &(_, kind, clamped)) in chunk.clone().zip(&done) {
                 let t = &coords[j].tails;
                 match kind {
                     CoordKind::Constant => self.constant_coords += 1,
                     CoordKind::FewFinite => self.few_finite += 1,
                     CoordKind::Usable => {
-                        if t.nz >= 2 && tail::log_moment(t.nz, t.sl, t.sl2).2 {
-                            self.clamped += 1;
-                        }
+                        self.clamped += clamped as u64;
                         self.pooled.combine(&t.block_sums());
                     }
                 }
@@ -338,22 +344,29 @@ impl TensorFinish {
                 self.bad_blocks += t.bad_blocks;
                 self.nonfinite += means[j].nonfinite;
                 self.shift_sq += shift[j] * shift[j];
-                for (col, v) in self.columns.iter_mut().zip(c.0) {
-                    col.push(v);
-                }
                 if let (Some(out), Some(fits)) = (self.fits.as_mut(), fits) {
-                    let f = if kind == CoordKind::Usable {
-                        fits[j]
-                    } else {
-                        Fits::NAN
-                    };
-                    let fit_columns = &mut self.columns[Stat::CORE.len()..];
-                    for (col, v) in fit_columns.iter_mut().zip(f.to_array()) {
-                        col.push(v);
-                    }
-                    out.push(f);
+                    out.push(match kind {
+                        CoordKind::Usable => fits[j],
+                        _ => Fits::NAN,
+                    });
                 }
             }
+            let (cols, fit_cols) = self.columns.split_at_mut(core);
+            let new_fits = self.fits.as_deref().map_or(&[][..], |f| &f[fits_from..]);
+            let done = &done;
+            rayon::join(
+                || {
+                    cols.par_iter_mut()
+                        .enumerate()
+                        .for_each(|(i, col)| col.extend(done.iter().map(|d| d.0 .0[i])))
+                },
+                || {
+                    fit_cols
+                        .par_iter_mut()
+                        .enumerate()
+                        .for_each(|(i, col)| col.extend(new_fits.iter().map(|f| f.to_array()[i])))
+                },
+            );
         }
     }
 
