@@ -95,15 +95,29 @@ impl CoordsWriter {
             self.stats,
             "coords of {name} hold other maps"
         );
+        use rayon::prelude::*;
+        // One map's bytes at a time, converted on every thread into one reused buffer.
+        const PIECE: usize = 1 << 14;
+        let mut bytes = Vec::new();
         for (_, values) in table.iter() {
-            let bytes: Vec<u8> = match self.dtype {
-                Dtype::F32 => values
-                    .iter()
-                    .flat_map(|&v| (v as f32).to_le_bytes())
-                    .collect(),
+            let e = self.dtype.size();
+            bytes.resize(values.len() * e, 0u8);
+            let pieces = bytes
+                .par_chunks_mut(PIECE * e)
+                .zip(values.par_chunks(PIECE));
+            match self.dtype {
+                Dtype::F32 => pieces.for_each(|(out, v)| {
+                    for (o, &v) in out.chunks_exact_mut(4).zip(v) {
+                        o.copy_from_slice(&(v as f32).to_le_bytes());
+                    }
+                }),
                 // f64: `create` refuses the 16-bit types.
-                _ => values.iter().flat_map(|&v| v.to_le_bytes()).collect(),
-            };
+                _ => pieces.for_each(|(out, v)| {
+                    for (o, &v) in out.chunks_exact_mut(8).zip(v) {
+                        o.copy_from_slice(&v.to_le_bytes());
+                    }
+                }),
+            }
             self.out
                 .write_all(&bytes)
                 .map_err(|e| Error::io(&self.path, e))?;

@@ -401,6 +401,18 @@ impl TensorFinish {
                 hits as f64 / tested as f64
             }
         };
+        // Four scans of a million values or more each: side by side on the current pool.
+        let quantiles = |s: Stat| Quantiles::of_alpha(table.get(s));
+        let ((alpha_block_quantiles, alpha_logm_quantiles), (jb_reject_frac, k2_reject_frac)) =
+            rayon::join(
+                || {
+                    rayon::join(
+                        || quantiles(Stat::AlphaBlock),
+                        || quantiles(Stat::AlphaLogm),
+                    )
+                },
+                || rayon::join(|| reject(Stat::JbP), || reject(Stat::K2P)),
+            );
         let mut notes = Vec::new();
         if usable == 0 {
             notes.push(format!(
@@ -436,10 +448,10 @@ impl TensorFinish {
             alpha_time_blocked_se_iid: tb.se_iid,
             alpha_simsekli_flat: flat,
             simsekli_m,
-            alpha_block_quantiles: Quantiles::of_alpha(table.get(Stat::AlphaBlock)),
-            alpha_logm_quantiles: Quantiles::of_alpha(table.get(Stat::AlphaLogm)),
-            jb_reject_frac: reject(Stat::JbP),
-            k2_reject_frac: reject(Stat::K2P),
+            alpha_block_quantiles,
+            alpha_logm_quantiles,
+            jb_reject_frac,
+            k2_reject_frac,
             fits: self.fits.map_or(FitsSummary::NONE, |f| fits::summarize(&f)),
             constant_coords,
             few_finite_coords: few_finite,
