@@ -21,17 +21,31 @@ const TILE: usize = 128;
 
 /// Pass-2 state of one tile, one array per sum. Counts are f64 (exact below 2^53) so every
 /// update is a masked add in the same lanes.
+///
+/// A row inside a complete time block updates only what it must: the moment sums, Σ ln²|u|
+/// and the open block's sums. The count of finite samples, of nonzero entries and Σ ln|u|
+/// come from those at each block's close (`sl`, `nz`) and from the rare rows that need
+/// more: non-finite samples (`nonfinite`), entries within 1e-6 of the centre (`flat_fix`) and
+/// rows after the last complete block (`rest_l`, `rest_nz`). [`Tile::fold_into`] puts them
+/// together.
 struct Tile {
-    n: [f64; TILE],
+    /// Rows folded so far.
+    rows: f64,
+    nonfinite: [f64; TILE],
     s1: [f64; TILE],
     s2: [f64; TILE],
     s3: [f64; TILE],
     s4: [f64; TILE],
-    zeros: [f64; TILE],
+    /// Σ ln|u| and the count of nonzero u over the closed time blocks.
     sl: [f64; TILE],
+    nz: [f64; TILE],
+    /// The same over the rows after the last complete time block.
+    rest_l: [f64; TILE],
+    rest_nz: [f64; TILE],
     sl2: [f64; TILE],
-    /// Σ ln(|u| + eps), the flat estimator's per-entry term.
-    flat_lx: [f64; TILE],
+    /// The flat estimator's per-entry term ln(|u| + eps) less ln|u| (0 for u = 0), where
+    /// they differ: |u| ≤ 1e-6. Σ ln|u| over nonzero u plus this is Σ ln(|u| + eps).
+    flat_fix: [f64; TILE],
     /// Open time block: Σ ln|u|, count of nonzero u, Σ u, and 1 once it held a non-finite x.
     pl: [f64; TILE],
     pm: [f64; TILE],
@@ -50,15 +64,18 @@ impl Tile {
     fn new() -> Self {
         const Z: [f64; TILE] = [0.0; TILE];
         Tile {
-            n: Z,
+            rows: 0.0,
+            nonfinite: Z,
             s1: Z,
             s2: Z,
             s3: Z,
             s4: Z,
-            zeros: Z,
             sl: Z,
+            nz: Z,
+            rest_l: Z,
+            rest_nz: Z,
             sl2: Z,
-            flat_lx: Z,
+            flat_fix: Z,
             pl: Z,
             pm: Z,
             ys: Z,
@@ -100,27 +117,23 @@ impl Tile {
         // cannot take store-to-load forwarding on AMD's Zen 4 and stalled the loop (a third of
         // its time, and the masked stores of `pl` alone a quarter).
         let one_if = |c: bool| if c { 1.0 } else { 0.0 };
-        let mut small = false;
+        let (mut small, mut nonfinite) = (false, false);
+        self.rows += 1.0;
         for j in 0..w {
             let xv = x[j];
             let fin = xv.is_finite();
             let d = if fin { xv - shift[j] } else { 0.0 };
             let d2 = d * d;
-            self.n[j] += one_if(fin);
             self.s1[j] += d;
             self.s2[j] += d2;
             self.s3[j] += d2 * d;
             self.s4[j] += d2 * d2;
-            let a = u[j].abs();
-            let nz = u[j] != 0.0;
-            let lv = l[j] * one_if(nz);
-            self.zeros[j] += one_if(fin & !nz);
-            self.sl[j] += lv;
+            let lv = l[j] * one_if(u[j] != 0.0);
             self.sl2[j] += lv * lv;
-            // ln(|u| + eps) as in `alpha_estimator`: ln|u| where adding eps cannot change it
-            // by more than 2.2e-10 relative; the small |u| below.
-            self.flat_lx[j] += l[j] * one_if(a > 1e-6);
-            small |= fin & (a <= 1e-6);
+            // ln(|u| + eps) as in `alpha_estimator` is ln|u| where adding eps cannot change
+            // it by more than 2.2e-10 relative; the small |u| below.
+            small |= fin & (u[j].abs() <= 1e-6);
+            nonfinite |= !fin;
         }
         if in_blocks {
             for j in 0..w {
@@ -130,11 +143,24 @@ impl Tile {
                 self.ys[j] += u[j];
                 self.bad[j] = if x[j].is_finite() { self.bad[j] } else { 1.0 };
             }
+        } else {
+            for j in 0..w {
+                let nz = one_if(u[j] != 0.0);
+                self.rest_l[j] += l[j] * nz;
+                self.rest_nz[j] += nz;
+            }
+        }
+        if nonfinite {
+            for j in 0..w {
+                self.nonfinite[j] += one_if(!x[j].is_finite());
+            }
         }
         if small {
             for j in 0..w {
-                if x[j].is_finite() && u[j].abs() <= 1e-6 {
-                    self.flat_lx[j] += (u[j].abs() + FLAT_EPS).ln();
+                let a = u[j].abs();
+                if x[j].is_finite() && a <= 1e-6 {
+                    let lv = l[j] * one_if(u[j] != 0.0);
+                    self.flat_fix[j] += (a + FLAT_EPS).ln() - lv;
                 }
             }
         }
@@ -149,6 +175,10 @@ impl Tile {
     fn close_block(&mut self, job: &TileJob<'_>, scratch: &mut CloseScratch) -> BlockSums {
         let w = job.pool.len();
         let s = scratch;
+        for j in 0..w {
+            self.sl[j] += self.pl[j];
+            self.nz[j] += self.pm[j];
+        }
         ln_abs_row(&self.ys[..w], &mut s.ly[..w]);
         ln_abs_row(&self.pm[..w], &mut s.lm[..w]);
         let mut overflow = false;
@@ -197,10 +227,30 @@ impl Tile {
         }
     }
 
+    /// Finite samples of column `j`.
+    fn n(&self, j: usize) -> f64 {
+        self.rows - self.nonfinite[j]
+    }
+
+    /// Σ ln|u| over column `j`'s nonzero entries.
+    fn sl(&self, j: usize) -> f64 {
+        self.sl[j] + self.rest_l[j]
+    }
+
+    /// Σ ln(|u| + eps) over the tile's first `w` columns, the flat estimator's term.
+    fn flat_lx(&self, w: usize) -> f64 {
+        let mut terms = [0.0; TILE];
+        for (j, t) in terms[..w].iter_mut().enumerate() {
+            *t = self.sl(j) + self.flat_fix[j];
+        }
+        sum_lanes(&terms[..w])
+    }
+
     /// Adds the tile's sums into its columns' accumulators.
     fn fold_into(&self, acc: &mut [CoordAcc]) {
         for (j, a) in acc.iter_mut().enumerate() {
-            let (n, zeros) = (self.n[j] as u64, self.zeros[j] as u64);
+            let n = self.n(j) as u64;
+            let nz = (self.nz[j] + self.rest_nz[j]) as u64;
             a.combine(&CoordAcc {
                 moments: MomentAcc {
                     n,
@@ -210,9 +260,9 @@ impl Tile {
                     s4: self.s4[j],
                 },
                 tails: TailAcc {
-                    zeros,
-                    nz: n - zeros,
-                    sl: self.sl[j],
+                    zeros: n - nz,
+                    nz,
+                    sl: self.sl(j),
                     sl2: self.sl2[j],
                     ny: self.ny[j] as u64,
                     ly: self.ly[j],
@@ -360,8 +410,8 @@ pub(super) fn coord_stats_body(
             }
         }
         tile.fold_into(&mut acc[t0..t0 + tw]);
-        flat.n += tile.n[..tw].iter().sum::<f64>() as u64;
-        flat.lx += sum_lanes(&tile.flat_lx[..tw]);
+        flat.n += (0..tw).map(|j| tile.n(j)).sum::<f64>() as u64;
+        flat.lx += tile.flat_lx(tw);
     }
     flat.tensor = tensor_runs.into_sums();
     flat.model = match model_runs {

@@ -128,15 +128,17 @@ struct Consts {
 /// A group's running sums, as in the portable kernel's `Tile`.
 #[derive(Clone, Copy)]
 struct Sums {
-    n: __m512d,
+    nonfinite: __m512d,
     s1: __m512d,
     s2: __m512d,
     s3: __m512d,
     s4: __m512d,
-    zeros: __m512d,
     sl: __m512d,
+    nz: __m512d,
+    rest_l: __m512d,
+    rest_nz: __m512d,
     sl2: __m512d,
-    flat_lx: __m512d,
+    flat_fix: __m512d,
     pl: __m512d,
     pm: __m512d,
     ys: __m512d,
@@ -158,15 +160,17 @@ impl Sums {
     fn new() -> Self {
         let z = _mm512_setzero_pd();
         Sums {
-            n: z,
+            nonfinite: z,
             s1: z,
             s2: z,
             s3: z,
             s4: z,
-            zeros: z,
             sl: z,
+            nz: z,
+            rest_l: z,
+            rest_nz: z,
             sl2: z,
-            flat_lx: z,
+            flat_fix: z,
             pl: z,
             pm: z,
             ys: z,
@@ -181,6 +185,8 @@ impl Sums {
     }
 
     /// `Tile::push_row` for one group: row `x` with its centred values `u` and logs `l`.
+    /// `lv` is ln|u| where u ≠ 0 and +0 elsewhere, where the portable kernel's product may
+    /// give -0: every sum it enters starts at +0, and x + -0 = x + +0, so the bits agree.
     #[inline]
     #[target_feature(enable = "avx512f,avx512dq")]
     fn push(&mut self, c: &Consts, x: __m512d, u: __m512d, l: __m512d, in_blocks: bool) {
@@ -188,35 +194,36 @@ impl Sums {
         let fin = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(_mm512_abs_pd(x), splat(f64::INFINITY));
         let d = _mm512_maskz_sub_pd(fin, x, c.shift);
         let d2 = mul(d, d);
-        self.n = add(self.n, ones(fin));
         self.s1 = add(self.s1, d);
         self.s2 = add(self.s2, d2);
         self.s3 = add(self.s3, mul(d2, d));
         self.s4 = add(self.s4, mul(d2, d2));
-        let a = _mm512_abs_pd(u);
         let nz = _mm512_cmp_pd_mask::<_CMP_NEQ_UQ>(u, _mm512_setzero_pd());
-        let lv = mul(l, ones(nz));
-        self.zeros = add(self.zeros, ones(_kandn_mask8(nz, fin)));
-        self.sl = add(self.sl, lv);
+        let lv = _mm512_maskz_mov_pd(nz, l);
         self.sl2 = add(self.sl2, mul(lv, lv));
-        let large = _mm512_cmp_pd_mask::<_CMP_GT_OQ>(a, splat(1e-6));
-        self.flat_lx = add(self.flat_lx, mul(l, ones(large)));
-        let small = fin & _mm512_cmp_pd_mask::<_CMP_LE_OQ>(a, splat(1e-6));
+        let small = fin & _mm512_cmp_pd_mask::<_CMP_LE_OQ>(_mm512_abs_pd(u), splat(1e-6));
         if in_blocks {
-            self.pl = add(self.pl, mul(l, ones(nz)));
+            self.pl = add(self.pl, lv);
             self.pm = add(self.pm, ones(nz));
             self.ys = add(self.ys, u);
             self.bad = _mm512_mask_blend_pd(fin, splat(1.0), self.bad);
+        } else {
+            self.rest_l = add(self.rest_l, lv);
+            self.rest_nz = add(self.rest_nz, ones(nz));
+        }
+        if fin != 0xff {
+            // Non-finite samples (and a last group's padding): rare.
+            self.nonfinite = add(self.nonfinite, ones(!fin));
         }
         if small != 0 {
             // ln(|u| + eps) where adding eps changes ln|u|: rare, lane by lane.
-            let (u, mut flat) = (store(u), store(self.flat_lx));
+            let (u, lv, mut fix) = (store(u), store(lv), store(self.flat_fix));
             for j in 0..LANES {
                 if small & (1 << j) != 0 {
-                    flat[j] += (u[j].abs() + FLAT_EPS).ln();
+                    fix[j] += (u[j].abs() + FLAT_EPS).ln() - lv[j];
                 }
             }
-            self.flat_lx = load(&flat);
+            self.flat_fix = load(&fix);
         }
     }
 
@@ -225,6 +232,8 @@ impl Sums {
     #[target_feature(enable = "avx512f,avx512dq")]
     fn close_block(&mut self, c: &Consts) -> Pooled {
         let (add, zero) = (_mm512_add_pd, _mm512_setzero_pd());
+        self.sl = add(self.sl, self.pl);
+        self.nz = add(self.nz, self.pm);
         let ok = _mm512_cmp_pd_mask::<_CMP_EQ_OQ>(self.bad, zero);
         let (sx, m, y) = (self.pl, self.pm, _mm512_abs_pd(self.ys));
         let counted = ok
@@ -265,17 +274,38 @@ impl Sums {
         p
     }
 
-    /// Adds the group's sums into its columns' accumulators.
+    /// Finite samples per lane, of `rows` folded.
+    #[inline]
     #[target_feature(enable = "avx512f,avx512dq")]
-    fn fold_into(&self, acc: &mut [CoordAcc]) {
-        let [n, s1, s2, s3, s4, zeros, sl, sl2, ly, lm, lx, nx, ny, bad] = [
-            self.n,
+    fn n(&self, rows: usize) -> __m512d {
+        _mm512_sub_pd(splat(rows as f64), self.nonfinite)
+    }
+
+    /// Σ ln|u| over nonzero entries, per lane.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512dq")]
+    fn sl(&self) -> __m512d {
+        _mm512_add_pd(self.sl, self.rest_l)
+    }
+
+    /// Σ ln(|u| + eps) per lane, the flat estimator's term.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512dq")]
+    fn flat_lx(&self) -> __m512d {
+        _mm512_add_pd(self.sl(), self.flat_fix)
+    }
+
+    /// Adds the group's sums over `rows` rows into its columns' accumulators.
+    #[target_feature(enable = "avx512f,avx512dq")]
+    fn fold_into(&self, acc: &mut [CoordAcc], rows: usize) {
+        let [n, s1, s2, s3, s4, nz, sl, sl2, ly, lm, lx, nx, ny, bad] = [
+            self.n(rows),
             self.s1,
             self.s2,
             self.s3,
             self.s4,
-            self.zeros,
-            self.sl,
+            _mm512_add_pd(self.nz, self.rest_nz),
+            self.sl(),
             self.sl2,
             self.ly,
             self.lm,
@@ -286,7 +316,7 @@ impl Sums {
         ]
         .map(|v| store(v));
         for (j, a) in acc.iter_mut().enumerate() {
-            let (n, zeros) = (n[j] as u64, zeros[j] as u64);
+            let (n, nz) = (n[j] as u64, nz[j] as u64);
             a.combine(&CoordAcc {
                 moments: MomentAcc {
                     n,
@@ -296,8 +326,8 @@ impl Sums {
                     s4: s4[j],
                 },
                 tails: TailAcc {
-                    zeros,
-                    nz: n - zeros,
+                    zeros: n - nz,
+                    nz,
                     sl: sl[j],
                     sl2: sl2[j],
                     ny: ny[j] as u64,
@@ -448,9 +478,9 @@ fn strip<T: Copy>(
                     }
                 }
             }
-            sums.fold_into(&mut acc[g0..g0 + gw]);
-            flat.n += store(sums.n)[..gw].iter().sum::<f64>() as u64;
-            flat_lx.add(sums.flat_lx, gw);
+            sums.fold_into(&mut acc[g0..g0 + gw], rows);
+            flat.n += store(sums.n(rows))[..gw].iter().sum::<f64>() as u64;
+            flat_lx.add(sums.flat_lx(), gw);
         }
         for (i, (&r, p)) in closes.iter().zip(&pooled).enumerate() {
             let [sx, nx, sy, ny, sm] = p.map(|s| s.total());
