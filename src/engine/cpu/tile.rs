@@ -151,8 +151,8 @@ impl Tile {
             }
         }
         if nonfinite {
-            for j in 0..w {
-                self.nonfinite[j] += one_if(!x[j].is_finite());
+            for (c, x) in self.nonfinite[..w].iter_mut().zip(x) {
+                *c += one_if(!x.is_finite());
             }
         }
         if small {
