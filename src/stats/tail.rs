@@ -135,7 +135,11 @@ pub fn simsekli_flat(m: u64, blocks: &[f64], lx: f64, n: u64) -> f64 {
 
 /// numpy `percentile` (linear interpolation) over the non-NaN values, like `nanpercentile`.
 pub fn quantiles(values: &[f64], qs: &[f64]) -> Vec<f64> {
-    let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
+    quantiles_of(values.iter().copied().filter(|x| !x.is_nan()).collect(), qs)
+}
+
+/// [`quantiles`] of `v`, which holds no NaN, reordering it in place.
+fn quantiles_of(mut v: Vec<f64>, qs: &[f64]) -> Vec<f64> {
     if v.is_empty() {
         return vec![f64::NAN; qs.len()];
     }
@@ -167,7 +171,7 @@ pub fn alpha_quantiles(alphas: &[f64], qs: &[f64]) -> Vec<f64> {
         .filter(|v| v.is_finite())
         .collect();
     let flipped: Vec<f64> = qs.iter().map(|q| 1.0 - q).collect();
-    quantiles(&inv, &flipped)
+    quantiles_of(inv, &flipped)
         .into_iter()
         .map(|v| {
             if v > 0.0 {
