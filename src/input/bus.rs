@@ -52,7 +52,10 @@ const EMPTY: Slot = Slot {
 static MAPPED: [Slot; SLOTS] = [EMPTY; SLOTS];
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
-/// Notes that `path` is mapped at `start..start + len`, so a fault there can name it.
+/// Notes that `path` is mapped at `start..start + len`, so a fault there can name it (the
+/// first [`SLOTS`] files mapped; a fault in a later one says "an input file"). A file's map
+/// lasts as long as its tensor source; a later map may take the addresses of one dropped, so
+/// the handler looks from the newest slot back.
 pub(crate) fn mapped(path: &Path, start: usize, len: usize) {
     let i = NEXT.fetch_add(1, Ordering::SeqCst);
     let Some(slot) = MAPPED.get(i) else { return };
@@ -108,7 +111,7 @@ extern "C" fn handler(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::
     // SAFETY: the kernel passes a valid siginfo with SA_SIGINFO.
     let addr = unsafe { (*info).si_addr() } as usize;
     say(b"error: ");
-    let file = MAPPED.iter().find(|s| {
+    let file = MAPPED.iter().rev().find(|s| {
         let start = s.start.load(Ordering::SeqCst);
         start != 0 && (start..start + s.len.load(Ordering::SeqCst)).contains(&addr)
     });
