@@ -818,3 +818,68 @@ fn output_faults_leave_nothing_behind() {
         .collect();
     assert_eq!(left.len(), 1, "staging left behind: {left:?}");
 }
+
+/// A file that another program truncates while the command reads it in place ends the run
+/// with exit status 1 and a message naming the file, whether the cut is seen by a block's
+/// length check or by a read of a page the file no longer has; no output folder, published or
+/// partial, is left.
+#[cfg(unix)]
+#[test]
+fn a_file_cut_short_mid_run_ends_the_run_cleanly() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let (k, p) = (64, 200_000);
+    let path = dir.path().join("shrinks.npy");
+    common::write_npy_f32(&path, &[k, p], &noise(k, p));
+    let out = dir.path().join("out");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gradtail"))
+        .args([
+            "analyze",
+            "--backend",
+            "cpu",
+            "--progress-json",
+            "--no-fits",
+        ])
+        .args(["--no-spectrum", "--no-powerlaw", "--out"])
+        .arg(&out)
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    // The first block is being read: cut the file then.
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let started = serde_json::from_str::<serde_json::Value>(&line)
+            .ok()
+            .and_then(|v| v["progress"].as_f64())
+            .is_some_and(|f| f > 0.0);
+        seen.push(line);
+        if started {
+            break;
+        }
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(1000)
+        .unwrap();
+    seen.extend(lines.map(|l| l.unwrap()));
+    let status = child.wait().unwrap();
+    let stderr = seen.join("\n");
+    assert_eq!(status.code(), Some(1), "{status:?}: {stderr}");
+    assert!(stderr.contains("shrinks.npy"), "{stderr}");
+    assert!(
+        stderr.contains("shrank") || stderr.contains("truncated"),
+        "{stderr}"
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "shrinks.npy")
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
