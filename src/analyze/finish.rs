@@ -77,7 +77,7 @@ impl<'a> Finisher<'a> {
     pub fn tensor(
         &mut self,
         meta: &TensorMeta,
-        state: PieceState,
+        mut state: PieceState,
         engine: Option<&mut dyn Backend>,
     ) -> Result<TensorResult> {
         let (shape, p) = (self.shape, meta.coords());
@@ -102,7 +102,7 @@ impl<'a> Finisher<'a> {
                         &state.mean,
                         &shift,
                         &state.acc.coords,
-                        state.fits.as_deref(),
+                        state.fits.as_deref_mut(),
                     )
                 });
                 f
@@ -126,6 +126,7 @@ impl<'a> Finisher<'a> {
                 &meta.name,
                 &meta.shape,
                 &state.acc,
+                state.fits.as_deref(),
                 shape.k1,
                 shape.block_rows,
                 m_tensor,

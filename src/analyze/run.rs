@@ -422,7 +422,7 @@ pub fn run(
                                 model,
                             )?;
                             if let Some(finish) = finish.as_mut() {
-                                let fits = fits.as_deref().map(|f| &f[cols.clone()]);
+                                let fits = fits.as_deref_mut().map(|f| &mut f[cols.clone()]);
                                 pool.install(|| {
                                     finish.add(&mean, &shift[cols.clone()], &acc.coords, fits)
                                 });

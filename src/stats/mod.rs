@@ -266,8 +266,6 @@ pub struct TensorFinish {
     nonfinite: u64,
     /// Σ shift² over the coordinates: |ḡ|² of the noise scale when the centre is the mean.
     pub shift_sq: f64,
-    /// The fits, appended range by range (when the fits were computed).
-    fits: Option<Vec<Fits>>,
 }
 
 impl TensorFinish {
@@ -288,7 +286,6 @@ impl TensorFinish {
             bad_blocks: 0,
             nonfinite: 0,
             shift_sq: 0.0,
-            fits: fits.then(|| Vec::with_capacity(p)),
         }
     }
 
@@ -303,13 +300,14 @@ impl TensorFinish {
 
     /// Finishes the next coordinates, those after the ones added so far: their pass-1 and
     /// pass-2 accumulators, pass 1's shift and (when the fits were computed) their fits, all
-    /// of one length. Fits of coordinates that are not [`CoordKind::Usable`] become NaN.
+    /// of one length. Fits of coordinates that are not [`CoordKind::Usable`] are set to NaN
+    /// here.
     pub fn add(
         &mut self,
         means: &[MeanAcc],
         shift: &[f64],
         coords: &[CoordAcc],
-        fits: Option<&[Fits]>,
+        mut fits: Option<&mut [Fits]>,
     ) {
         let p = means.len();
         debug_assert!(shift.len() == p && coords.len() == p);
@@ -329,7 +327,6 @@ impl TensorFinish {
                 .into_par_iter()
                 .map(|j| finish_coord(&means[j], shift[j], &coords[j], &terms))
                 .collect_into_vec(&mut done);
-            let fits_from = self.fits.as_ref().map_or(0, Vec::len);
             for (j, &(_, kind, clamped)) in chunk.clone().zip(&done) {
                 let t = &coords[j].tails;
                 match kind {
@@ -344,15 +341,14 @@ impl TensorFinish {
                 self.bad_blocks += t.bad_blocks;
                 self.nonfinite += means[j].nonfinite;
                 self.shift_sq += shift[j] * shift[j];
-                if let (Some(out), Some(fits)) = (self.fits.as_mut(), fits) {
-                    out.push(match kind {
-                        CoordKind::Usable => fits[j],
-                        _ => Fits::NAN,
-                    });
+                if let Some(fits) = fits.as_deref_mut() {
+                    if kind != CoordKind::Usable {
+                        fits[j] = Fits::NAN;
+                    }
                 }
             }
             let (cols, fit_cols) = self.columns.split_at_mut(core);
-            let new_fits = self.fits.as_deref().map_or(&[][..], |f| &f[fits_from..]);
+            let new_fits = fits.as_deref().map_or(&[][..], |f| &f[chunk.clone()]);
             let done = &done;
             rayon::join(
                 || {
@@ -373,12 +369,15 @@ impl TensorFinish {
     /// The table and the pooled summary of the tensor `name` of `shape`, once every
     /// coordinate has been added: the time-blocked estimate from the per-time-block sums
     /// `blocks` of `acc` with blocks of `k1` over the first `block_rows` rows, the original
-    /// estimate from its flat state with block length `simsekli_m`.
+    /// estimate from its flat state with block length `simsekli_m`; the fits' summary from
+    /// `fits`, every coordinate's (as [`TensorFinish::add`] left them).
+    #[allow(clippy::too_many_arguments)] // one call site; the arguments are the tensor's parts
     pub fn finish(
         self,
         name: &str,
         shape: &[usize],
         acc: &TensorAcc,
+        fits: Option<&[Fits]>,
         k1: usize,
         block_rows: usize,
         simsekli_m: u64,
@@ -452,7 +451,7 @@ impl TensorFinish {
             alpha_logm_quantiles,
             jb_reject_frac,
             k2_reject_frac,
-            fits: self.fits.map_or(FitsSummary::NONE, |f| fits::summarize(&f)),
+            fits: fits.map_or(FitsSummary::NONE, fits::summarize),
             constant_coords,
             few_finite_coords: few_finite,
             logm_clamped_coords: self.clamped,
