@@ -165,8 +165,13 @@ impl Mapped {
         })
     }
 
+    /// The byte of the file just past the last value.
+    pub fn end(&self) -> usize {
+        self.at + self.len * self.dtype.size()
+    }
+
     fn bytes(&self) -> &[u8] {
-        &self.file.map[self.at..self.at + self.len * self.dtype.size()]
+        &self.file.map[self.at..self.end()]
     }
 }
 
@@ -395,24 +400,33 @@ impl Block {
 
     /// All values widened to f64, row-major and without gaps (`rows × width`).
     pub fn widen_into(&self, out: &mut [f64]) {
-        let w = self.width();
+        let (w, view) = (self.width(), self.view());
         assert_eq!(out.len(), self.rows.len() * w, "one f64 per value");
         for (r, row) in out.chunks_exact_mut(w.max(1)).enumerate() {
-            self.data
-                .widen_into(r * self.stride..r * self.stride + w, row);
+            view.widen_row(r, 0..w, row);
         }
     }
 
     /// The values as a samples × coordinates array: the tile the engines read.
     pub fn view(&self) -> BlockView<'_> {
-        use ndarray::ShapeBuilder;
-        let shape = (self.rows.len(), self.width()).strides((self.stride, 1));
-        let bad = "a block holds rows × columns values";
+        let (rows, w, stride) = (self.rows.len(), self.width(), self.stride);
+        fn tile<T>(v: &[T], rows: usize, w: usize, stride: usize) -> ArrayView2<'_, T> {
+            use ndarray::ShapeBuilder;
+            let bad = "a block holds rows × columns values";
+            // ndarray checks a strided shape's last index against the slice, which an empty
+            // block does not have: with one row or none (or no column) the stride means
+            // nothing.
+            if rows > 1 && w > 0 {
+                ArrayView2::from_shape((rows, w).strides((stride, 1)), v).expect(bad)
+            } else {
+                ArrayView2::from_shape((rows, w), &v[..rows * w]).expect(bad)
+            }
+        }
         match self.data.values() {
-            Values::F16(v) => BlockView::F16(ArrayView2::from_shape(shape, v).expect(bad)),
-            Values::BF16(v) => BlockView::BF16(ArrayView2::from_shape(shape, v).expect(bad)),
-            Values::F32(v) => BlockView::F32(ArrayView2::from_shape(shape, v).expect(bad)),
-            Values::F64(v) => BlockView::F64(ArrayView2::from_shape(shape, v).expect(bad)),
+            Values::F16(v) => BlockView::F16(tile(v, rows, w, stride)),
+            Values::BF16(v) => BlockView::BF16(tile(v, rows, w, stride)),
+            Values::F32(v) => BlockView::F32(tile(v, rows, w, stride)),
+            Values::F64(v) => BlockView::F64(tile(v, rows, w, stride)),
         }
     }
 

@@ -139,32 +139,19 @@ impl NpyTensor {
             Some(MappedFile::new(map))
         });
         let Some(map) = map else { return Ok(None) };
-        let esize = self.header.dtype.size();
-        let p = self.meta.coords();
-        let first = rows.start * p + cols.start;
-        let len = match rows.len() {
-            0 => 0,
-            n => (n - 1) * p + cols.len(),
+        let (dtype, p) = (self.header.dtype, self.meta.coords());
+        let at = self.header.data_offset as usize + (rows.start * p + cols.start) * dtype.size();
+        let Some(data) = Mapped::new(map.clone(), at, dtype, rows.len(), cols.len(), p) else {
+            return Ok(None);
         };
-        let at = self.header.data_offset as usize + first * esize;
-        let dtype = self.header.dtype;
         let held = self
             .file
             .metadata()
             .map_err(|e| Error::io(self.path(), e))?
             .len();
-        if (held as usize) < at + len * esize {
-            return Err(Error::io(
-                self.path(),
-                std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "the file ends before the data its header promises (was it truncated?)",
-                ),
-            ));
+        if (held as usize) < data.end() {
+            return Err(Error::io(self.path(), pread::truncated()));
         }
-        let Some(data) = Mapped::new(map.clone(), at, dtype, rows.len(), cols.len(), p) else {
-            return Ok(None);
-        };
         Ok(Some(Block::strided(
             rows.clone(),
             cols.clone(),

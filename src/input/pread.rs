@@ -29,15 +29,20 @@ pub fn read_up_to(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize>
     Ok(done)
 }
 
-/// Fills `buf` from `offset`, or fails with `UnexpectedEof` when the file ends first.
+/// Fills `buf` from `offset`, or fails with [`truncated`] when the file ends first.
 pub fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
     if read_up_to(file, buf, offset)? < buf.len() {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "the file ends before the data its header promises (was it truncated?)",
-        ));
+        return Err(truncated());
     }
     Ok(())
+}
+
+/// The error of a file that ends before the data its header promises.
+pub fn truncated() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "the file ends before the data its header promises (was it truncated?)",
+    )
 }
 
 #[cfg(test)]
