@@ -9,19 +9,19 @@ use crate::error::{Error, Result};
 
 pub struct MemTensor<'a> {
     meta: TensorMeta,
-    values: Values<'a>,
+    values: Storage<'a>,
 }
 
-enum Values<'a> {
+enum Storage<'a> {
     Borrowed(&'a [u8]),
     Owned(BlockData),
 }
 
-impl Values<'_> {
+impl Storage<'_> {
     fn bytes(&self) -> &[u8] {
         match self {
-            Values::Borrowed(b) => b,
-            Values::Owned(data) => data.values().bytes(),
+            Storage::Borrowed(b) => b,
+            Storage::Owned(data) => data.values().bytes(),
         }
     }
 }
@@ -36,7 +36,7 @@ impl<'a> MemTensor<'a> {
         shape: &[usize],
         bytes: &'a [u8],
     ) -> Result<Self> {
-        Self::with_values(name, origin.into(), dtype, shape, Values::Borrowed(bytes))
+        Self::with_values(name, origin.into(), dtype, shape, Storage::Borrowed(bytes))
     }
 
     /// Owns `data`, a (samples, params) stack.
@@ -46,7 +46,7 @@ impl<'a> MemTensor<'a> {
             "<memory>".into(),
             data.dtype(),
             &[samples, params],
-            Values::Owned(data),
+            Storage::Owned(data),
         )
         .expect("the stack holds samples × params values")
     }
@@ -56,7 +56,7 @@ impl<'a> MemTensor<'a> {
         origin: PathBuf,
         dtype: Dtype,
         shape: &[usize],
-        values: Values<'a>,
+        values: Storage<'a>,
     ) -> Result<Self> {
         let len = values.bytes().len();
         let Some((&samples, rest)) = shape.split_first() else {
