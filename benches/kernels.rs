@@ -58,6 +58,7 @@ fn engine(c: &mut Criterion, name: &str, engine: &mut dyn Backend, x: &[f32]) {
         spread: &spread,
         centre: &zeros,
         pool: &pool,
+        col0: 0,
         flat_tensor: FlatSpec {
             stride: P as u64,
             base: 0,

@@ -107,7 +107,16 @@ pub(super) fn check_magnitudes(
     meta: &TensorMeta,
     mean: &[MeanAcc],
 ) -> Result<()> {
-    let Some((lo, hi)) = backend.magnitude_range() else {
+    check_range(backend.magnitude_range(), meta, mean)
+}
+
+/// [`check_magnitudes`] against the engine's `Backend::magnitude_range`.
+pub(super) fn check_range(
+    range: Option<(f64, f64)>,
+    meta: &TensorMeta,
+    mean: &[MeanAcc],
+) -> Result<()> {
+    let Some((lo, hi)) = range else {
         return Ok(());
     };
     let bad = mean.iter().filter(|m| pooled(m)).find_map(|m| {

@@ -7,14 +7,14 @@
 
 use std::ops::Range;
 
-use super::checks::check_magnitudes;
+use super::checks::{check_magnitudes, check_range};
 use super::columns;
 use super::plan::{Piece, Plan};
 use super::progress::{group_label, step_name, stream, Progress};
 use super::structure::{self, PowerLawCoord, StructureAcc};
 use super::{pooled, shift_of, spread_of, Center, Options};
 use crate::engine::accum::{BlockSums, FlatAcc, FlatSpec, MeanAcc};
-use crate::engine::{Backend, StatsJob, TensorAcc};
+use crate::engine::{Backend, Derived, StatsJob, TensorAcc};
 use crate::error::{Error, Result};
 use crate::input::{Block, BlockData, TensorMeta, TensorSource};
 use crate::stats::fits::Fits;
@@ -244,6 +244,7 @@ pub fn run(
                 spread: &[],
                 centre: &[],
                 pool: &[],
+                col0: 0,
                 flat_tensor: FlatSpec {
                     stride: p as u64,
                     base: c0 as u64,
@@ -376,6 +377,22 @@ pub fn run(
                     let mut pool_mask = vec![false; len];
                     let mut finish =
                         early.then(|| TensorFinish::new(len, plan.samples as u64, opts.fits));
+                    let whole_step = fit_step || so.any();
+                    let range = backend.magnitude_range();
+                    // Pass 2's inputs from pass 1: the shift (and the centre, when it is the
+                    // mean), the spread and the pooled flag.
+                    let derive = |mean: &[MeanAcc], d: Derived<'_>| {
+                        check_range(range, meta, mean)?;
+                        for (j, m) in mean.iter().enumerate() {
+                            d.shift[j] = shift_of(m);
+                            d.spread[j] = spread_of(m, d.shift[j]);
+                            d.pool[j] = pooled(m);
+                            if centre_is_mean {
+                                d.centre[j] = d.shift[j];
+                            }
+                        }
+                        Ok(())
+                    };
                     stream(s, &blocks[i], &pb, |blocks| {
                         for block in blocks {
                             let block = block?;
@@ -393,38 +410,50 @@ pub fn run(
                             } else {
                                 0
                             };
-                            backend
-                                .coord_mean(&mut std::iter::once(Ok(local.share())), &mut mean)?;
-                            check_magnitudes(backend, meta, &mean[local.cols.clone()])?;
-                            for j in cols.clone() {
-                                let m = &mean[j - at];
-                                shift[j] = shift_of(m);
-                                spread[j] = spread_of(m, shift[j]);
-                                pool_mask[j] = pooled(m);
-                                if centre_is_mean {
-                                    centre[j] = shift[j];
-                                }
-                            }
-                            whole_columns(&block, &pool_mask, &shift, &mut centre, fits, backend)?;
-                            let c = at..;
-                            let mut job = job.with(
-                                &shift[c.clone()],
-                                &spread[c.clone()],
-                                &centre[c.clone()],
-                                &pool_mask[c],
-                            );
+                            let mut job = job.with(&[], &[], &[], &[]);
                             job.flat_tensor.base += at as u64;
                             job.flat_model.base += at as u64;
-                            backend.coord_stats(
-                                &job,
-                                &mut std::iter::once(Ok(local)),
-                                acc,
-                                model,
-                            )?;
+                            let mean = &mut mean[local.cols.clone()];
+                            let inputs = Derived {
+                                shift: &mut shift[cols.clone()],
+                                spread: &mut spread[cols.clone()],
+                                centre: &mut centre[cols.clone()],
+                                pool: &mut pool_mask[cols.clone()],
+                            };
+                            if whole_step {
+                                // The whole-column step needs the block's pass 1 first.
+                                backend
+                                    .coord_mean(&mut std::iter::once(Ok(local.share())), mean)?;
+                                derive(mean, inputs)?;
+                                whole_columns(
+                                    &block,
+                                    &pool_mask,
+                                    &shift,
+                                    &mut centre,
+                                    fits,
+                                    backend,
+                                )?;
+                                let c = at..;
+                                let job = job.with(
+                                    &shift[c.clone()],
+                                    &spread[c.clone()],
+                                    &centre[c.clone()],
+                                    &pool_mask[c],
+                                );
+                                backend.coord_stats(
+                                    &job,
+                                    &mut std::iter::once(Ok(local)),
+                                    acc,
+                                    model,
+                                )?;
+                            } else {
+                                backend
+                                    .coord_both(&job, local, &derive, mean, inputs, acc, model)?;
+                            }
                             if let Some(finish) = finish.as_mut() {
                                 let fits = fits.as_deref_mut().map(|f| &mut f[cols.clone()]);
                                 pool.install(|| {
-                                    finish.add(&mean, &shift[cols.clone()], &acc.coords, fits)
+                                    finish.add(mean, &shift[cols.clone()], &acc.coords, fits)
                                 });
                             }
                         }

@@ -16,7 +16,7 @@ pub use gram::gram;
 use tile::coord_stats_body;
 
 use super::accum::{BlockSums, CoordAcc, FlatAcc, MeanAcc};
-use super::{Backend, Blocks, EngineInfo, StatsJob, TensorAcc};
+use super::{Backend, Blocks, Derive, Derived, EngineInfo, StatsJob, TensorAcc};
 use crate::error::{Error, Result};
 use crate::input::{Block, BlockView};
 use crate::stats::fits::{self, Fits};
@@ -89,22 +89,59 @@ impl Backend for CpuEngine {
                     .map(|(s, acc)| coord_stats(job, &block, s * strip, acc))
                     .collect()
             });
-            for p in partials {
-                out.flat.n += p.n;
-                out.flat.lx += p.lx;
-                model.n += p.n;
-                model.lx += p.lx;
-                for (b, y) in p.tensor {
-                    out.flat.blocks[b] += y;
-                }
-                for (b, y) in p.model {
-                    model.blocks[b] += y;
-                }
-                for (b, sums) in p.blocks {
-                    out.blocks[b].combine(&sums);
-                }
-            }
+            fold_partials(partials, out, model);
         }
+        Ok(())
+    }
+
+    /// Each strip of columns gets pass 1, its derivation and pass 2 in one task, so pass 2
+    /// reads the strip from cache rather than memory and the block needs one parallel region
+    /// instead of two. The results are those of the passes run one after the other.
+    #[allow(clippy::too_many_arguments)] // as the trait's
+    fn coord_both(
+        &mut self,
+        job: &StatsJob<'_>,
+        block: Block,
+        derive: Derive<'_>,
+        mean: &mut [MeanAcc],
+        inputs: Derived<'_>,
+        out: &mut TensorAcc,
+        model: &mut FlatAcc,
+    ) -> Result<()> {
+        let strip = strips(block.width());
+        let dst = &mut out.coords[block.cols.clone()];
+        let Derived {
+            shift,
+            spread,
+            centre,
+            pool,
+        } = inputs;
+        let block = &block;
+        let partials: Result<Vec<FlatPartial>> = self.pool.install(|| {
+            dst.par_chunks_mut(strip)
+                .zip(mean.par_chunks_mut(strip))
+                .zip(shift.par_chunks_mut(strip))
+                .zip(spread.par_chunks_mut(strip))
+                .zip(centre.par_chunks_mut(strip))
+                .zip(pool.par_chunks_mut(strip))
+                .enumerate()
+                .map(|(s, (((((acc, mean), shift), spread), centre), pool))| {
+                    let first = s * strip;
+                    coord_mean(block, first, mean);
+                    let d = Derived {
+                        shift: &mut *shift,
+                        spread: &mut *spread,
+                        centre: &mut *centre,
+                        pool: &mut *pool,
+                    };
+                    derive(mean, d)?;
+                    let mut job = job.with(shift, spread, centre, pool);
+                    job.col0 = block.cols.start + first;
+                    Ok(coord_stats(&job, block, first, acc))
+                })
+                .collect()
+        });
+        fold_partials(partials?, out, model);
         Ok(())
     }
 
@@ -336,6 +373,26 @@ fn has_avx512() -> bool {
 multiversion! {
     /// The portable pass-2 kernel, [`tile::coord_stats_body`].
     fn coord_stats_portable(job: &StatsJob<'_>, block: &Block, first: usize, acc: &mut [CoordAcc]) -> FlatPartial => coord_stats_body
+}
+
+/// Folds the strips' partial pooled states, in strip order, into the tensor's and the whole
+/// input's.
+fn fold_partials(partials: Vec<FlatPartial>, out: &mut TensorAcc, model: &mut FlatAcc) {
+    for p in partials {
+        out.flat.n += p.n;
+        out.flat.lx += p.lx;
+        model.n += p.n;
+        model.lx += p.lx;
+        for (b, y) in p.tensor {
+            out.flat.blocks[b] += y;
+        }
+        for (b, y) in p.model {
+            model.blocks[b] += y;
+        }
+        for (b, sums) in p.blocks {
+            out.blocks[b].combine(&sums);
+        }
+    }
 }
 
 /// One strip's share of the pooled state: the flat (Simsekli) state, whose block

@@ -36,6 +36,9 @@ pub struct StatsJob<'a> {
     /// Per coordinate: whether it enters the pooled per-time-block sums (false for constant
     /// coordinates and those with too few finite samples).
     pub pool: &'a [bool],
+    /// The column (of the blocks' tensor) that the first entry of `shift`, `spread`, `centre`
+    /// and `pool` belongs to: 0, but for a job that covers one strip of a block.
+    pub col0: usize,
     /// The tensor's own flattening (stride P) and its place in the whole input's.
     pub flat_tensor: FlatSpec,
     pub flat_model: FlatSpec,
@@ -57,11 +60,26 @@ impl StatsJob<'_> {
             spread,
             centre,
             pool,
+            col0: self.col0,
             flat_tensor: self.flat_tensor,
             flat_model: self.flat_model,
         }
     }
 }
+
+/// Pass 2's per-coordinate inputs, one entry per column, that [`Backend::coord_both`] has
+/// its caller derive from pass 1's results between the passes.
+pub struct Derived<'a> {
+    pub shift: &'a mut [f64],
+    pub spread: &'a mut [f64],
+    /// Holds the caller's centre on entry (zeros, or a given centre), which the derivation
+    /// may replace (by the mean).
+    pub centre: &'a mut [f64],
+    pub pool: &'a mut [bool],
+}
+
+/// Turns pass 1's results for a run of a block's columns into their [`Derived`] inputs.
+pub type Derive<'a> = &'a (dyn Fn(&[MeanAcc], Derived<'_>) -> Result<()> + Sync);
 
 /// Pass-2 state of one tensor.
 #[derive(Clone, Debug, Default)]
@@ -119,6 +137,41 @@ pub trait Backend {
         out: &mut TensorAcc,
         model: &mut FlatAcc,
     ) -> Result<()>;
+
+    /// Both passes over one block that holds every sample of its columns, from one read:
+    /// pass 1 into `mean`, `derive` over its results into `inputs`, then pass 2 with those
+    /// inputs (`job`'s own are not used) into `out` and `model`. `mean` and `inputs` have one
+    /// entry per column of the block. The CPU engine runs all three strip by strip, so pass
+    /// 2 finds each strip in cache; this default runs them one after the other.
+    #[allow(clippy::too_many_arguments)] // both passes' arguments, and pass 1's results
+    fn coord_both(
+        &mut self,
+        job: &StatsJob<'_>,
+        block: Block,
+        derive: Derive<'_>,
+        mean: &mut [MeanAcc],
+        inputs: Derived<'_>,
+        out: &mut TensorAcc,
+        model: &mut FlatAcc,
+    ) -> Result<()> {
+        self.coord_mean(&mut std::iter::once(Ok(block.share())), mean)?;
+        let Derived {
+            shift,
+            spread,
+            centre,
+            pool,
+        } = inputs;
+        let d = Derived {
+            shift: &mut *shift,
+            spread: &mut *spread,
+            centre: &mut *centre,
+            pool: &mut *pool,
+        };
+        derive(mean, d)?;
+        let mut job = job.with(shift, spread, centre, pool);
+        job.col0 = block.cols.start;
+        self.coord_stats(&job, &mut std::iter::once(Ok(block)), out, model)
+    }
 
     /// The whole-column step's distribution fits, kernel `coord_fits`: `block` holds every
     /// sample of its columns; `usable`, `centre` and `out` have one entry per column of the

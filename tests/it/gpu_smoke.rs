@@ -477,6 +477,7 @@ fn half_precision_blocks_match_cpu() {
             spread: &spread,
             centre: &shift,
             pool: &pool,
+            col0: 0,
             flat_tensor: FlatSpec {
                 stride: p as u64,
                 base: 0,

@@ -140,17 +140,19 @@ impl GpuEngine {
                 let h = unit.rows.len();
                 let a0 = block.cols.start + unit.cols.start;
                 let acols = a0..a0 + w;
+                // The job's per-column arrays start at its column `col0`.
+                let jcols = a0 - job.col0..a0 - job.col0 + w;
                 let pitch = plan::pitch(w, elem);
                 let groups = plan::groups(w);
                 // f64 input is centred on the host, in f64, exactly as the CPU centres it: the
                 // kernels then see centre 0 and the shift relative to the centre.
                 let refs: Vec<f64> = if f64_input {
-                    job.centre[acols.clone()].to_vec()
+                    job.centre[jcols.clone()].to_vec()
                 } else {
                     Vec::new()
                 };
                 let mut params = vec![ColParams::default(); groups * 4];
-                for (j, c) in acols.clone().enumerate() {
+                for (j, c) in jcols.clone().enumerate() {
                     let r = refs.get(j).copied().unwrap_or(0.0);
                     params[j] = ColParams::new(
                         job.shift[c] - r,

@@ -59,6 +59,13 @@ fn splat(v: f64) -> __m512d {
     _mm512_set1_pd(v)
 }
 
+/// The lanes of `x` that hold finite values.
+#[inline]
+#[target_feature(enable = "avx512f,avx512dq")]
+fn finite(x: __m512d) -> __mmask8 {
+    _mm512_cmp_pd_mask::<_CMP_LT_OQ>(_mm512_abs_pd(x), splat(f64::INFINITY))
+}
+
 /// 1.0 where `k` is set, else 0.0: the portable kernel's `one_if`.
 #[inline]
 #[target_feature(enable = "avx512f,avx512dq")]
@@ -117,12 +124,14 @@ fn ln_pos(x: __m512d) -> __m512d {
     )
 }
 
-/// A group's columns: shift, centre and pool flags.
+/// A group's columns: shift, centre and pool flags, and whether every column's shift is its
+/// centre (the centre is the mean), so that d = x - shift is u = x - centre.
 #[derive(Clone, Copy)]
 struct Consts {
     shift: __m512d,
     centre: __m512d,
     pool: __mmask8,
+    same: bool,
 }
 
 /// A group's running sums, as in the portable kernel's `Tile`.
@@ -184,39 +193,57 @@ impl Sums {
         }
     }
 
-    /// `Tile::push_row` for one group: row `x` with its centred values `u` and logs `l`.
-    /// `lv` is ln|u| where u ≠ 0 and +0 elsewhere, where the portable kernel's product may
-    /// give -0: every sum it enters starts at +0, and x + -0 = x + +0, so the bits agree.
+    /// `Tile::push_row` for one group: row `x` with its centred values `u` and their logs `lv`
+    /// (ln|u|, +0 where u = 0, where the portable kernel's product may give -0: every sum it
+    /// enters starts at +0, and x + -0 = x + +0, so the bits agree). The counts of nonzero
+    /// entries are committed a chunk at a time ([`Sums::count`]), and rows with a lane where
+    /// |u| ≤ 1e-6 (zeros and non-finite samples among them) take their corrections from
+    /// [`Sums::push_rare`] after the chunk.
     #[inline]
     #[target_feature(enable = "avx512f,avx512dq")]
-    fn push(&mut self, c: &Consts, x: __m512d, u: __m512d, l: __m512d, in_blocks: bool) {
+    fn push<const IN_BLOCKS: bool>(&mut self, c: &Consts, x: __m512d, u: __m512d, lv: __m512d) {
         let (add, mul) = (_mm512_add_pd, _mm512_mul_pd);
-        let fin = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(_mm512_abs_pd(x), splat(f64::INFINITY));
-        let d = _mm512_maskz_sub_pd(fin, x, c.shift);
+        let d = if c.same {
+            u
+        } else {
+            _mm512_maskz_sub_pd(finite(x), x, c.shift)
+        };
         let d2 = mul(d, d);
         self.s1 = add(self.s1, d);
         self.s2 = add(self.s2, d2);
         self.s3 = add(self.s3, mul(d2, d));
         self.s4 = add(self.s4, mul(d2, d2));
-        let nz = _mm512_cmp_pd_mask::<_CMP_NEQ_UQ>(u, _mm512_setzero_pd());
-        let lv = _mm512_maskz_mov_pd(nz, l);
         self.sl2 = add(self.sl2, mul(lv, lv));
-        let small = fin & _mm512_cmp_pd_mask::<_CMP_LE_OQ>(_mm512_abs_pd(u), splat(1e-6));
-        if in_blocks {
+        if IN_BLOCKS {
             self.pl = add(self.pl, lv);
-            self.pm = add(self.pm, ones(nz));
             self.ys = add(self.ys, u);
-            self.bad = _mm512_mask_blend_pd(fin, splat(1.0), self.bad);
         } else {
             self.rest_l = add(self.rest_l, lv);
-            self.rest_nz = add(self.rest_nz, ones(nz));
+        }
+    }
+
+    /// The corrections of a row with a lane where |u| ≤ 1e-6: zeros leave the nonzero
+    /// counts, non-finite samples are counted and spoil their time block, and ln(|u| + eps)
+    /// differs from ln|u|. Counts and flags do not depend on the order of rows, and the
+    /// corrections to ln(|u| + eps) come in row order, so the bits are the portable kernel's.
+    #[inline(never)]
+    #[target_feature(enable = "avx512f,avx512dq")]
+    fn push_rare(&mut self, x: __m512d, u: __m512d, lv: __m512d, in_blocks: bool) {
+        let fin = finite(x);
+        let zero = ones(_mm512_cmp_pd_mask::<_CMP_EQ_OQ>(u, _mm512_setzero_pd()));
+        if in_blocks {
+            self.pm = _mm512_sub_pd(self.pm, zero);
+            self.bad = _mm512_mask_blend_pd(fin, splat(1.0), self.bad);
+        } else {
+            self.rest_nz = _mm512_sub_pd(self.rest_nz, zero);
         }
         if fin != 0xff {
-            // Non-finite samples (and a last group's padding): rare.
-            self.nonfinite = add(self.nonfinite, ones(!fin));
+            // Non-finite samples (and a last group's padding).
+            self.nonfinite = _mm512_add_pd(self.nonfinite, ones(!fin));
         }
+        let small = fin & _mm512_cmp_pd_mask::<_CMP_LE_OQ>(_mm512_abs_pd(u), splat(1e-6));
         if small != 0 {
-            // ln(|u| + eps) where adding eps changes ln|u|: rare, lane by lane.
+            // ln(|u| + eps) where adding eps changes ln|u|, lane by lane.
             let (u, lv, mut fix) = (store(u), store(lv), store(self.flat_fix));
             for j in 0..LANES {
                 if small & (1 << j) != 0 {
@@ -227,10 +254,25 @@ impl Sums {
         }
     }
 
+    /// Counts `rows` more rows in the open time block (`in_blocks`) or after the last one as
+    /// nonzero in every lane; [`Sums::push_rare`] takes the zeros back out.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512dq")]
+    fn count(&mut self, rows: usize, in_blocks: bool) {
+        if rows == 0 {
+            return;
+        }
+        if in_blocks {
+            self.pm = _mm512_add_pd(self.pm, splat(rows as f64));
+        } else {
+            self.rest_nz = _mm512_add_pd(self.rest_nz, splat(rows as f64));
+        }
+    }
+
     /// `Tile::close_block` for one group.
     #[inline]
     #[target_feature(enable = "avx512f,avx512dq")]
-    fn close_block(&mut self, c: &Consts) -> Pooled {
+    fn close_block(&mut self, c: &Consts, ln_k1: __m512d, k1: __m512d) -> Pooled {
         let (add, zero) = (_mm512_add_pd, _mm512_setzero_pd());
         self.sl = add(self.sl, self.pl);
         self.nz = add(self.nz, self.pm);
@@ -242,7 +284,9 @@ impl Sums {
         let finite = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(y, splat(f64::INFINITY));
         let overflow = counted & !finite;
         let ly = _mm512_maskz_mov_pd(counted & finite, ln_pos(y));
-        let lm = _mm512_maskz_mov_pd(counted, ln_pos(m));
+        // m = K1 unless the block held a zero or a non-finite sample.
+        let full = _mm512_cmp_pd_mask::<_CMP_EQ_OQ>(m, k1) == 0xff;
+        let lm = _mm512_maskz_mov_pd(counted, if full { ln_k1 } else { ln_pos(m) });
         self.bad_blocks = add(self.bad_blocks, ones(!ok));
         self.lx = add(self.lx, _mm512_maskz_mov_pd(ok, sx));
         self.nx = add(self.nx, _mm512_maskz_mov_pd(ok, m));
@@ -403,15 +447,19 @@ fn strip<T: Copy>(
             row < job.used_rows && (row + 1).is_multiple_of(job.k1)
         })
         .collect();
+    let at = c0 - job.col0..c0 - job.col0 + w;
     let strip_job = TileJob {
-        shift: &job.shift[c0..c0 + w],
-        centre: &job.centre[c0..c0 + w],
-        pool: &job.pool[c0..c0 + w],
+        shift: &job.shift[at.clone()],
+        centre: &job.centre[at.clone()],
+        pool: &job.pool[at],
     };
     let mut row_sums = vec![LaneSum::new(); rows];
     let mut pooled = vec![[LaneSum::new(); 5]; closes.len()];
     let mut xs: Vec<Row> = Vec::new();
-    let (mut us, mut ls) = ([Row([0.0; LANES]); CHUNK], [Row([0.0; LANES]); CHUNK]);
+    let mut centred = Centred::new();
+    // ln K1, a complete time block's ln m_b when it holds no zero.
+    let k1 = splat(job.k1 as f64);
+    let ln_k1 = ln_pos(k1);
     let mut flat = FlatPartial::default();
     for t0 in (0..w).step_by(TILE) {
         let tw = TILE.min(w - t0);
@@ -458,13 +506,13 @@ fn strip<T: Copy>(
                 while r0 < rows.min(close.saturating_add(1)) {
                     let end = (r0 + CHUNK).min(rows).min(close.saturating_add(1));
                     let chunk = r0..end;
-                    centre_chunk(&consts, &xs[chunk.clone()], &mut us, &mut ls);
+                    centre_chunk(&consts, &xs[chunk.clone()], &mut centred);
                     let in_blocks = (job.used_rows.saturating_sub(block.rows.start)).clamp(r0, end);
                     fold_chunk(
                         &mut sums,
                         &consts,
                         &xs[chunk.clone()],
-                        (&us, &ls),
+                        &centred,
                         in_blocks - r0,
                         &mut row_sums[chunk],
                         gw,
@@ -472,7 +520,7 @@ fn strip<T: Copy>(
                     r0 = end;
                 }
                 if close < rows {
-                    let p = sums.close_block(&consts);
+                    let p = sums.close_block(&consts, ln_k1, k1);
                     for (s, v) in pooled[i].iter_mut().zip(p.0) {
                         s.add(v, gw);
                     }
@@ -550,41 +598,66 @@ fn group_consts(job: &TileJob<'_>, cols: Range<usize>) -> Consts {
         (shift[j], centre[j]) = (job.shift[c], job.centre[c]);
         pool |= (job.pool[c] as u8) << j;
     }
+    let (shift, centre) = (load(&shift), load(&centre));
+    let same = _mm512_cmpeq_epi64_mask(_mm512_castpd_si512(shift), _mm512_castpd_si512(centre));
     Consts {
-        shift: load(&shift),
-        centre: load(&centre),
+        shift,
+        centre,
         pool,
+        same: same == 0xff,
     }
 }
 
-/// Centres a chunk of a group's rows `xs` into `us` and takes the logs, `ls`, two rows at a
-/// time in the sixteen f32 lanes of [`ln_entries`]. Its own function, so that the registers
-/// the logarithm needs are not taken from the running sums of [`fold_chunk`].
+/// A chunk of a group's rows centred (`us`), their logs where u ≠ 0 (`ls`, +0 at u = 0) and
+/// per row the lanes with |u| ≤ 1e-6 (`rare`), for [`fold_chunk`].
+struct Centred {
+    us: [Row; CHUNK],
+    ls: [Row; CHUNK],
+    rare: [__mmask8; CHUNK],
+}
+
+impl Centred {
+    fn new() -> Self {
+        Centred {
+            us: [Row([0.0; LANES]); CHUNK],
+            ls: [Row([0.0; LANES]); CHUNK],
+            rare: [0; CHUNK],
+        }
+    }
+}
+
+/// Centres a chunk of a group's rows `xs` into `out` and takes the logs, two rows at a time in
+/// the sixteen f32 lanes of [`ln_entries`]. Its own function, so that the registers the
+/// logarithm needs are not taken from the running sums of [`fold_chunk`].
 #[inline(never)]
 #[target_feature(enable = "avx512f,avx512dq")]
-fn centre_chunk(c: &Consts, xs: &[Row], us: &mut [Row; CHUNK], ls: &mut [Row; CHUNK]) {
+fn centre_chunk(c: &Consts, xs: &[Row], out: &mut Centred) {
     let centre = |x: &Row| {
         let x = load(&x.0);
-        let fin = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(_mm512_abs_pd(x), splat(f64::INFINITY));
-        _mm512_maskz_sub_pd(fin, x, c.centre)
+        _mm512_maskz_sub_pd(finite(x), x, c.centre)
     };
     for (i, pair) in xs.chunks(2).enumerate() {
         let u0 = centre(&pair[0]);
         // An odd last row is paired with itself.
         let u1 = pair.get(1).map_or(u0, centre);
-        let (l0, l1) = ln_entries(u0, u1);
-        (us[2 * i].0, ls[2 * i].0) = (store(u0), store(l0));
+        let (l0, l1, r0, r1) = ln_entries(u0, u1);
+        (out.us[2 * i].0, out.ls[2 * i].0, out.rare[2 * i]) = (store(u0), store(l0), r0);
         if pair.len() == 2 {
-            (us[2 * i + 1].0, ls[2 * i + 1].0) = (store(u1), store(l1));
+            (
+                out.us[2 * i + 1].0,
+                out.ls[2 * i + 1].0,
+                out.rare[2 * i + 1],
+            ) = (store(u1), store(l1), r1);
         }
     }
 }
 
 /// `ln::ln_abs_entries` of two rows, operation for operation: the mantissas' logs of both in
-/// one vector of sixteen f32 (`ln::ln_f32`), lanes an f32 cannot hold by `ln::ln_pos`.
+/// one vector of sixteen f32 (`ln::ln_f32`), lanes an f32 cannot hold by `ln::ln_pos`; +0
+/// where u = 0. Also each row's lanes with |u| ≤ 1e-6.
 #[inline]
 #[target_feature(enable = "avx512f,avx512dq")]
-fn ln_entries(u0: __m512d, u1: __m512d) -> (__m512d, __m512d) {
+fn ln_entries(u0: __m512d, u1: __m512d) -> (__m512d, __m512d, __mmask8, __mmask8) {
     let (a0, a1) = (_mm512_abs_pd(u0), _mm512_abs_pd(u1));
     let x = _mm512_insertf32x8::<1>(
         _mm512_castps256_ps512(_mm512_cvtpd_ps(a0)),
@@ -623,6 +696,13 @@ fn ln_entries(u0: __m512d, u1: __m512d) -> (__m512d, __m512d) {
         _mm512_extracti32x8_epi32::<1>(e),
         _mm512_extractf32x8_ps::<1>(r),
     );
+    // |u| > 1e-6 is not rare: neither zero nor small enough to round to a subnormal f32.
+    let rare = |a: __m512d| !_mm512_cmp_pd_mask::<_CMP_GT_OQ>(a, splat(1e-6));
+    let (r0, r1) = (rare(a0), rare(a1));
+    let huge = |a: __m512d| _mm512_cmp_pd_mask::<_CMP_GT_OQ>(a, splat(f32::MAX as f64));
+    if r0 | r1 | huge(a0) | huge(a1) == 0 {
+        return (l0, l1, 0, 0);
+    }
     // `ln::f32_log_takes`: zero, or a normal f32 once rounded.
     let takes = |a: __m512d| {
         (_mm512_cmp_pd_mask::<_CMP_GE_OQ>(a, splat(f32::MIN_POSITIVE as f64))
@@ -630,14 +710,16 @@ fn ln_entries(u0: __m512d, u1: __m512d) -> (__m512d, __m512d) {
             | _mm512_cmp_pd_mask::<_CMP_EQ_OQ>(a, _mm512_setzero_pd())
     };
     let (k0, k1) = (takes(a0), takes(a1));
-    if k0 & k1 == 0xff {
-        (l0, l1)
-    } else {
-        (
-            _mm512_mask_blend_pd(k0, ln_pos(a0), l0),
-            _mm512_mask_blend_pd(k1, ln_pos(a1), l1),
-        )
-    }
+    let nonzero = |a: __m512d| _mm512_cmp_pd_mask::<_CMP_NEQ_UQ>(a, _mm512_setzero_pd());
+    let pick = |k: __mmask8, a: __m512d, l: __m512d| {
+        let l = if k == 0xff {
+            l
+        } else {
+            _mm512_mask_blend_pd(k, ln_pos(a), l)
+        };
+        _mm512_maskz_mov_pd(nonzero(a), l)
+    };
+    (pick(k0, a0, l0), pick(k1, a1, l1), r0, r1)
 }
 
 /// Folds a chunk of a group's rows `xs`, centred and logged by [`centre_chunk`], into the
@@ -649,16 +731,38 @@ fn fold_chunk(
     sums: &mut Sums,
     c: &Consts,
     xs: &[Row],
-    (us, ls): (&[Row; CHUNK], &[Row; CHUNK]),
+    centred: &Centred,
     in_blocks: usize,
     row_sums: &mut [LaneSum],
     width: usize,
 ) {
     let mut s = *sums;
-    for (r, (x, row_sum)) in xs.iter().zip(row_sums).enumerate() {
-        let u = load(&us[r].0);
-        s.push(c, load(&x.0), u, load(&ls[r].0), r < in_blocks);
+    // Two loops, so that the choice of sums is made once, not a select per row (which kept
+    // the chosen sum in memory).
+    for (r, (x, row_sum)) in xs
+        .iter()
+        .zip(row_sums.iter_mut())
+        .enumerate()
+        .take(in_blocks)
+    {
+        let u = load(&centred.us[r].0);
+        s.push::<true>(c, load(&x.0), u, load(&centred.ls[r].0));
         row_sum.add(u, width);
     }
+    for (r, (x, row_sum)) in xs.iter().zip(row_sums).enumerate().skip(in_blocks) {
+        let u = load(&centred.us[r].0);
+        s.push::<false>(c, load(&x.0), u, load(&centred.ls[r].0));
+        row_sum.add(u, width);
+    }
+    s.count(in_blocks, true);
+    s.count(xs.len() - in_blocks, false);
     *sums = s;
+    if centred.rare[..xs.len()].iter().any(|&k| k != 0) {
+        for (r, x) in xs.iter().enumerate() {
+            if centred.rare[r] != 0 {
+                let (u, lv) = (load(&centred.us[r].0), load(&centred.ls[r].0));
+                sums.push_rare(load(&x.0), u, lv, r < in_blocks);
+            }
+        }
+    }
 }
