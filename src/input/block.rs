@@ -34,8 +34,11 @@ pub struct MappedFile {
     done: std::sync::Mutex<Option<Span>>,
 }
 
-/// Bytes of finished blocks released at once.
-const RELEASE_BYTES: usize = 64 << 20;
+/// Bytes of finished blocks released at once. A release costs a call per row and, with each,
+/// a flush of every core's address translations, so fewer, larger releases cost less: 256 MiB
+/// of file pages (which the kernel may reclaim in any case) took 0.06 s of CPU off a 1 GiB
+/// read against 64 MiB.
+const RELEASE_BYTES: usize = 256 << 20;
 
 /// `rows` runs of `width` bytes, `stride` bytes apart, from byte `at` of a mapped file.
 #[derive(Clone, Copy, Debug)]

@@ -10,9 +10,10 @@ pub fn central_moments(n: f64, s1: f64, s2: f64, s3: f64, s4: f64) -> (f64, f64,
     (m2.max(0.0), m3, m4)
 }
 
-/// Biased skewness g1 = m3 / m2^1.5 (scipy `skew`, bias=True).
+/// Biased skewness g1 = m3 / m2^1.5 (scipy `skew`, bias=True), with m2^1.5 as m2·√m2
+/// (within an ulp or two of `pow`, at a fraction of its cost).
 pub fn skew(m2: f64, m3: f64) -> f64 {
-    m3 / m2.powf(1.5)
+    m3 / (m2 * m2.sqrt())
 }
 
 /// Excess kurtosis g2 = m4 / m2² - 3 (scipy `kurtosis`, fisher=True, bias=True).
@@ -102,14 +103,15 @@ impl NormalTerms {
     }
 
     /// Anscombe & Glynn's kurtosis z-score (1983), as scipy `kurtosistest`; `b2` is
-    /// Pearson's kurtosis m4/m2².
+    /// Pearson's kurtosis m4/m2². The cube root is `cbrt` where scipy raises to the power
+    /// 1/3 (the same value to an ulp).
     pub fn kurtosistest_z(&self, b2: f64) -> f64 {
         let x = (b2 - self.e) / self.sd_b2;
         let denom = 1.0 + x * self.x_scale;
         let term2 = if denom == 0.0 {
             f64::NAN
         } else {
-            denom.signum() * ((1.0 - 2.0 / self.a) / denom.abs()).powf(1.0 / 3.0)
+            denom.signum() * ((1.0 - 2.0 / self.a) / denom.abs()).cbrt()
         };
         (self.term1 - term2) / self.z_scale
     }

@@ -60,7 +60,7 @@ pub fn log_moment(n: u64, sl: f64, sl2: f64) -> (f64, f64, bool) {
     let mean = sl / nf;
     let var = ((sl2 - sl * mean) / (nf - 1.0)).max(0.0);
     let (alpha, clamped) = if var > PI * PI / 8.0 {
-        ((6.0 / (PI * PI) * var - 0.5).powf(-0.5), false)
+        (1.0 / (6.0 / (PI * PI) * var - 0.5).sqrt(), false)
     } else {
         (2.0, true)
     };
