@@ -14,6 +14,8 @@ use crate::stats::Stat;
 pub struct CoordsWriter {
     path: std::path::PathBuf,
     out: std::io::BufWriter<std::fs::File>,
+    /// Where the next tensor's maps start in the file.
+    at: u64,
     dtype: Dtype,
     order: Vec<String>,
     stats: &'static [Stat],
@@ -74,6 +76,7 @@ impl CoordsWriter {
         Ok(CoordsWriter {
             path: path.to_path_buf(),
             out,
+            at: 8 + text.len() as u64,
             dtype,
             order: tensors.iter().map(|t| t.0.clone()).collect(),
             stats,
@@ -96,33 +99,34 @@ impl CoordsWriter {
             "coords of {name} hold other maps"
         );
         use rayon::prelude::*;
-        // One map's bytes at a time, converted on every thread into one reused buffer.
-        const PIECE: usize = 1 << 14;
-        let mut bytes = Vec::new();
-        for (_, values) in table.iter() {
-            let e = self.dtype.size();
-            bytes.resize(values.len() * e, 0u8);
-            let pieces = bytes
-                .par_chunks_mut(PIECE * e)
-                .zip(values.par_chunks(PIECE));
-            match self.dtype {
-                Dtype::F32 => pieces.for_each(|(out, v)| {
-                    for (o, &v) in out.chunks_exact_mut(4).zip(v) {
-                        o.copy_from_slice(&(v as f32).to_le_bytes());
+        // Every thread converts pieces of the maps and writes each where it belongs in the
+        // file, so the conversion and the copy into the page cache are shared.
+        const PIECE: usize = 1 << 16;
+        let e = self.dtype.size();
+        let at = self.at;
+        let maps: Vec<&[f64]> = table.iter().map(|(_, v)| v).collect();
+        let len = maps.first().map_or(0, |v| v.len());
+        self.at += (maps.len() * len * e) as u64;
+        self.out.flush().map_err(|e| Error::io(&self.path, e))?;
+        let file = self.out.get_ref();
+        let pieces: Vec<(usize, usize)> = (0..maps.len())
+            .flat_map(|m| (0..len).step_by(PIECE).map(move |p| (m, p)))
+            .collect();
+        pieces
+            .par_iter()
+            .try_for_each_init(Vec::new, |bytes: &mut Vec<u8>, &(m, p)| {
+                let values = &maps[m][p..(p + PIECE).min(len)];
+                bytes.clear();
+                match self.dtype {
+                    Dtype::F32 => {
+                        bytes.extend(values.iter().flat_map(|&v| (v as f32).to_le_bytes()))
                     }
-                }),
-                // f64: `create` refuses the 16-bit types.
-                _ => pieces.for_each(|(out, v)| {
-                    for (o, &v) in out.chunks_exact_mut(8).zip(v) {
-                        o.copy_from_slice(&v.to_le_bytes());
-                    }
-                }),
-            }
-            self.out
-                .write_all(&bytes)
-                .map_err(|e| Error::io(&self.path, e))?;
-        }
-        Ok(())
+                    // f64: `create` refuses the 16-bit types.
+                    _ => bytes.extend(values.iter().flat_map(|&v| v.to_le_bytes())),
+                }
+                write_at(file, bytes, at + ((m * len + p) * e) as u64)
+            })
+            .map_err(|e| Error::io(&self.path, e))
     }
 
     pub fn finish(mut self) -> Result<()> {
@@ -133,5 +137,27 @@ impl CoordsWriter {
             "coords missing for some tensors"
         );
         self.out.flush().map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+/// Writes all of `bytes` at byte `at` of `file`, leaving its cursor alone where the platform
+/// allows.
+fn write_at(file: &std::fs::File, bytes: &[u8], at: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::write_all_at(file, bytes, at)
+    }
+    #[cfg(windows)]
+    {
+        let mut done = 0;
+        while done < bytes.len() {
+            let n =
+                std::os::windows::fs::FileExt::seek_write(file, &bytes[done..], at + done as u64)?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            done += n;
+        }
+        Ok(())
     }
 }

@@ -167,35 +167,57 @@ pub fn tensor_hists(
         sampled,
         spike: None,
     };
-    let mut out = vec![
-        alpha_hist(
-            "alpha_block",
-            &alpha_title,
-            s.alpha_block_quantiles.q50,
-            None,
-        )?,
-        alpha_hist(
-            "alpha_logm",
-            "α_logm (log-moment)",
-            s.alpha_logm_quantiles.q50,
-            // The log-moment α is clamped to 2 when var ln|u| ≤ π²/8 (its Gaussian value).
-            Some((2.0, "clamped to exactly 2 (var ln|u| ≤ π²/8)")),
-        )?,
-    ];
     let fitted = t.coords.try_get("ks_gauss").is_some();
-    if fitted {
-        out.push(alpha_hist(
-            "alpha_mcculloch",
-            "α_mcculloch (quantiles, McCulloch 1986)",
-            s.fits.alpha_mcculloch_quantiles.q50,
-            // McCulloch's table ends at the Gaussian's quantile spread (ν_α = 2.439).
-            Some((
-                2.0,
-                "exactly 2 (quantile spread at or below the Gaussian's)",
-            )),
-        )?);
-    }
-    out.push(plots::histogram(t.coords.get("kurt"), &kurt)?);
+    // A million values or more per histogram: the histograms side by side.
+    let ((block, logm), (mcculloch, kurt)) = rayon::join(
+        || {
+            rayon::join(
+                || {
+                    alpha_hist(
+                        "alpha_block",
+                        &alpha_title,
+                        s.alpha_block_quantiles.q50,
+                        None,
+                    )
+                },
+                || {
+                    alpha_hist(
+                        "alpha_logm",
+                        "α_logm (log-moment)",
+                        s.alpha_logm_quantiles.q50,
+                        // The log-moment α is clamped to 2 when var ln|u| ≤ π²/8 (its Gaussian
+                        // value).
+                        Some((2.0, "clamped to exactly 2 (var ln|u| ≤ π²/8)")),
+                    )
+                },
+            )
+        },
+        || {
+            rayon::join(
+                || {
+                    fitted
+                        .then(|| {
+                            alpha_hist(
+                                "alpha_mcculloch",
+                                "α_mcculloch (quantiles, McCulloch 1986)",
+                                s.fits.alpha_mcculloch_quantiles.q50,
+                                // McCulloch's table ends at the Gaussian's quantile spread
+                                // (ν_α = 2.439).
+                                Some((
+                                    2.0,
+                                    "exactly 2 (quantile spread at or below the Gaussian's)",
+                                )),
+                            )
+                        })
+                        .transpose()
+                },
+                || plots::histogram(t.coords.get("kurt"), &kurt),
+            )
+        },
+    );
+    let mut out = vec![block?, logm?];
+    out.extend(mcculloch?);
+    out.push(kurt?);
     if fitted {
         out.push(ks_scatter(t, slug, sampled)?);
     }
