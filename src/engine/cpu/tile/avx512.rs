@@ -453,6 +453,11 @@ fn strip<T: Copy>(
         centre: &job.centre[at.clone()],
         pool: &job.pool[at],
     };
+    // The next strip's values (the block's next columns, which the same thread most often
+    // takes next), asked for a few lines at a time while this strip computes from cache.
+    let next = (first + w).min(width)..(first + 2 * w).min(width);
+    let chunks = w.div_ceil(LANES) * rows.div_ceil(CHUNK);
+    let mut ahead = Ahead::new(data, stride, next, rows, chunks);
     let mut row_sums = vec![LaneSum::new(); rows];
     let mut pooled = vec![[LaneSum::new(); 5]; closes.len()];
     let mut xs: Vec<Row> = Vec::new();
@@ -506,6 +511,7 @@ fn strip<T: Copy>(
                 while r0 < rows.min(close.saturating_add(1)) {
                     let end = (r0 + CHUNK).min(rows).min(close.saturating_add(1));
                     let chunk = r0..end;
+                    ahead.step();
                     centre_chunk(&consts, &xs[chunk.clone()], &mut centred);
                     let in_blocks = (job.used_rows.saturating_sub(block.rows.start)).clamp(r0, end);
                     fold_chunk(
@@ -570,6 +576,63 @@ fn strip<T: Copy>(
         None => flat.tensor.clone(),
     };
     flat
+}
+
+/// Walks the lines of `rows` rows of some columns (`stride` values apart), asking for a
+/// share of them at each [`Ahead::step`] so that `steps` steps ask for all.
+struct Ahead<'a, T> {
+    data: &'a [T],
+    stride: usize,
+    cols: Range<usize>,
+    rows: usize,
+    /// Values per cache line, lines per step, and the next line (row, column).
+    per_line: usize,
+    per_step: usize,
+    at: (usize, usize),
+}
+
+impl<'a, T> Ahead<'a, T> {
+    fn new(data: &'a [T], stride: usize, cols: Range<usize>, rows: usize, steps: usize) -> Self {
+        let per_line = (64 / std::mem::size_of::<T>()).max(1);
+        let lines = rows * cols.len().div_ceil(per_line);
+        Ahead {
+            data,
+            stride,
+            per_step: lines.div_ceil(steps.max(1)),
+            per_line,
+            at: (0, cols.start),
+            cols,
+            rows,
+        }
+    }
+
+    #[inline]
+    fn step(&mut self) {
+        if self.cols.is_empty() {
+            return;
+        }
+        for _ in 0..self.per_step {
+            let (r, c) = self.at;
+            if r >= self.rows {
+                return;
+            }
+            // Into L2: this strip's working set keeps L1.
+            // SAFETY: SSE is part of x86-64; a prefetch reads nothing and never faults.
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T1>(
+                    self.data
+                        .as_ptr()
+                        .wrapping_add(r * self.stride + c)
+                        .cast::<i8>(),
+                )
+            };
+            self.at = if c + self.per_line < self.cols.end {
+                (r, c + self.per_line)
+            } else {
+                (r + 1, self.cols.start)
+            };
+        }
+    }
 }
 
 /// Eight values widened by `value`, the f32 ones (the common case) in one conversion.
