@@ -1,6 +1,8 @@
 //! The CPU engine: each kernel is a loop over a block's rows, parallel over column strips
 //! with rayon (pass 2 in cache-sized tiles of a strip, `tile`; on AVX-512 processors eight
-//! columns at a time in registers, `tile::avx512`, with the same results). Pass 1 reads f32 values as
+//! columns at a time in registers, `tile::avx512`, with the same results). A block that holds
+//! whole columns gets both passes strip by strip (`coord_both`), so pass 2 reads the strip
+//! pass 1 has just brought into cache. Pass 1 reads f32 values as
 //! they are; pass 2 widens each value to f64 once. Accumulation is f64 throughout, so this
 //! engine is also the reference the GPU engine is tested against. The structure step's Gram
 //! matrix (twin of `shaders/gram.wgsl`) is faer's triangular product, in `gram`.
