@@ -160,4 +160,12 @@ fn write_at(file: &std::fs::File, bytes: &[u8], at: u64) -> std::io::Result<()> 
         }
         Ok(())
     }
+    #[cfg(not(any(unix, windows)))]
+    {
+        let _ = (file, bytes, at);
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "positioned writes are not available on this platform",
+        ))
+    }
 }
