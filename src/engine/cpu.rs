@@ -130,15 +130,14 @@ impl Backend for CpuEngine {
                 .map(|(s, (((((acc, mean), shift), spread), centre), pool))| {
                     let first = s * strip;
                     coord_mean(block, first, mean);
-                    let d = Derived {
-                        shift: &mut *shift,
-                        spread: &mut *spread,
-                        centre: &mut *centre,
-                        pool: &mut *pool,
+                    let mut inputs = Derived {
+                        shift,
+                        spread,
+                        centre,
+                        pool,
                     };
-                    derive(mean, d)?;
-                    let mut job = job.with(shift, spread, centre, pool);
-                    job.col0 = block.cols.start + first;
+                    derive(mean, inputs.reborrow())?;
+                    let job = inputs.job(job, block.cols.start + first);
                     Ok(coord_stats(&job, block, first, acc))
                 })
                 .collect()

@@ -78,6 +78,25 @@ pub struct Derived<'a> {
     pub pool: &'a mut [bool],
 }
 
+impl Derived<'_> {
+    /// The same arrays, lent again (to the derivation, before pass 2 reads them).
+    pub fn reborrow(&mut self) -> Derived<'_> {
+        Derived {
+            shift: &mut *self.shift,
+            spread: &mut *self.spread,
+            centre: &mut *self.centre,
+            pool: &mut *self.pool,
+        }
+    }
+
+    /// `job` over these inputs, whose first entry is column `col0` of the blocks' tensor.
+    pub fn job<'j>(&'j self, job: &StatsJob<'_>, col0: usize) -> StatsJob<'j> {
+        let mut job = job.with(self.shift, self.spread, self.centre, self.pool);
+        job.col0 = col0;
+        job
+    }
+}
+
 /// Turns pass 1's results for a run of a block's columns into their [`Derived`] inputs.
 pub type Derive<'a> = &'a (dyn Fn(&[MeanAcc], Derived<'_>) -> Result<()> + Sync);
 
@@ -150,26 +169,13 @@ pub trait Backend {
         block: Block,
         derive: Derive<'_>,
         mean: &mut [MeanAcc],
-        inputs: Derived<'_>,
+        mut inputs: Derived<'_>,
         out: &mut TensorAcc,
         model: &mut FlatAcc,
     ) -> Result<()> {
         self.coord_mean(&mut std::iter::once(Ok(block.share())), mean)?;
-        let Derived {
-            shift,
-            spread,
-            centre,
-            pool,
-        } = inputs;
-        let d = Derived {
-            shift: &mut *shift,
-            spread: &mut *spread,
-            centre: &mut *centre,
-            pool: &mut *pool,
-        };
-        derive(mean, d)?;
-        let mut job = job.with(shift, spread, centre, pool);
-        job.col0 = block.cols.start;
+        derive(mean, inputs.reborrow())?;
+        let job = inputs.job(job, block.cols.start);
         self.coord_stats(&job, &mut std::iter::once(Ok(block)), out, model)
     }
 
