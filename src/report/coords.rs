@@ -13,7 +13,8 @@ use crate::stats::Stat;
 /// is known from the shapes and written first.
 pub struct CoordsWriter {
     path: std::path::PathBuf,
-    out: std::io::BufWriter<std::fs::File>,
+    /// Written at positions: the header at creation, each piece of a map at its offset.
+    file: std::fs::File,
     /// Where the next tensor's maps start in the file.
     at: u64,
     dtype: Dtype,
@@ -67,15 +68,13 @@ impl CoordsWriter {
             .map_err(|e| Error::Config(format!("cannot encode header: {e}")))?;
         // The format pads the header with spaces so data starts 8-byte aligned.
         text.push_str(&" ".repeat((8 - text.len() % 8) % 8));
-        let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-        out.write_all(&(text.len() as u64).to_le_bytes())
-            .map_err(|e| Error::io(path, e))?;
-        out.write_all(text.as_bytes())
-            .map_err(|e| Error::io(path, e))?;
+        let mut file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+        let mut head = (text.len() as u64).to_le_bytes().to_vec();
+        head.extend_from_slice(text.as_bytes());
+        file.write_all(&head).map_err(|e| Error::io(path, e))?;
         Ok(CoordsWriter {
             path: path.to_path_buf(),
-            out,
+            file,
             at: 8 + text.len() as u64,
             dtype,
             order: tensors.iter().map(|t| t.0.clone()).collect(),
@@ -86,7 +85,6 @@ impl CoordsWriter {
 
     /// Appends one tensor's maps; tensors must come in the order given to `create`.
     pub fn write(&mut self, name: &str, table: &crate::stats::CoordTable) -> Result<()> {
-        use std::io::Write;
         assert_eq!(
             self.order.get(self.next).map(String::as_str),
             Some(name),
@@ -107,8 +105,7 @@ impl CoordsWriter {
         let maps: Vec<&[f64]> = table.iter().map(|(_, v)| v).collect();
         let len = maps.first().map_or(0, |v| v.len());
         self.at += (maps.len() * len * e) as u64;
-        self.out.flush().map_err(|e| Error::io(&self.path, e))?;
-        let file = self.out.get_ref();
+        let file = &self.file;
         let pieces: Vec<(usize, usize)> = (0..maps.len())
             .flat_map(|m| (0..len).step_by(PIECE).map(move |p| (m, p)))
             .collect();
@@ -129,14 +126,13 @@ impl CoordsWriter {
             .map_err(|e| Error::io(&self.path, e))
     }
 
-    pub fn finish(mut self) -> Result<()> {
-        use std::io::Write;
+    pub fn finish(self) -> Result<()> {
         assert_eq!(
             self.next,
             self.order.len(),
             "coords missing for some tensors"
         );
-        self.out.flush().map_err(|e| Error::io(&self.path, e))
+        Ok(())
     }
 }
 
