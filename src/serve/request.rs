@@ -86,8 +86,11 @@ impl Spec {
     }
 }
 
-/// The arguments of `gradtail analyze` for `spec`, writing to `out`. Checked again before each
-/// run, since the data root may have changed since the job was accepted.
+/// The arguments of `gradtail analyze` for `spec`, writing to `out`, for a process that runs
+/// in the data root: its files are named relative to the root, so what the analysis writes
+/// (summary.json's inputs, the report) names them as the client did, and not where the root
+/// lies. Checked again before each run, since the data root may have changed since the job
+/// was accepted.
 pub fn analyze_args(spec: &Spec, root: &Path, out: &Path) -> Result<Vec<OsString>, String> {
     let mut args: Vec<OsString> =
         vec!["analyze".into(), "--quiet".into(), "--progress-json".into()];
@@ -106,7 +109,7 @@ pub fn analyze_args(spec: &Spec, root: &Path, out: &Path) -> Result<Vec<OsString
             "center" => match value.as_str() {
                 Some(v @ ("mean" | "median" | "none")) => args.push(flag(name, v)),
                 Some(v) if v.ends_with(".npy") => {
-                    args.push(flag(name, confine(root, v)?.as_os_str()))
+                    args.push(flag(name, under(root, v)?.as_os_str()))
                 }
                 _ => {
                     return Err(bad(
@@ -158,7 +161,7 @@ pub fn analyze_args(spec: &Spec, root: &Path, out: &Path) -> Result<Vec<OsString
     // After `--`, an input is never read as an option.
     args.push("--".into());
     for input in &spec.inputs {
-        args.push(confine(root, input)?.into());
+        args.push(under(root, input)?.into());
     }
     Ok(args)
 }
@@ -168,6 +171,19 @@ fn flag(name: &str, value: impl AsRef<std::ffi::OsStr>) -> OsString {
     let mut f = OsString::from(format!("--{}=", name.replace('_', "-")));
     f.push(value);
     f
+}
+
+/// [`confine`]'s canonical path of `rel`, relative to `root` (`.` for the root itself).
+fn under(root: &Path, rel: &str) -> Result<PathBuf, String> {
+    let canonical = confine(root, rel)?;
+    let inside = canonical
+        .strip_prefix(root)
+        .expect("confine keeps paths under the root");
+    Ok(if inside.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        inside.to_owned()
+    })
 }
 
 /// The canonical path of `rel` under the canonical `root`: relative, no `..`, and no symbolic
@@ -238,7 +254,6 @@ mod tests {
         );
         let args = analyze_args(&s, &root, Path::new("/o")).unwrap();
         let args: Vec<String> = args.iter().map(|a| a.to_string_lossy().into()).collect();
-        let a = root.join("a.npy").to_string_lossy().into_owned();
         assert_eq!(
             args,
             [
@@ -255,7 +270,7 @@ mod tests {
                 "--no-fits",
                 "--no-spectrum",
                 "--",
-                &a
+                "a.npy"
             ]
         );
     }

@@ -237,8 +237,9 @@ async fn run(
         Err(e) => return Outcome::Failed(e),
     };
     let mut cmd = tokio::process::Command::new(&sh.exe);
+    // In the data root, where the arguments name the inputs.
     cmd.args(args)
-        .current_dir(&dir)
+        .current_dir(&sh.root)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
