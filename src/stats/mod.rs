@@ -253,7 +253,11 @@ pub fn z95() -> f64 {
 /// the same bits however the coordinates were cut into ranges.
 #[derive(Clone, Debug)]
 pub struct TensorFinish {
+    /// The table's columns, each the tensor's length from the start (zeroed memory from the
+    /// system, whose pages are first touched by the threads that write them); the first
+    /// `done` values of each are the coordinates added so far.
     columns: Vec<Vec<f64>>,
+    done: usize,
     /// The normality tests' sample-size terms for the n most coordinates share.
     terms: gauss::NormalTerms,
     constant_coords: u64,
@@ -268,15 +272,17 @@ pub struct TensorFinish {
     pub shift_sq: f64,
 }
 
+/// Coordinates per task of [`TensorFinish::add`]: a task writes its stretch of every column.
+const FINISH_TASK: usize = 1 << 10;
+
 impl TensorFinish {
     /// For a tensor of `p` coordinates, whose coordinates mostly have `n` finite samples (any
     /// n gives the same results; the right one saves the tests' setup per coordinate).
     pub fn new(p: usize, n: u64, fits: bool) -> Self {
         let width = Stat::maps(fits, false).len();
-        // Each column reserved whole up front (`vec![Vec::with_capacity(p); n]` would clone an
-        // empty vector, which keeps no capacity, and grow it by copies).
         TensorFinish {
-            columns: (0..width).map(|_| Vec::with_capacity(p)).collect(),
+            columns: (0..width).map(|_| bytemuck::zeroed_vec(p)).collect(),
+            done: 0,
             terms: gauss::NormalTerms::new(n as f64),
             constant_coords: 0,
             few_finite: 0,
@@ -291,7 +297,7 @@ impl TensorFinish {
 
     /// Coordinates done so far.
     pub fn len(&self) -> usize {
-        self.columns.first().map_or(0, Vec::len)
+        self.done
     }
 
     pub fn is_empty(&self) -> bool {
@@ -311,59 +317,73 @@ impl TensorFinish {
     ) {
         let p = means.len();
         debug_assert!(shift.len() == p && coords.len() == p);
+        let at = self.done..self.done + p;
+        for col in &mut self.columns {
+            if col.len() < at.end {
+                col.resize(at.end, 0.0);
+            }
+        }
         // The per-coordinate statistics (normaltest, the estimators' logs and powers) on the
-        // current rayon pool, a chunk at a time so the buffer stays small; the pooled folds
-        // below run in coordinate order, so results do not depend on the threads. The table's
-        // columns are filled one task per column: a run's largest fresh memory, whose first
-        // touch is then shared by the threads.
-        const CHUNK: usize = 1 << 14;
-        let mut done = Vec::with_capacity(CHUNK.min(p));
-        let terms = self.terms;
+        // current rayon pool, each task writing its stretch of every column in place; the
+        // pooled folds below run in coordinate order, so results do not depend on the threads.
         let core = Stat::CORE.len();
-        for c0 in (0..p).step_by(CHUNK) {
-            let chunk = c0..(c0 + CHUNK).min(p);
-            chunk
-                .clone()
-                .into_par_iter()
-                .map(|j| finish_coord(&means[j], shift[j], &coords[j], &terms))
-                .collect_into_vec(&mut done);
-            for (j, &(_, kind, clamped)) in chunk.clone().zip(&done) {
-                let t = &coords[j].tails;
-                match kind {
-                    CoordKind::Constant => self.constant_coords += 1,
-                    CoordKind::FewFinite => self.few_finite += 1,
-                    CoordKind::Usable => {
-                        self.clamped += clamped as u64;
-                        self.pooled.combine(&t.block_sums());
+        let (cols, fit_cols) = self.columns.split_at_mut(core);
+        let mut stretches: Vec<Vec<&mut [f64]>> = (0..p.div_ceil(FINISH_TASK))
+            .map(|_| Vec::with_capacity(core))
+            .collect();
+        for col in cols.iter_mut() {
+            for (task, part) in stretches
+                .iter_mut()
+                .zip(col[at.clone()].chunks_mut(FINISH_TASK))
+            {
+                task.push(part);
+            }
+        }
+        let mut kinds = vec![(CoordKind::Usable, false); p];
+        let terms = self.terms;
+        stretches
+            .into_par_iter()
+            .zip(kinds.par_chunks_mut(FINISH_TASK))
+            .enumerate()
+            .for_each(|(t, (mut task, kinds))| {
+                for (i, k) in kinds.iter_mut().enumerate() {
+                    let j = t * FINISH_TASK + i;
+                    let (coord, kind, clamped) =
+                        finish_coord(&means[j], shift[j], &coords[j], &terms);
+                    for (col, v) in task.iter_mut().zip(coord.0) {
+                        col[i] = v;
                     }
+                    *k = (kind, clamped);
                 }
-                self.zeros += t.zeros;
-                self.bad_blocks += t.bad_blocks;
-                self.nonfinite += means[j].nonfinite;
-                self.shift_sq += shift[j] * shift[j];
-                if let Some(fits) = fits.as_deref_mut() {
-                    if kind != CoordKind::Usable {
-                        fits[j] = Fits::NAN;
-                    }
+            });
+        for (j, &(kind, clamped)) in kinds.iter().enumerate() {
+            let t = &coords[j].tails;
+            match kind {
+                CoordKind::Constant => self.constant_coords += 1,
+                CoordKind::FewFinite => self.few_finite += 1,
+                CoordKind::Usable => {
+                    self.clamped += clamped as u64;
+                    self.pooled.combine(&t.block_sums());
                 }
             }
-            let (cols, fit_cols) = self.columns.split_at_mut(core);
-            let new_fits = fits.as_deref().map_or(&[][..], |f| &f[chunk.clone()]);
-            let done = &done;
-            rayon::join(
-                || {
-                    cols.par_iter_mut()
-                        .enumerate()
-                        .for_each(|(i, col)| col.extend(done.iter().map(|d| d.0 .0[i])))
-                },
-                || {
-                    fit_cols
-                        .par_iter_mut()
-                        .enumerate()
-                        .for_each(|(i, col)| col.extend(new_fits.iter().map(|f| f.to_array()[i])))
-                },
-            );
+            self.zeros += t.zeros;
+            self.bad_blocks += t.bad_blocks;
+            self.nonfinite += means[j].nonfinite;
+            self.shift_sq += shift[j] * shift[j];
+            if let Some(fits) = fits.as_deref_mut() {
+                if kind != CoordKind::Usable {
+                    fits[j] = Fits::NAN;
+                }
+            }
         }
+        if let Some(fits) = fits.as_deref() {
+            fit_cols.par_iter_mut().enumerate().for_each(|(i, col)| {
+                for (v, f) in col[at.clone()].iter_mut().zip(fits) {
+                    *v = f.to_array()[i];
+                }
+            });
+        }
+        self.done = at.end;
     }
 
     /// The table and the pooled summary of the tensor `name` of `shape`, once every
@@ -384,9 +404,11 @@ impl TensorFinish {
     ) -> (TensorSummary, CoordTable) {
         let p = self.len();
         let (constant_coords, few_finite) = (self.constant_coords, self.few_finite);
-        let table = CoordTable {
-            columns: self.columns,
-        };
+        let mut columns = self.columns;
+        for col in &mut columns {
+            col.truncate(p);
+        }
+        let table = CoordTable { columns };
         let tb = tail::time_blocked(&self.pooled, &acc.blocks, z95());
         let usable = p as u64 - constant_coords - few_finite;
         // Fraction of usable coordinates with p < 0.05, over those where the test is defined
