@@ -39,24 +39,34 @@ pub fn select_total(v: &mut [f64], at: &[usize]) -> Vec<f64> {
     let mut order: Vec<usize> = at.to_vec();
     order.sort_unstable();
     order.dedup();
-    // Each selection leaves everything below its position before it, so the next one, at a
-    // position no smaller, searches only the rest.
-    let mut start = 0;
     let mut found = Vec::with_capacity(order.len());
-    for &k in &order {
-        let (_, x, _) = bits[start..].select_nth_unstable(k - start);
-        found.push((k, f64::from_bits(unkey(*x))));
-        start = k;
-    }
+    select_keys(bits, 0, &order, &mut found);
+    found.sort_unstable();
     bits.iter_mut().for_each(|b| *b = unkey(*b));
     at.iter()
         .map(|k| {
-            found[found
+            let i = found
                 .binary_search_by_key(k, |f| f.0)
-                .expect("selected above")]
-            .1
+                .expect("selected above");
+            f64::from_bits(unkey(found[i].1))
         })
         .collect()
+}
+
+/// The keys at the positions `order` (ascending, distinct, counted from `base`, the position
+/// of `bits[0]`), pushed to `found`. The middle position is selected first; the others then
+/// lie wholly below or above it, so each side searches only its part: about log2 of the
+/// positions' count passes over the values instead of one per position, and a position just
+/// after a selected one is the minimum of its part.
+fn select_keys(bits: &mut [u64], base: usize, order: &[usize], found: &mut Vec<(usize, u64)>) {
+    let Some(&k) = order.get(order.len() / 2) else {
+        return;
+    };
+    let (below, x, above) = bits.select_nth_unstable(k - base);
+    found.push((k, *x));
+    let (left, right) = order.split_at(order.len() / 2);
+    select_keys(below, base, left, found);
+    select_keys(above, k + 1, &right[1..], found);
 }
 
 #[cfg(test)]
