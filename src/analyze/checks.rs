@@ -5,7 +5,6 @@ use std::path::Path;
 
 use super::{pooled, MIN_SAMPLES};
 use crate::engine::accum::MeanAcc;
-use crate::engine::Backend;
 use crate::error::{Error, Result};
 use crate::input::{self, TensorMeta, TensorSource};
 use crate::stats::tail;
@@ -100,17 +99,9 @@ pub(crate) fn read_centre(path: &Path, total: usize) -> Result<Vec<f64>> {
     Ok(out)
 }
 
-/// Refuses a tensor whose usable coordinates lie outside the magnitudes the engine computes
-/// faithfully (the GPU engine's f32 arithmetic), before pass 2 would return wrong numbers.
-pub(super) fn check_magnitudes(
-    backend: &dyn Backend,
-    meta: &TensorMeta,
-    mean: &[MeanAcc],
-) -> Result<()> {
-    check_range(backend.magnitude_range(), meta, mean)
-}
-
-/// [`check_magnitudes`] against the engine's `Backend::magnitude_range`.
+/// Refuses a tensor whose usable coordinates lie outside `range`, the magnitudes the engine
+/// computes faithfully (`Backend::magnitude_range`: the GPU engine's f32 arithmetic), before
+/// pass 2 would return wrong numbers.
 pub(super) fn check_range(
     range: Option<(f64, f64)>,
     meta: &TensorMeta,

@@ -7,7 +7,7 @@
 
 use std::ops::Range;
 
-use super::checks::{check_magnitudes, check_range};
+use super::checks::check_range;
 use super::columns;
 use super::plan::{Piece, Plan};
 use super::progress::{group_label, step_name, stream, Progress};
@@ -312,21 +312,36 @@ pub fn run(
                 }
                 Ok(())
             };
+            // Pass 2's inputs from pass 1, for the whole piece or (one read) block by block: the
+            // shift (and the centre, when it is the mean), the spread and the pooled flag, once
+            // the magnitudes are ones the engine computes faithfully.
+            let mut shift = vec![0.0; len];
+            let mut spread = vec![0.0; len];
+            let mut pool_mask = vec![false; len];
+            let range = backend.magnitude_range();
+            let derive = |mean: &[MeanAcc], d: Derived<'_>| {
+                check_range(range, meta, mean)?;
+                for (j, m) in mean.iter().enumerate() {
+                    d.shift[j] = shift_of(m);
+                    d.spread[j] = spread_of(m, d.shift[j]);
+                    d.pool[j] = pooled(m);
+                    if centre_is_mean {
+                        d.centre[j] = d.shift[j];
+                    }
+                }
+                Ok(())
+            };
             state.mean = match mean {
                 // The whole-column step, then pass 2: moments about the mean, tails about the
                 // centre, flat blocks.
                 Some(mean) => {
-                    check_magnitudes(backend, meta, &mean)?;
-                    let shift: Vec<f64> = mean.iter().map(shift_of).collect();
-                    let spread: Vec<f64> = mean
-                        .iter()
-                        .zip(&shift)
-                        .map(|(m, &s)| spread_of(m, s))
-                        .collect();
-                    let pool_mask: Vec<bool> = mean.iter().map(pooled).collect();
-                    if centre_is_mean {
-                        centre.copy_from_slice(&shift);
-                    }
+                    let inputs = Derived {
+                        shift: &mut shift,
+                        spread: &mut spread,
+                        centre: &mut centre,
+                        pool: &mut pool_mask,
+                    };
+                    derive(&mean, inputs)?;
                     if column_step {
                         pb.set_message(format!(
                             "{}{} read",
@@ -372,27 +387,9 @@ pub fn run(
                     } else {
                         vec![MeanAcc::default(); len]
                     };
-                    let mut shift = vec![0.0; len];
-                    let mut spread = vec![0.0; len];
-                    let mut pool_mask = vec![false; len];
                     let mut finish =
                         early.then(|| TensorFinish::new(len, plan.samples as u64, opts.fits));
                     let whole_step = fit_step || so.any();
-                    let range = backend.magnitude_range();
-                    // Pass 2's inputs from pass 1: the shift (and the centre, when it is the
-                    // mean), the spread and the pooled flag.
-                    let derive = |mean: &[MeanAcc], d: Derived<'_>| {
-                        check_range(range, meta, mean)?;
-                        for (j, m) in mean.iter().enumerate() {
-                            d.shift[j] = shift_of(m);
-                            d.spread[j] = spread_of(m, d.shift[j]);
-                            d.pool[j] = pooled(m);
-                            if centre_is_mean {
-                                d.centre[j] = d.shift[j];
-                            }
-                        }
-                        Ok(())
-                    };
                     stream(s, &blocks[i], &pb, |blocks| {
                         for block in blocks {
                             let block = block?;
