@@ -4,6 +4,9 @@
 //! GPU (`engine`), finishes estimates and tests in f64 (`stats`) and writes reports
 //! (`report`). `analyze` runs it end to end; `synth` writes α-stable test data.
 
+#[macro_use]
+mod simd;
+
 pub mod analyze;
 pub mod bench;
 pub mod engine;

@@ -91,6 +91,23 @@ impl NormalTerms {
         self.n
     }
 
+    /// The skewness test's terms: (scale of g1, alpha, delta).
+    pub(crate) fn skew_terms(&self) -> (f64, f64, f64) {
+        (self.skew_scale, self.alpha, self.delta)
+    }
+
+    /// The kurtosis test's terms: (e, sd of b2, A, 1 - 2/(9A), √(2/(A - 4)), √(2/(9A))).
+    pub(crate) fn kurt_terms(&self) -> (f64, f64, f64, f64, f64, f64) {
+        (
+            self.e,
+            self.sd_b2,
+            self.a,
+            self.term1,
+            self.x_scale,
+            self.z_scale,
+        )
+    }
+
     /// D'Agostino's skewness z-score (D'Agostino, Belanger & D'Agostino 1990), as scipy
     /// `skewtest`, including its `y == 0 → 1` quirk.
     pub fn skewtest_z(&self, g1: f64) -> f64 {

@@ -4,6 +4,7 @@
 pub mod compare;
 pub mod fits;
 pub mod gauss;
+mod lanes;
 pub mod sas;
 pub mod sort;
 pub mod stat;
@@ -324,7 +325,8 @@ impl TensorFinish {
             }
         }
         // The per-coordinate statistics (normaltest, the estimators' logs and powers) on the
-        // current rayon pool, each task writing its stretch of every column in place; the
+        // current rayon pool, eight coordinates at a time in vector lanes (`lanes`), each task
+        // writing its stretch of every column in place; the
         // pooled folds below run in coordinate order, so results do not depend on the threads.
         let core = Stat::CORE.len();
         let (cols, fit_cols) = self.columns.split_at_mut(core);
@@ -346,15 +348,9 @@ impl TensorFinish {
             .zip(kinds.par_chunks_mut(FINISH_TASK))
             .enumerate()
             .for_each(|(t, (mut task, kinds))| {
-                for (i, k) in kinds.iter_mut().enumerate() {
-                    let j = t * FINISH_TASK + i;
-                    let (coord, kind, clamped) =
-                        finish_coord(&means[j], shift[j], &coords[j], &terms);
-                    for (col, v) in task.iter_mut().zip(coord.0) {
-                        col[i] = v;
-                    }
-                    *k = (kind, clamped);
-                }
+                let at = t * FINISH_TASK..t * FINISH_TASK + kinds.len();
+                let (means, shift, coords) = (&means[at.clone()], &shift[at.clone()], &coords[at]);
+                lanes::finish_run(means, shift, coords, &terms, &mut task, kinds);
             });
         for (j, &(kind, clamped)) in kinds.iter().enumerate() {
             let t = &coords[j].tails;
