@@ -21,6 +21,7 @@ use crate::stats::fits::Fits;
 use crate::stats::structure::Centre;
 use crate::stats::{tail, TensorFinish};
 use bytemuck::Zeroable;
+use rayon::prelude::*;
 
 /// Everything the finishing step needs of one piece: per coordinate its pass-1 and pass-2
 /// accumulators and fits, and the piece's share of its tensor's pooled sums (`acc.blocks`,
@@ -399,10 +400,13 @@ pub fn run(
                             let mut local = block.share();
                             let at = if early {
                                 local.cols = 0..cols.len();
-                                mean.clear();
-                                mean.resize(cols.len(), MeanAcc::default());
-                                acc.coords.clear();
-                                acc.coords.resize(cols.len(), Zeroable::zeroed());
+                                // Reset by the last block's finish when they are this size.
+                                if mean.len() != cols.len() {
+                                    mean.clear();
+                                    mean.resize(cols.len(), MeanAcc::default());
+                                    acc.coords.clear();
+                                    acc.coords.resize(cols.len(), Zeroable::zeroed());
+                                }
                                 cols.start
                             } else {
                                 0
@@ -450,7 +454,16 @@ pub fn run(
                             if let Some(finish) = finish.as_mut() {
                                 let fits = fits.as_deref_mut().map(|f| &mut f[cols.clone()]);
                                 pool.install(|| {
-                                    finish.add(mean, &shift[cols.clone()], &acc.coords, fits)
+                                    finish.add(mean, &shift[cols.clone()], &acc.coords, fits);
+                                    // The next block's accumulators, reset on every thread
+                                    // (hundreds of MB over a large tensor) rather than on
+                                    // this one while the others wait.
+                                    const RESET: usize = 1 << 12;
+                                    mean.par_chunks_mut(RESET)
+                                        .for_each(|m| m.fill(MeanAcc::default()));
+                                    acc.coords
+                                        .par_chunks_mut(RESET)
+                                        .for_each(|c| c.fill(Zeroable::zeroed()));
                                 });
                             }
                         }
@@ -459,6 +472,7 @@ pub fn run(
                     if early {
                         acc.coords = Vec::new();
                         *finished = finish;
+                        mean = Vec::new();
                     }
                     mean
                 }

@@ -179,7 +179,9 @@ impl Tile {
             self.sl[j] += self.pl[j];
             self.nz[j] += self.pm[j];
         }
-        ln_abs_row(&self.ys[..w], &mut s.ly[..w]);
+        // ln|Y_b| as the samples' logs are taken: to 5e-8, far below the spread of ln|Y_b|
+        // over blocks, and without the division of the f64 logarithm (which stalled the close).
+        ln_abs_entries(&self.ys[..w], &mut s.ly[..w]);
         ln_abs_row(&self.pm[..w], &mut s.lm[..w]);
         let mut overflow = false;
         for j in 0..w {

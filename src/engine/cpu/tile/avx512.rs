@@ -283,7 +283,8 @@ impl Sums {
             & _mm512_cmp_pd_mask::<_CMP_NEQ_UQ>(y, zero);
         let finite = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(y, splat(f64::INFINITY));
         let overflow = counted & !finite;
-        let ly = _mm512_maskz_mov_pd(counted & finite, ln_pos(y));
+        // `ln::ln_abs_entries` of Y_b, as the portable kernel takes it.
+        let ly = _mm512_maskz_mov_pd(counted & finite, ln_entries(y, y).0);
         // m = K1 unless the block held a zero or a non-finite sample.
         let full = _mm512_cmp_pd_mask::<_CMP_EQ_OQ>(m, k1) == 0xff;
         let lm = _mm512_maskz_mov_pd(counted, if full { ln_k1 } else { ln_pos(m) });
