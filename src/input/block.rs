@@ -59,7 +59,7 @@ impl MappedFile {
 
     /// Notes that a block's span is done, and releases the pages of the finished spans once
     /// they are many, or when they cannot grow (the span is not next to the previous one).
-    fn finished(&self, span: Span) {
+    fn finished(self: &Arc<Self>, span: Span) {
         let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
         let next = match *done {
             Some(d)
@@ -74,16 +74,30 @@ impl MappedFile {
                 }
             }
             Some(d) => {
-                self.release(d);
+                self.release_later(d);
                 span
             }
             None => span,
         };
         if next.rows * next.width >= RELEASE_BYTES || next.width == next.stride {
-            self.release(next);
+            self.release_later(next);
             *done = None;
         } else {
             *done = Some(next);
+        }
+    }
+
+    /// [`MappedFile::release`] on a thread of its own. The block's reader drops it between
+    /// one block's kernels and the next, so a release there (a call and a flush of every
+    /// core's address translations per row: 0.05 s of a 1 GiB read) would hold every core
+    /// up; on its own thread it overlaps the next block's work.
+    fn release_later(self: &Arc<Self>, span: Span) {
+        let file = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("gradtail-release".into())
+            .spawn(move || file.release(span));
+        if spawned.is_err() {
+            self.release(span);
         }
     }
 
