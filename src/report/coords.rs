@@ -113,13 +113,22 @@ impl CoordsWriter {
             .par_iter()
             .try_for_each_init(Vec::new, |bytes: &mut Vec<u8>, &(m, p)| {
                 let values = &maps[m][p..(p + PIECE).min(len)];
+                // Into a buffer of the right size value by value, which compiles to vector
+                // conversions (extending a byte at a time did not).
                 bytes.clear();
+                bytes.resize(values.len() * e, 0);
                 match self.dtype {
                     Dtype::F32 => {
-                        bytes.extend(values.iter().flat_map(|&v| (v as f32).to_le_bytes()))
+                        for (b, &v) in bytes.chunks_exact_mut(4).zip(values) {
+                            b.copy_from_slice(&(v as f32).to_le_bytes());
+                        }
                     }
                     // f64: `create` refuses the 16-bit types.
-                    _ => bytes.extend(values.iter().flat_map(|&v| v.to_le_bytes())),
+                    _ => {
+                        for (b, &v) in bytes.chunks_exact_mut(8).zip(values) {
+                            b.copy_from_slice(&v.to_le_bytes());
+                        }
+                    }
                 }
                 write_at(file, bytes, at + ((m * len + p) * e) as u64)
             })
