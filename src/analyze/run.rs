@@ -13,7 +13,7 @@ use super::plan::{Piece, Plan};
 use super::progress::{group_label, step_name, stream, Progress};
 use super::structure::{self, PowerLawCoord, StructureAcc};
 use super::{pooled, shift_of, spread_of, Center, Options};
-use crate::engine::accum::{BlockSums, FlatAcc, FlatSpec, MeanAcc};
+use crate::engine::accum::{BlockSums, CoordAcc, FlatAcc, FlatSpec, MeanAcc};
 use crate::engine::{Backend, Derived, StatsJob, TensorAcc};
 use crate::error::{Error, Result};
 use crate::input::{Block, BlockData, TensorMeta, TensorSource};
@@ -391,6 +391,14 @@ pub fn run(
                     let mut finish =
                         early.then(|| TensorFinish::new(len, plan.samples as u64, opts.fits));
                     let whole_step = fit_step || so.any();
+                    // Early and with both passes from one call, a block's finish runs on the
+                    // column threads while the engine takes the next block, which fills the
+                    // gaps either leaves: `pending` holds the columns of the block waiting for
+                    // its finish, whose accumulators are in `spare` (reset by that finish, to
+                    // serve the block after).
+                    let pipelined = early && !whole_step && fits.is_none();
+                    let mut pending: Option<Range<usize>> = None;
+                    let mut spare: (Vec<MeanAcc>, Vec<CoordAcc>) = (Vec::new(), Vec::new());
                     stream(s, &blocks[i], &pb, |blocks| {
                         for block in blocks {
                             let block = block?;
@@ -400,7 +408,7 @@ pub fn run(
                             let mut local = block.share();
                             let at = if early {
                                 local.cols = 0..cols.len();
-                                // Reset by the last block's finish when they are this size.
+                                // Reset by the last finish when they are this size.
                                 if mean.len() != cols.len() {
                                     mean.clear();
                                     mean.resize(cols.len(), MeanAcc::default());
@@ -414,6 +422,37 @@ pub fn run(
                             let mut job = job.with(&[], &[], &[], &[]);
                             job.flat_tensor.base += at as u64;
                             job.flat_model.base += at as u64;
+                            if pipelined {
+                                let finish = finish.as_mut().expect("early runs finish");
+                                // The waiting block's shift lies before this block's columns.
+                                let (done, ahead) = shift.split_at_mut(cols.start);
+                                let inputs = Derived {
+                                    shift: &mut ahead[..cols.len()],
+                                    spread: &mut spread[cols.clone()],
+                                    centre: &mut centre[cols.clone()],
+                                    pool: &mut pool_mask[cols.clone()],
+                                };
+                                let waiting = pending.take();
+                                let (spare_mean, spare_coords) = (&mut spare.0, &mut spare.1);
+                                let current = &mut mean[..];
+                                pool.in_place_scope(|scope| {
+                                    if let Some(w) = waiting {
+                                        let shift = &done[w];
+                                        scope.spawn(move |_| {
+                                            finish_block(finish, spare_mean, shift, spare_coords)
+                                        });
+                                    }
+                                    backend.coord_both(
+                                        &job, local, &derive, current, inputs, acc, model,
+                                    )
+                                })?;
+                                // This block's accumulators wait for its finish; the last
+                                // block's, reset, serve the next.
+                                std::mem::swap(&mut mean, &mut spare.0);
+                                std::mem::swap(&mut acc.coords, &mut spare.1);
+                                pending = Some(cols);
+                                continue;
+                            }
                             let mean = &mut mean[local.cols.clone()];
                             let inputs = Derived {
                                 shift: &mut shift[cols.clone()],
@@ -455,20 +494,16 @@ pub fn run(
                                 let fits = fits.as_deref_mut().map(|f| &mut f[cols.clone()]);
                                 pool.install(|| {
                                     finish.add(mean, &shift[cols.clone()], &acc.coords, fits);
-                                    // The next block's accumulators, reset on every thread
-                                    // (hundreds of MB over a large tensor) rather than on
-                                    // this one while the others wait.
-                                    const RESET: usize = 1 << 12;
-                                    mean.par_chunks_mut(RESET)
-                                        .for_each(|m| m.fill(MeanAcc::default()));
-                                    acc.coords
-                                        .par_chunks_mut(RESET)
-                                        .for_each(|c| c.fill(Zeroable::zeroed()));
+                                    reset(mean, &mut acc.coords);
                                 });
                             }
                         }
                         Ok(())
                     })?;
+                    if let (Some(w), Some(finish)) = (pending, finish.as_mut()) {
+                        let (mean, coords) = (&mut spare.0, &mut spare.1);
+                        pool.install(|| finish_block(finish, mean, &shift[w], coords));
+                    }
                     if early {
                         acc.coords = Vec::new();
                         *finished = finish;
@@ -485,4 +520,26 @@ pub fn run(
     }
     pb.finish_and_clear();
     Ok(())
+}
+
+/// Accumulators read, reset for the next block: on the threads of the pool it runs in
+/// (hundreds of MB over a large tensor), rather than on one thread while the others wait.
+fn reset(mean: &mut [MeanAcc], coords: &mut [CoordAcc]) {
+    const RESET: usize = 1 << 12;
+    mean.par_chunks_mut(RESET)
+        .for_each(|m| m.fill(MeanAcc::default()));
+    coords
+        .par_chunks_mut(RESET)
+        .for_each(|c| c.fill(Zeroable::zeroed()));
+}
+
+/// A block's coordinates finished, without fits, and its accumulators reset.
+fn finish_block(
+    finish: &mut TensorFinish,
+    mean: &mut [MeanAcc],
+    shift: &[f64],
+    coords: &mut [CoordAcc],
+) {
+    finish.add(mean, shift, coords, None);
+    reset(mean, coords);
 }
