@@ -30,7 +30,8 @@ pub struct MappedFile {
     map: memmap2::Mmap,
     /// Blocks done whose pages are not yet released, when they are fewer than
     /// [`RELEASE_BYTES`]: releasing costs a call (and a flush of every core's address
-    /// translations) per row, so a block of whole columns waits for its neighbours.
+    /// translations) per row, so a block of whole columns waits for its neighbours. What is
+    /// left when the file is dropped goes with the whole map, in one `munmap`.
     done: std::sync::Mutex<Option<Span>>,
 }
 
@@ -129,14 +130,6 @@ impl MappedFile {
         }
         #[cfg(not(unix))]
         let _ = span;
-    }
-}
-
-impl Drop for MappedFile {
-    fn drop(&mut self) {
-        if let Some(span) = self.done.get_mut().ok().and_then(|d| d.take()) {
-            self.release(span);
-        }
     }
 }
 
