@@ -165,11 +165,9 @@ fn quantiles_of(mut v: Vec<f64>, qs: &[f64]) -> Vec<f64> {
 /// finite 1/α. A negative α (block sums smaller than single entries) then sorts as lighter
 /// than any α rather than as the heaviest; where the 1/α quantile is ≤ 0, α_q = +∞.
 pub fn alpha_quantiles(alphas: &[f64], qs: &[f64]) -> Vec<f64> {
-    let inv: Vec<f64> = alphas
-        .iter()
-        .map(|a| 1.0 / a)
-        .filter(|v| v.is_finite())
-        .collect();
+    // One allocation of the largest size (a filtered collect grows by doubling and copying).
+    let mut inv = Vec::with_capacity(alphas.len());
+    inv.extend(alphas.iter().map(|a| 1.0 / a).filter(|v| v.is_finite()));
     let flipped: Vec<f64> = qs.iter().map(|q| 1.0 - q).collect();
     quantiles_of(inv, &flipped)
         .into_iter()
