@@ -111,6 +111,11 @@ pub trait TensorSource: Send + Sync {
     fn is_fortran(&self) -> bool {
         false
     }
+    /// Whether blocks are read in place from a mapped file rather than into buffers of their
+    /// own, so that larger blocks cost no fresh memory.
+    fn reads_in_place(&self) -> bool {
+        false
+    }
 }
 
 /// Tensor-name filters (`--include`, `--exclude`), shell-style globs.

@@ -126,8 +126,7 @@ impl NpyTensor {
     /// in place (`bus::read_in_place`): for row-major data in native byte order whose file
     /// still holds every byte the header promised.
     fn mapped_block(&self, rows: &Range<usize>, cols: &Range<usize>) -> Result<Option<Block>> {
-        let native = self.header.big_endian == cfg!(target_endian = "big");
-        if self.header.fortran || !native || !self.in_place {
+        if !self.reads_in_place() {
             return Ok(None);
         }
         let map = self.map.get_or_init(|| {
@@ -193,6 +192,12 @@ impl TensorSource for NpyTensor {
 
     fn is_fortran(&self) -> bool {
         self.header.fortran
+    }
+
+    /// Row-major data in native byte order, where files are read in place.
+    fn reads_in_place(&self) -> bool {
+        let native = self.header.big_endian == cfg!(target_endian = "big");
+        self.in_place && native && !self.header.fortran
     }
 
     fn read_block_into(
