@@ -395,8 +395,10 @@ pub fn run(
                     // column threads while the engine takes the next block, which fills the
                     // gaps either leaves: `pending` holds the columns of the block waiting for
                     // its finish, whose accumulators are in `spare` (reset by that finish, to
-                    // serve the block after).
-                    let pipelined = early && !whole_step && fits.is_none();
+                    // serve the block after). On one thread (`--threads 1`) the run keeps to
+                    // one core: no overlap.
+                    let pipelined =
+                        early && !whole_step && fits.is_none() && pool.current_num_threads() > 1;
                     let mut pending: Option<Range<usize>> = None;
                     let mut spare: (Vec<MeanAcc>, Vec<CoordAcc>) = (Vec::new(), Vec::new());
                     stream(s, &blocks[i], &pb, |blocks| {
