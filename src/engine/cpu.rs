@@ -324,7 +324,7 @@ fn coord_stats(
     #[cfg(target_arch = "x86_64")]
     if has_avx512() {
         // SAFETY: the processor supports AVX-512 F and DQ, checked just above.
-        return unsafe { tile::avx512::coord_stats(job, block, first, acc) };
+        return unsafe { tile::avx512::coord_stats::<true>(job, block, first, acc) };
     }
     coord_stats_portable(job, block, first, acc)
 }

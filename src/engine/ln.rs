@@ -7,7 +7,10 @@
 //! no division, twice the lanes of a vector, and an absolute error under 5e-8, which is the
 //! precision a float32 sample's logarithm has to begin with (its rounding moves ln|x| by up to
 //! 6e-8). The statistics built on these logs are means over many samples, whose sampling
-//! error is orders of magnitude larger.
+//! error is orders of magnitude larger. The AVX-512 kernel takes the mantissa's logarithm by
+//! the table-driven reduction of ARM's optimized-routines `logf` (Szabolcs Nagy, 2017) instead,
+//! within the same bound: a 16-entry table of 1/c and ln c takes the mantissa to within 3 % of
+//! 1, where four terms of ln(1 + r) suffice.
 
 // fdlibm's constants, kept verbatim as published (they round to the intended doubles).
 #[allow(clippy::excessive_precision)]
@@ -44,6 +47,54 @@ pub(crate) const LNF_P: [f32; 9] = [
     3.333_333_117_4e-1,
 ];
 
+/// Start of the reduced range: x = 2^k z with z in [LNF_OFF, 2 LNF_OFF) as bit patterns
+/// (0.699 to 1.398), split into 16 slices by the top four bits of z's offset from LNF_OFF.
+pub(crate) const LNF_OFF: u32 = 0x3f33_0000;
+
+/// Per slice i: 1/c rounded to f32, for c the slice's midpoint (1 for the slice holding 1, so
+/// that ln z near 1 needs no table term); then r = z/c - 1 lies within ±0.0297. The test
+/// `the_log_table_is_its_definition` recomputes both tables.
+#[allow(clippy::excessive_precision)]
+pub(crate) const LNF_INVC: [f32; 16] = [
+    1.398_907_1,
+    1.340_314_1,
+    1.286_432_1,
+    1.236_715,
+    1.190_697_7,
+    1.147_982_1,
+    1.108_225_1,
+    1.071_129_7,
+    1.036_437_3,
+    1.0,
+    0.948_148_13,
+    0.895_104_9,
+    0.847_682_1,
+    0.805_031_4,
+    0.766_467_1,
+    0.731_428_56,
+];
+
+/// Per slice: ln c = -ln(LNF_INVC[i]), of the rounded 1/c, rounded to f32 (error ≤ 1.5e-8).
+#[allow(clippy::excessive_precision)]
+pub(crate) const LNF_LOGC: [f32; 16] = [
+    -0.335_691_27,
+    -0.292_904_02,
+    -0.251_872_6,
+    -0.212_458_64,
+    -0.174_539_42,
+    -0.138_005_72,
+    -0.102_759_734,
+    -0.068_713_866,
+    -0.035_789_132,
+    0.0,
+    0.053_244_53,
+    0.110_814_38,
+    0.165_249_57,
+    0.216_873_97,
+    0.265_963_52,
+    0.312_755_73,
+];
+
 /// ln x for x a normal f32 or zero, to an absolute error under 5e-8: the mantissa's log in
 /// f32, the exponent's added in f64. Zero gives -127 ln 2, finite, which callers mask.
 /// `tile::avx512::ln_entries` is this, operation for operation.
@@ -63,6 +114,26 @@ pub fn ln_f32(x: f32) -> f64 {
     }
     let y = (f * z).mul_add(p, -(0.5 * z));
     e as f64 * std::f64::consts::LN_2 + (f + y) as f64
+}
+
+/// [`ln_f32`] by table, as the AVX-512 kernel takes it (`tile::avx512::ln_entries` is this,
+/// operation for operation): ln(z/c) + ln c in f32, with ln(1 + r) to its r⁴ term (whose
+/// remainder is under 5e-9 for |r| < 0.03), and k ln 2 added in f64. Zero gives a finite
+/// value, which callers mask. Four fused multiply-adds and two table lookups where the
+/// polynomial takes ten: the AVX-512 kernel looks each table up with one permute, but other
+/// vector units would gather, or not vectorise, so the portable kernel keeps the polynomial.
+#[cfg(test)]
+pub fn ln_f32_table(x: f32) -> f64 {
+    let ix = x.to_bits();
+    let tmp = ix.wrapping_sub(LNF_OFF);
+    let i = ((tmp >> 19) & 15) as usize;
+    // The exponent, with z's offset carried into it; arithmetic shift.
+    let k = (tmp as i32) >> 23;
+    let z = f32::from_bits(ix.wrapping_sub(tmp & 0xff80_0000));
+    let r = z.mul_add(LNF_INVC[i], -1.0);
+    let q = r.mul_add(-0.25, 1.0 / 3.0).mul_add(r, -0.5);
+    let y = q.mul_add(r * r, r) + LNF_LOGC[i];
+    k as f64 * std::f64::consts::LN_2 + y as f64
 }
 
 /// Whether [`ln_f32`] takes `a = |u|`: zero, or a normal f32 once rounded.
@@ -162,25 +233,56 @@ mod tests {
     }
 
     /// Every f32 mantissa from 1 to 2 at several exponents, and values either side of √2 and
-    /// of the powers of two: the f32 logarithm's absolute error against glibc's f64 `log`.
+    /// of the powers of two: both f32 logarithms' absolute error against glibc's f64 `log`.
     #[test]
-    fn f32_log_is_within_its_budget() {
-        let mut worst: f64 = 0.0;
-        for e in [-126, -60, -7, -1, 0, 1, 20, 127] {
-            let scale = 2f64.powi(e);
-            for bits in (0x3f80_0000u32..0x4000_0000).step_by(7) {
-                let x = f32::from_bits(bits) as f64 * scale;
-                if x > f32::MAX as f64 {
-                    continue;
+    fn f32_logs_are_within_their_budget() {
+        for (name, ln) in [
+            ("polynomial", ln_f32 as fn(f32) -> f64),
+            ("table", ln_f32_table),
+        ] {
+            let mut worst: f64 = 0.0;
+            for e in [-126, -60, -7, -1, 0, 1, 20, 127] {
+                let scale = 2f64.powi(e);
+                for bits in (0x3f80_0000u32..0x4000_0000).step_by(7) {
+                    let x = f32::from_bits(bits) as f64 * scale;
+                    if x > f32::MAX as f64 {
+                        continue;
+                    }
+                    let got = ln(x as f32);
+                    worst = worst.max((got - (x as f32 as f64).ln()).abs());
                 }
-                let got = ln_f32(x as f32);
-                worst = worst.max((got - (x as f32 as f64).ln()).abs());
             }
+            // Cephes' polynomial is good to 2.4e-8 on the reduced range; rounding f + y to f32
+            // adds up to 1.5e-8. By table, ln c rounded to f32 is off by up to 1.5e-8, rounding
+            // the sum by as much again, and the series' remainder is under 5e-9.
+            assert!(worst < 5e-8, "{name}: worst absolute error {worst}");
+            assert_eq!(ln(1.0), 0.0, "{name}");
         }
-        // Cephes' polynomial is good to 2.4e-8 on the reduced range; rounding f + y to f32
-        // adds up to 1.5e-8.
-        assert!(worst < 5e-8, "worst absolute error {worst}");
-        assert_eq!(ln_f32(1.0), 0.0);
+    }
+
+    /// The tables as their comments define them, recomputed in f64.
+    #[test]
+    fn the_log_table_is_its_definition() {
+        for i in 0..16u32 {
+            let lo = f32::from_bits(LNF_OFF + (i << 19)) as f64;
+            let hi = f32::from_bits(LNF_OFF + ((i + 1) << 19)) as f64;
+            let c = if lo <= 1.0 && 1.0 < hi {
+                1.0
+            } else {
+                (lo + hi) / 2.0
+            };
+            let invc = LNF_INVC[i as usize];
+            assert_eq!(invc, (1.0 / c) as f32, "slice {i}");
+            assert_eq!(
+                LNF_LOGC[i as usize],
+                (-(invc as f64).ln()) as f32,
+                "slice {i}"
+            );
+            let r = (lo * invc as f64 - 1.0)
+                .abs()
+                .max((hi * invc as f64 - 1.0).abs());
+            assert!(r < 0.0297, "slice {i}: |r| up to {r}");
+        }
     }
 
     #[test]

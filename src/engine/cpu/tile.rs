@@ -495,10 +495,23 @@ fn merge_runs(mut runs: Vec<(usize, f64)>) -> Vec<(usize, f64)> {
 mod tests {
     use super::*;
 
-    /// One strip of `rows × width` values through the portable kernel and through the one the
-    /// engine runs on this processor (`avx512` where it has AVX-512); their results as text,
-    /// which shows every bit of every f64 (shortest round-trip form, sign of zero included).
-    fn both(
+    /// One strip's results from one kernel: the columns' accumulators and the pooled state.
+    type Run = (Vec<CoordAcc>, FlatPartial);
+
+    /// A run as text, which shows every bit of every f64 (shortest round-trip form, sign of
+    /// zero included).
+    fn text((acc, p): &Run) -> String {
+        format!(
+            "{acc:?}\n{} {:?} {:?} {:?} {:?}",
+            p.n, p.lx, p.tensor, p.model, p.blocks
+        )
+    }
+
+    /// One strip of `rows × width` values through the portable kernel, through the one the
+    /// engine runs on this processor (`avx512` where it has AVX-512, which takes the logs by
+    /// table) and through that one with the portable kernel's logarithm (on other processors,
+    /// the portable kernel again).
+    fn runs(
         rows: Range<usize>,
         width: usize,
         k1: usize,
@@ -506,7 +519,7 @@ mod tests {
         seed: u64,
         f64_data: bool,
         same: bool,
-    ) -> (String, String) {
+    ) -> [Run; 3] {
         let mut state = seed;
         let mut uniform = move || {
             state ^= state << 13;
@@ -586,40 +599,126 @@ mod tests {
             let first = 3;
             let mut acc = vec![CoordAcc::default(); width - first];
             let p = f(&mut acc);
-            format!(
-                "{acc:?}\n{} {:?} {:?} {:?} {:?}",
-                p.n, p.lx, p.tensor, p.model, p.blocks
-            )
+            (acc, p)
         };
         let portable = run(&|acc| coord_stats_body(&job, &block, 3, acc));
-        let dispatched = run(&|acc| super::super::coord_stats(&job, &block, 3, acc));
-        (portable, dispatched)
+        let engine = run(&|acc| super::super::coord_stats(&job, &block, 3, acc));
+        #[cfg(target_arch = "x86_64")]
+        if super::super::has_avx512() {
+            // SAFETY: the processor supports AVX-512 F and DQ, checked just above.
+            let polynomial =
+                run(&|acc| unsafe { avx512::coord_stats::<false>(&job, &block, 3, acc) });
+            return [portable, engine, polynomial];
+        }
+        let again = run(&|acc| coord_stats_body(&job, &block, 3, acc));
+        [portable, engine, again]
     }
 
-    #[test]
-    fn engine_kernel_gives_the_portable_bits() {
-        // Widths with partial groups and several tiles, row ranges that start mid time block,
-        // flat blocks shorter and longer than a tile.
-        for (rows, width, k1, m, seed) in [
+    /// Widths with partial groups and several tiles, row ranges that start mid time block,
+    /// flat blocks shorter and longer than a tile; f32 and f64 data, with the shift the
+    /// centre or not.
+    fn cases() -> impl Iterator<Item = (Range<usize>, usize, usize, u64, u64, bool, bool)> {
+        [
             (0..40, 300, 4, 50, 1),
             (5..69, 131, 16, 7, 2),
             (0..17, 8, 16, 1000, 3),
             (3..200, 517, 5, 333, 4),
-        ] {
-            for (f64_data, same) in [(false, false), (true, false), (false, true), (true, true)] {
-                let (portable, engine) = both(rows.clone(), width, k1, m, seed, f64_data, same);
-                assert!(
-                    portable == engine,
-                    "rows {rows:?} width {width} f64 {f64_data} same {same}: the kernels differ:\n{portable}\n---\n{engine}"
-                );
-            }
+        ]
+        .into_iter()
+        .flat_map(|(rows, width, k1, m, seed)| {
+            [(false, false), (true, false), (false, true), (true, true)]
+                .map(|(f64_data, same)| (rows.clone(), width, k1, m, seed, f64_data, same))
+        })
+    }
+
+    #[test]
+    fn the_register_kernel_gives_the_portable_bits() {
+        for (rows, width, k1, m, seed, f64_data, same) in cases() {
+            let [portable, _, polynomial] = runs(rows.clone(), width, k1, m, seed, f64_data, same);
+            let (portable, polynomial) = (text(&portable), text(&polynomial));
+            assert!(
+                portable == polynomial,
+                "rows {rows:?} width {width} f64 {f64_data} same {same}: the kernels differ:\n{portable}\n---\n{polynomial}"
+            );
         }
     }
 
-    /// The comparison above reaches the rarest path: a time-block sum that overflows.
+    /// The engine's kernel, whose logs (by table) differ from the portable kernel's by up to
+    /// 5e-8 each where an f32 holds |u|: every count and power sum the same bits, every sum of
+    /// logs within the logs' error. A sum of n logs ℓ moves by up to 5e-8·n, a sum of ℓ² by
+    /// up to 1e-7·Σ|ℓ| ≤ 1e-7·(n + Σℓ²), and rounding adds a few ulps of the sum: 2e-7·(n +
+    /// |sum|) bounds both with margin, with n the strip's rows × columns for pooled sums. A log
+    /// taken wrongly or a term dropped moves a sum by O(1).
+    #[test]
+    fn the_engine_kernel_is_the_portable_one_within_the_logs_error() {
+        let differ = std::cell::Cell::new(0);
+        for (rows, width, k1, m, seed, f64_data, same) in cases() {
+            let [(pa, pp), (ea, ep), _] = runs(rows.clone(), width, k1, m, seed, f64_data, same);
+            let at = format!("rows {rows:?} width {width} f64 {f64_data} same {same}");
+            let close = |what: &str, n: f64, a: f64, b: f64| {
+                let ok =
+                    a == b || a.is_nan() && b.is_nan() || (a - b).abs() <= 2e-7 * (n + a.abs());
+                assert!(ok, "{at}: {what}: portable {a}, engine {b}");
+                differ.set(differ.get() + (a.to_bits() != b.to_bits()) as usize);
+            };
+            let cells = (rows.len() * width) as f64;
+            for (j, (a, b)) in pa.iter().zip(&ea).enumerate() {
+                // As text, in which NaN equals NaN.
+                let bits = |m: &MomentAcc| format!("{m:?}");
+                assert_eq!(
+                    bits(&a.moments),
+                    bits(&b.moments),
+                    "{at}: column {j}'s moments"
+                );
+                let (a, b, n) = (&a.tails, &b.tails, rows.len() as f64);
+                assert_eq!(
+                    (a.zeros, a.nz, a.ny, a.nx, a.bad_blocks),
+                    (b.zeros, b.nz, b.ny, b.nx, b.bad_blocks),
+                    "{at}: column {j}'s counts"
+                );
+                for (what, x, y) in [
+                    ("Σ ln|u|", a.sl, b.sl),
+                    ("Σ ln²|u|", a.sl2, b.sl2),
+                    ("Σ ln|Y_b|", a.ly, b.ly),
+                    ("Σ ln m_b", a.lm, b.lm),
+                    ("Σ ln|u| in blocks", a.lx, b.lx),
+                ] {
+                    close(&format!("column {j}'s {what}"), n, x, y);
+                }
+            }
+            assert_eq!(pp.n, ep.n, "{at}: pooled count");
+            close("pooled Σ ln(|u| + eps)", cells, pp.lx, ep.lx);
+            let sums = |v: &[(usize, f64)]| format!("{v:?}");
+            assert_eq!(sums(&pp.tensor), sums(&ep.tensor), "{at}: flat block sums");
+            assert_eq!(sums(&pp.model), sums(&ep.model), "{at}: flat block sums");
+            assert_eq!(pp.blocks.len(), ep.blocks.len(), "{at}: time blocks");
+            for ((i, a), (k, b)) in pp.blocks.iter().zip(&ep.blocks) {
+                assert_eq!(i, k, "{at}: time blocks");
+                assert_eq!((a.nx, a.ny), (b.nx, b.ny), "{at}: time block {i}'s counts");
+                for (what, x, y) in [
+                    ("Σ ln|u|", a.sx, b.sx),
+                    ("Σ ln|Y_b|", a.sy, b.sy),
+                    ("Σ ln m_b", a.sm, b.sm),
+                ] {
+                    close(&format!("time block {i}'s {what}"), cells, x, y);
+                }
+            }
+        }
+        // Where the engine takes its logs by table, they must differ somewhere, or this
+        // compared a kernel with itself.
+        #[cfg(target_arch = "x86_64")]
+        if super::super::has_avx512() {
+            assert!(
+                differ.get() > 0,
+                "no log sum differs from the portable kernel's"
+            );
+        }
+    }
+
+    /// The comparisons above reach the rarest path: a time-block sum that overflows.
     #[test]
     fn the_comparison_reaches_the_rare_paths() {
-        let (portable, _) = both(0..40, 300, 4, 50, 1, true, false);
+        let portable = text(&runs(0..40, 300, 4, 50, 1, true, false)[0]);
         assert!(
             portable.contains("inf"),
             "no overflowing block sum: {portable}"

@@ -34,22 +34,25 @@ const CHUNK: usize = 16;
 /// little time to widen, so the request must leave the memory's latency room to pass.
 const GATHER_AHEAD: usize = 16;
 
-/// [`super::coord_stats_body`] with AVX-512.
+/// [`super::coord_stats_body`] with AVX-512. With `TABLE_LOG` (as the engine runs it) the
+/// samples' logarithms are taken by table, within the same 5e-8 as the portable kernel's
+/// polynomial but in fewer operations; without it, by that polynomial, and the results are the
+/// portable kernel's bits.
 ///
 /// # Safety
 /// The processor must support AVX-512 F and DQ.
 #[target_feature(enable = "avx512f,avx512dq")]
-pub(in crate::engine::cpu) unsafe fn coord_stats(
+pub(in crate::engine::cpu) unsafe fn coord_stats<const TABLE_LOG: bool>(
     job: &StatsJob<'_>,
     block: &Block,
     first: usize,
     acc: &mut [CoordAcc],
 ) -> FlatPartial {
     match block.data.values() {
-        Values::F16(v) => strip(job, block, v, first, acc, f16_value),
-        Values::BF16(v) => strip(job, block, v, first, acc, bf16_value),
-        Values::F32(v) => strip(job, block, v, first, acc, f32_value),
-        Values::F64(v) => strip(job, block, v, first, acc, |x| x),
+        Values::F16(v) => strip::<TABLE_LOG, _>(job, block, v, first, acc, f16_value),
+        Values::BF16(v) => strip::<TABLE_LOG, _>(job, block, v, first, acc, bf16_value),
+        Values::F32(v) => strip::<TABLE_LOG, _>(job, block, v, first, acc, f32_value),
+        Values::F64(v) => strip::<TABLE_LOG, _>(job, block, v, first, acc, |x| x),
     }
 }
 
@@ -272,7 +275,12 @@ impl Sums {
     /// `Tile::close_block` for one group.
     #[inline]
     #[target_feature(enable = "avx512f,avx512dq")]
-    fn close_block(&mut self, c: &Consts, ln_k1: __m512d, k1: __m512d) -> Pooled {
+    fn close_block<const TABLE_LOG: bool>(
+        &mut self,
+        c: &Consts,
+        ln_k1: __m512d,
+        k1: __m512d,
+    ) -> Pooled {
         let (add, zero) = (_mm512_add_pd, _mm512_setzero_pd());
         self.sl = add(self.sl, self.pl);
         self.nz = add(self.nz, self.pm);
@@ -284,7 +292,7 @@ impl Sums {
         let finite = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(y, splat(f64::INFINITY));
         let overflow = counted & !finite;
         // `ln::ln_abs_entries` of Y_b, as the portable kernel takes it.
-        let ly = _mm512_maskz_mov_pd(counted & finite, ln_entries(y, y).0);
+        let ly = _mm512_maskz_mov_pd(counted & finite, ln_entries::<TABLE_LOG>(y, y).0);
         // m = K1 unless the block held a zero or a non-finite sample.
         let full = _mm512_cmp_pd_mask::<_CMP_EQ_OQ>(m, k1) == 0xff;
         let lm = _mm512_maskz_mov_pd(counted, if full { ln_k1 } else { ln_pos(m) });
@@ -343,7 +351,7 @@ impl Sums {
     /// Adds the group's sums over `rows` rows into its columns' accumulators.
     #[target_feature(enable = "avx512f,avx512dq")]
     fn fold_into(&self, acc: &mut [CoordAcc], rows: usize) {
-        let [n, s1, s2, s3, s4, nz, sl, sl2, ly, lm, lx, nx, ny, bad] = [
+        let sums = [
             self.n(rows),
             self.s1,
             self.s2,
@@ -358,8 +366,14 @@ impl Sums {
             self.nx,
             self.ny,
             self.bad_blocks,
-        ]
-        .map(|v| store(v));
+        ];
+        // A loop rather than `map`, whose closure would not inherit this function's target
+        // features and would cost a call per vector.
+        let mut lanes = [[0.0; LANES]; 14];
+        for (l, v) in lanes.iter_mut().zip(sums) {
+            *l = store(v);
+        }
+        let [n, s1, s2, s3, s4, nz, sl, sl2, ly, lm, lx, nx, ny, bad] = lanes;
         for (j, a) in acc.iter_mut().enumerate() {
             let (n, nz) = (n[j] as u64, nz[j] as u64);
             a.combine(&CoordAcc {
@@ -420,7 +434,7 @@ impl LaneSum {
 
 #[inline]
 #[target_feature(enable = "avx512f,avx512dq")]
-fn strip<T: Copy>(
+fn strip<const TABLE_LOG: bool, T: Copy>(
     job: &StatsJob<'_>,
     block: &Block,
     data: &[T],
@@ -513,7 +527,7 @@ fn strip<T: Copy>(
                     let end = (r0 + CHUNK).min(rows).min(close.saturating_add(1));
                     let chunk = r0..end;
                     ahead.step();
-                    centre_chunk(&consts, &xs[chunk.clone()], &mut centred);
+                    centre_chunk::<TABLE_LOG>(&consts, &xs[chunk.clone()], &mut centred);
                     let in_blocks = (job.used_rows.saturating_sub(block.rows.start)).clamp(r0, end);
                     fold_chunk(
                         &mut sums,
@@ -527,7 +541,7 @@ fn strip<T: Copy>(
                     r0 = end;
                 }
                 if close < rows {
-                    let p = sums.close_block(&consts, ln_k1, k1);
+                    let p = sums.close_block::<TABLE_LOG>(&consts, ln_k1, k1);
                     for (s, v) in pooled[i].iter_mut().zip(p.0) {
                         s.add(v, gw);
                     }
@@ -695,7 +709,7 @@ impl Centred {
 /// logarithm needs are not taken from the running sums of [`fold_chunk`].
 #[inline(never)]
 #[target_feature(enable = "avx512f,avx512dq")]
-fn centre_chunk(c: &Consts, xs: &[Row], out: &mut Centred) {
+fn centre_chunk<const TABLE_LOG: bool>(c: &Consts, xs: &[Row], out: &mut Centred) {
     let centre = |x: &Row| {
         let x = load(&x.0);
         _mm512_maskz_sub_pd(finite(x), x, c.centre)
@@ -704,7 +718,7 @@ fn centre_chunk(c: &Consts, xs: &[Row], out: &mut Centred) {
         let u0 = centre(&pair[0]);
         // An odd last row is paired with itself.
         let u1 = pair.get(1).map_or(u0, centre);
-        let (l0, l1, r0, r1) = ln_entries(u0, u1);
+        let (l0, l1, r0, r1) = ln_entries::<TABLE_LOG>(u0, u1);
         (out.us[2 * i].0, out.ls[2 * i].0, out.rare[2 * i]) = (store(u0), store(l0), r0);
         if pair.len() == 2 {
             (
@@ -716,38 +730,22 @@ fn centre_chunk(c: &Consts, xs: &[Row], out: &mut Centred) {
     }
 }
 
-/// `ln::ln_abs_entries` of two rows, operation for operation: the mantissas' logs of both in
-/// one vector of sixteen f32 (`ln::ln_f32`), lanes an f32 cannot hold by `ln::ln_pos`; +0
-/// where u = 0. Also each row's lanes with |u| ≤ 1e-6.
+/// `ln::ln_abs_entries` of two rows, operation for operation but for the mantissas' logs,
+/// taken by table where `TABLE_LOG` ([`mantissa_logs`]): those of both rows in one vector of
+/// sixteen f32, lanes an f32 cannot hold by `ln::ln_pos`; +0 where u = 0. Also each row's
+/// lanes with |u| ≤ 1e-6.
 #[inline]
 #[target_feature(enable = "avx512f,avx512dq")]
-fn ln_entries(u0: __m512d, u1: __m512d) -> (__m512d, __m512d, __mmask8, __mmask8) {
+fn ln_entries<const TABLE_LOG: bool>(
+    u0: __m512d,
+    u1: __m512d,
+) -> (__m512d, __m512d, __mmask8, __mmask8) {
     let (a0, a1) = (_mm512_abs_pd(u0), _mm512_abs_pd(u1));
     let x = _mm512_insertf32x8::<1>(
         _mm512_castps256_ps512(_mm512_cvtpd_ps(a0)),
         _mm512_cvtpd_ps(a1),
     );
-    let bits = _mm512_castps_si512(x);
-    let e = _mm512_sub_epi32(_mm512_srli_epi32::<23>(bits), _mm512_set1_epi32(127));
-    let m = _mm512_castsi512_ps(_mm512_or_si512(
-        _mm512_and_si512(bits, _mm512_set1_epi32(0x007f_ffff)),
-        _mm512_set1_epi32(0x3f80_0000),
-    ));
-    let big = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(m, _mm512_set1_ps(std::f32::consts::SQRT_2));
-    let m = _mm512_mask_mul_ps(m, big, m, _mm512_set1_ps(0.5));
-    let e = _mm512_mask_add_epi32(e, big, e, _mm512_set1_epi32(1));
-    let f = _mm512_sub_ps(m, _mm512_set1_ps(1.0));
-    let z = _mm512_mul_ps(f, f);
-    let mut p = _mm512_set1_ps(ln::LNF_P[0]);
-    for c in &ln::LNF_P[1..] {
-        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(*c));
-    }
-    let y = _mm512_fmsub_ps(
-        _mm512_mul_ps(f, z),
-        p,
-        _mm512_mul_ps(_mm512_set1_ps(0.5), z),
-    );
-    let r = _mm512_add_ps(f, y);
+    let (e, r) = mantissa_logs::<TABLE_LOG>(x);
     let ln2 = splat(std::f64::consts::LN_2);
     let half = |e: __m256i, r: __m256| {
         _mm512_add_pd(
@@ -784,6 +782,63 @@ fn ln_entries(u0: __m512d, u1: __m512d) -> (__m512d, __m512d, __mmask8, __mmask8
         _mm512_maskz_mov_pd(nonzero(a), l)
     };
     (pick(k0, a0, l0), pick(k1, a1, l1), r0, r1)
+}
+
+/// The exponents e and the reduced mantissas' logarithms r of sixteen normal f32 (or zeros):
+/// ln x = e ln 2 + r. By table (`ln::ln_f32_table`) or by Cephes' polynomial (`ln::ln_f32`),
+/// operation for operation.
+#[inline]
+#[target_feature(enable = "avx512f,avx512dq")]
+fn mantissa_logs<const TABLE_LOG: bool>(x: __m512) -> (__m512i, __m512) {
+    if TABLE_LOG {
+        let ix = _mm512_castps_si512(x);
+        let tmp = _mm512_sub_epi32(ix, _mm512_set1_epi32(ln::LNF_OFF as i32));
+        let e = _mm512_srai_epi32::<23>(tmp);
+        // The permutes read the slice from the low four bits of each lane.
+        let slice = _mm512_srli_epi32::<19>(tmp);
+        let z = _mm512_castsi512_ps(_mm512_sub_epi32(
+            ix,
+            _mm512_and_si512(tmp, _mm512_set1_epi32(0xff80_0000_u32 as i32)),
+        ));
+        // SAFETY: each table is 16 readable f32.
+        let (invc, logc) = unsafe {
+            (
+                _mm512_loadu_ps(ln::LNF_INVC.as_ptr()),
+                _mm512_loadu_ps(ln::LNF_LOGC.as_ptr()),
+            )
+        };
+        let (invc, logc) = (
+            _mm512_permutexvar_ps(slice, invc),
+            _mm512_permutexvar_ps(slice, logc),
+        );
+        let f = _mm512_fmsub_ps(z, invc, _mm512_set1_ps(1.0));
+        let q = _mm512_fmadd_ps(f, _mm512_set1_ps(-0.25), _mm512_set1_ps(1.0 / 3.0));
+        let q = _mm512_fmadd_ps(q, f, _mm512_set1_ps(-0.5));
+        let r = _mm512_add_ps(_mm512_fmadd_ps(q, _mm512_mul_ps(f, f), f), logc);
+        (e, r)
+    } else {
+        let bits = _mm512_castps_si512(x);
+        let e = _mm512_sub_epi32(_mm512_srli_epi32::<23>(bits), _mm512_set1_epi32(127));
+        let m = _mm512_castsi512_ps(_mm512_or_si512(
+            _mm512_and_si512(bits, _mm512_set1_epi32(0x007f_ffff)),
+            _mm512_set1_epi32(0x3f80_0000),
+        ));
+        let big = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(m, _mm512_set1_ps(std::f32::consts::SQRT_2));
+        let m = _mm512_mask_mul_ps(m, big, m, _mm512_set1_ps(0.5));
+        let e = _mm512_mask_add_epi32(e, big, e, _mm512_set1_epi32(1));
+        let f = _mm512_sub_ps(m, _mm512_set1_ps(1.0));
+        let z = _mm512_mul_ps(f, f);
+        let mut p = _mm512_set1_ps(ln::LNF_P[0]);
+        for c in &ln::LNF_P[1..] {
+            p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(*c));
+        }
+        let y = _mm512_fmsub_ps(
+            _mm512_mul_ps(f, z),
+            p,
+            _mm512_mul_ps(_mm512_set1_ps(0.5), z),
+        );
+        (e, _mm512_add_ps(f, y))
+    }
 }
 
 /// Folds a chunk of a group's rows `xs`, centred and logged by [`centre_chunk`], into the
