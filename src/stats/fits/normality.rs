@@ -55,6 +55,8 @@ impl NormalAt {
     /// point were a quarter of the fits' time). ln(1 - t) is ln s + r/s with s = 1 - t rounded
     /// and r = (1 - s) - t its exact rounding error, the correction of fdlibm's `log1p`, so a
     /// small t keeps its digits.
+    // Inlined into `fits::fit_column`, whose vector builds then vectorise its loops.
+    #[inline(always)]
     pub fn many(w: &[f64], cdf: &mut [f64], ln_cdf: &mut [f64], ln_sf: &mut [f64]) {
         // First the lower tails in `cdf`, their logs in `ln_cdf`, the bodies' in `ln_sf`.
         for (t, &w) in cdf.iter_mut().zip(w) {

@@ -138,6 +138,8 @@ impl StableCdf {
     /// [`StableCdf::cdf`] at every point of `z`, into `out`: the grid coordinates' logarithms
     /// in one pass the compiler vectorises (`ln::ln_pos`, within an ulp of glibc's `log`), the
     /// rest point by point.
+    // Inlined into `fits::fit_column`, whose vector builds then vectorise its loops.
+    #[inline(always)]
     pub fn cdf_many(&self, z: &[f64], out: &mut [f64]) {
         if self.alpha == 2.0 {
             out.iter_mut().zip(z).for_each(|(o, &z)| *o = self.cdf(z));
