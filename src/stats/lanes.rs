@@ -16,7 +16,7 @@ const LANES: usize = 8;
 type Lanes = [f64; LANES];
 
 /// Largest |x| [`exp_mid`] takes: e^x is a normal f64 well inside the exponent's range.
-const EXP_MAX: f64 = 700.0;
+pub(crate) const EXP_MAX: f64 = 700.0;
 
 /// From this y on, `gauss::chi2_2_sf` is 0 (its underflow cut, ln y - y < -709.78, holds).
 const CHI2_CUT: f64 = 717.0;
@@ -47,7 +47,7 @@ const EXP_P: [f64; 5] = [
 /// x = k ln 2 + r with |r| ≤ ln 2 / 2, e^r from its rational approximation, times 2^k
 /// through the exponent bits.
 #[inline(always)]
-fn exp_mid(x: f64) -> f64 {
+pub(crate) fn exp_mid(x: f64) -> f64 {
     use crate::engine::ln::{LN2_HI, LN2_LO};
     let k = (x * std::f64::consts::LOG2_E + 0.5f64.copysign(x)) as i64;
     let kf = k as f64;
