@@ -284,7 +284,7 @@ fn ks_distance_body(sample: &Sample, u: usize, alpha: f64) -> f64 {
         } else {
             TINY
         };
-        (model - actual(f), !(arg.abs() <= EXP_MAX))
+        (model - actual(f), arg.is_nan() || arg.abs() > EXP_MAX)
     };
     // Eight running maxima and minima, one per lane (a single running max would be a chain
     // the compiler cannot split); selects rather than `f64::max`, whose NaN rule keeps the
