@@ -151,9 +151,10 @@ multiversion! {
     /// sorted copy and four columns of per-point values, and is reused across coordinates, so
     /// a column costs one sort and no allocation once `scratch` has grown to 5K. Fewer than 2
     /// samples, a non-finite sample or a constant column give NaN in every field. Compiled
-    /// for AVX-512 and AVX2 too, with the passes over the points inlined (`NormalAt::many`,
-    /// `StableCdf::cdf_many`), so their loops run in 512- or 256-bit registers rather than
-    /// x86-64's baseline 128: the same operations in the same order, the same bits.
+    /// for AVX-512 and AVX2 too, with the passes over the points and the stable law's slice
+    /// inlined (`NormalAt::many`, `StableCdf::new`, `StableCdf::cdf_many`), so their loops run
+    /// in 512- or 256-bit registers rather than x86-64's baseline 128: the same operations in
+    /// the same order, the same bits.
     pub fn fit_column(values: &[f64], scratch: &mut Vec<f64>) -> Fits => fit_column_body
 }
 

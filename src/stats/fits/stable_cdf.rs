@@ -86,6 +86,8 @@ pub struct StableCdf {
 
 impl StableCdf {
     /// The standard law S0(α, β); α is clamped to the table (McCulloch's α ≥ 0.513).
+    // Inlined into `fits::fit_column`, whose vector builds then vectorise its row loops.
+    #[inline(always)]
     pub fn new(alpha: f64, beta: f64) -> Self {
         let nolan_zeta = -beta * (PI * alpha / 2.0).tan();
         let alpha = if (alpha - 1.0).abs() < 0.005 {
