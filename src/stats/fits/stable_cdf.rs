@@ -165,6 +165,16 @@ impl StableCdf {
         }
         crate::engine::ln::ln_abs_in_place(out);
         let h = 2.0 * U_MAX / (U_N - 1) as f64;
+        // Here out holds |u|. With every point inside the grid (nearly every column) the
+        // stencils run in one loop without a branch, which vectorises (the table lookups
+        // become gathers); a point beyond it, or a NaN, sends the column to the loop below.
+        if out.iter().all(|&a| a < U_MAX) {
+            for (o, &z) in out.iter_mut().zip(z) {
+                let u = o.copysign(z_of(z) / Z_SCALE);
+                *o = self.in_grid(u, h);
+            }
+            return;
+        }
         for (o, &z) in out.iter_mut().zip(z) {
             let z = z_of(z);
             let u = o.copysign(z / Z_SCALE);
@@ -184,8 +194,17 @@ impl StableCdf {
                 1.0 - (1.0 - self.slice[U_N - 1]) * decay
             };
         }
+        self.in_grid(u, h)
+    }
+
+    /// G at grid coordinate u (|u| < U_MAX or NaN): the cubic through the slice's four
+    /// nearest nodes, clamped to [0, 1].
+    #[inline(always)]
+    fn in_grid(&self, u: f64, h: f64) -> f64 {
         let (k, w) = stencil((u + U_MAX) / h, U_N);
-        let v: f64 = (0..4).map(|j| w[j] * self.slice[k + j]).sum();
+        // k ≤ U_N - 4 already; saying so spares the loop a bounds check, which kept it scalar.
+        let g = &self.slice[k.min(U_N - 4)..][..4];
+        let v = w[0] * g[0] + w[1] * g[1] + w[2] * g[2] + w[3] * g[3];
         v.clamp(0.0, 1.0)
     }
 
