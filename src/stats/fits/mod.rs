@@ -3,6 +3,7 @@
 //! against the fitted normal, the KS distance to the fitted stable law, and Wu et al.'s
 //! finite-variance diagnostics. Each column is sorted once and every fit reads that sort.
 
+pub mod erfc;
 pub mod mcculloch;
 pub mod normality;
 pub mod stable_cdf;
