@@ -225,6 +225,9 @@ pub fn erfc8(x: &[f64; 8], out: &mut [f64; 8]) {
 
 #[cfg(test)]
 mod tests {
+    use rand::rngs::StdRng;
+    use rand::{RngExt, SeedableRng};
+
     use super::*;
 
     /// Bit for bit the libm crate's erfc, one range at a time (every range, its edges, spread
@@ -253,17 +256,11 @@ mod tests {
                 xs.push(f64::from_bits((f64::to_bits(e) as i64 + d).max(0) as u64));
             }
         }
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = StdRng::seed_from_u64(0x9e37_79b9_7f4a_7c15);
         for _ in 0..100_000 {
-            xs.push((next() >> 11) as f64 / (1u64 << 53) as f64 * 30.0);
+            xs.push(rng.random::<f64>() * 30.0);
             xs.push(f64::from_bits(
-                0x3c00_0000_0000_0000 + next() % (0x403a_0000_0000_0000 - 0x3c00_0000_0000_0000),
+                rng.random_range(0x3c00_0000_0000_0000u64..0x403a_0000_0000_0000),
             ));
         }
         xs.extend([f64::NAN, f64::INFINITY, -1.0, -0.0]);
