@@ -97,7 +97,7 @@ pub(crate) const LNF_LOGC: [f32; 16] = [
 
 /// ln x for x a normal f32 or zero, to an absolute error under 5e-8: the mantissa's log in
 /// f32, the exponent's added in f64. Zero gives -127 ln 2, finite, which callers mask.
-/// `tile::avx512::ln_entries` is this, operation for operation.
+/// `tile::avx512::ln_entries::<false>` is this, operation for operation.
 #[inline(always)]
 pub fn ln_f32(x: f32) -> f64 {
     let bits = x.to_bits();
@@ -116,8 +116,8 @@ pub fn ln_f32(x: f32) -> f64 {
     e as f64 * std::f64::consts::LN_2 + (f + y) as f64
 }
 
-/// [`ln_f32`] by table, as the AVX-512 kernel takes it (`tile::avx512::ln_entries` is this,
-/// operation for operation): ln(z/c) + ln c in f32, with ln(1 + r) to its r⁴ term (whose
+/// [`ln_f32`] by table, as the AVX-512 kernel takes it (`tile::avx512::ln_entries::<true>` is
+/// this, operation for operation): ln(z/c) + ln c in f32, with ln(1 + r) to its r⁴ term (whose
 /// remainder is under 5e-9 for |r| < 0.03), and k ln 2 added in f64. Zero gives a finite
 /// value, which callers mask. Four fused multiply-adds and two table lookups where the
 /// polynomial takes ten: the AVX-512 kernel looks each table up with one permute, but other

@@ -33,7 +33,7 @@ fn chi2_2_sf_half(y: f64) -> (f64, bool) {
     (p, !(y > EXP_MAX && y < CHI2_CUT))
 }
 
-// fdlibm `e_exp.c` (Sun Microsystems, 1993), kept verbatim.
+// fdlibm `e_exp.c` (Sun Microsystems, 1993; musl's `exp.c` has the same), kept verbatim.
 #[allow(clippy::excessive_precision)]
 const EXP_P: [f64; 5] = [
     1.666_666_666_666_660_190_37e-01,
@@ -43,13 +43,19 @@ const EXP_P: [f64; 5] = [
     4.138_136_797_057_238_460_39e-08,
 ];
 
-/// e^x for |x| ≤ [`EXP_MAX`], fdlibm's `__ieee754_exp` without its branches (under 1 ulp):
-/// x = k ln 2 + r with |r| ≤ ln 2 / 2, e^r from its rational approximation, times 2^k
-/// through the exponent bits.
+/// e^x for |x| ≤ [`EXP_MAX`]: fdlibm's `e_exp.c` as musl and the libm crate have it, without
+/// its branches, so the libm crate's bits (under 1 ulp). x = k ln 2 + r with |r| ≤ ln 2 / 2
+/// (k = 0 from |x| ≤ ln 2 / 2 down, and 1 + x below 2^-28), e^r from its rational
+/// approximation, times 2^k through the exponent bits. `fits::erfc` relies on the same bits.
 #[inline(always)]
 pub(crate) fn exp_mid(x: f64) -> f64 {
     use crate::engine::ln::{LN2_HI, LN2_LO};
-    let k = (x * std::f64::consts::LOG2_E + 0.5f64.copysign(x)) as i64;
+    let hx = (x.to_bits() >> 32) as u32 & 0x7fff_ffff;
+    let k = if hx > 0x3fd6_2e42 {
+        (x * std::f64::consts::LOG2_E + 0.5f64.copysign(x)) as i64
+    } else {
+        0
+    };
     let kf = k as f64;
     let hi = x - kf * LN2_HI;
     let lo = kf * LN2_LO;
@@ -57,8 +63,9 @@ pub(crate) fn exp_mid(x: f64) -> f64 {
     let t = r * r;
     let p = EXP_P;
     let c = r - t * (p[0] + t * (p[1] + t * (p[2] + t * (p[3] + t * p[4]))));
-    let y = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi);
-    f64::from_bits((y.to_bits() as i64 + (k << 52)) as u64)
+    let y = 1.0 + (r * c / (2.0 - c) - lo + hi);
+    let y = if hx <= 0x3e30_0000 { 1.0 + x } else { y };
+    f64::from_bits((y.to_bits() as i64).wrapping_add(k << 52) as u64)
 }
 
 // musl `cbrt.c` (from FreeBSD's s_cbrt.c, Bruce D. Evans), kept verbatim.

@@ -1,11 +1,14 @@
 //! erfc for the normal tails of the per-point fits, eight sorted points at a time: fdlibm's
-//! `erfc` (FreeBSD `s_erf.c`, as the libm crate has it) and musl's `exp`, operation for
-//! operation, so the same bits (a test holds them to it), but without their branches, so a
-//! group of eight points whose arguments share a range runs in vector registers. A fit's
-//! points are sorted, so nearly every group does; the others take the libm crate's `erfc`.
+//! `erfc` (FreeBSD `s_erf.c`, as the libm crate has it) and its `exp` (`lanes::exp_mid`),
+//! operation for operation, so the libm crate's bits (a test holds them to it), but without
+//! their branches, so a group of eight points whose arguments share a range runs in vector
+//! registers. A fit's points are sorted, so nearly every group does; the others take the libm
+//! crate's `erfc`.
 
-// fdlibm's and musl's constants as published, which round to the intended doubles.
+// fdlibm's constants as published, which round to the intended doubles.
 #![allow(clippy::excessive_precision)]
+
+use crate::stats::lanes::exp_mid;
 
 /// erf on [0, 0.84375): R(z), from z⁰ up.
 const PP: [f64; 5] = [
@@ -95,18 +98,6 @@ const SB: [f64; 7] = [
     -2.24409524465858183362e+01,
 ];
 
-// musl's `exp` (from fdlibm's e_exp.c, as in the libm crate).
-const EXP_LN2HI: f64 = 6.93147180369123816490e-01;
-const EXP_LN2LO: f64 = 1.90821492927058770002e-10;
-/// e^r's rational approximation, P1 … P5.
-const EXP_P: [f64; 5] = [
-    1.66666666666666019037e-01,
-    -2.77777777770155933842e-03,
-    6.61375632143793436117e-05,
-    -1.65339022054652515390e-06,
-    4.13813679705723846039e-08,
-];
-
 /// Horner's rule from the highest coefficient down, as fdlibm nests it: c₀ + x(c₁ + x(…)).
 #[inline(always)]
 fn horner<const N: usize>(x: f64, c: &[f64; N]) -> f64 {
@@ -121,29 +112,6 @@ fn horner<const N: usize>(x: f64, c: &[f64; N]) -> f64 {
 #[inline(always)]
 fn one_plus<const N: usize>(x: f64, c: &[f64; N]) -> f64 {
     1.0 + x * horner(x, c)
-}
-
-/// musl's `exp` for |x| ≤ 700 (which the arguments below keep to): the same reduction
-/// x = k ln 2 + r (k = 0 for |x| ≤ ln 2 / 2), rational approximation and scaling.
-#[inline(always)]
-fn exp_mid(x: f64) -> f64 {
-    let hx = (x.to_bits() >> 32) as u32 & 0x7fff_ffff;
-    let k = if hx > 0x3fd6_2e42 {
-        (std::f64::consts::LOG2_E * x + 0.5f64.copysign(x)) as i32
-    } else {
-        0
-    };
-    let kf = k as f64;
-    let hi = x - kf * EXP_LN2HI;
-    let lo = kf * EXP_LN2LO;
-    let r = hi - lo;
-    let xx = r * r;
-    let c = r - xx * horner(xx, &EXP_P);
-    let y = 1.0 + (r * c / (2.0 - c) - lo + hi);
-    // |x| ≤ 2^-28: 1 + x.
-    let y = if hx <= 0x3e30_0000 { 1.0 + x } else { y };
-    // scalbn(y, k), exact here: the result is normal.
-    f64::from_bits((y.to_bits() as i64).wrapping_add((k as i64) << 52) as u64)
 }
 
 /// fdlibm's ranges of x ≥ 0 by the high word of x, each with its own formula.
