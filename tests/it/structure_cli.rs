@@ -229,7 +229,7 @@ fn check_digits(out: &Path, spectrum_tol: (f64, f64), fit_tol: f64, ratios: bool
 }
 
 /// The iteration-wise fits of the reference's coordinates of the `fc1` tensors (630 + 10
-/// coordinates: O(K²) fits each are slow in an unoptimised test build), from
+/// coordinates: O(K²) fits each are slow in a test build), from
 /// coords.safetensors (n_tail is not a map).
 fn check_iteration_wise(backend: &str, dir: &Path, tol: f64) {
     let out = run_digits(
