@@ -6,6 +6,7 @@ mod sweep;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -478,16 +479,16 @@ fn analyze_cmd(args: AnalyzeArgs, progress: bool) -> Result<analyze::Analysis> {
         .collect();
     // One attempt: the maps are written afresh, so a rerun after a GPU fault starts clean.
     let attempt = |backend: &mut dyn Backend| {
-        let mut coords = CoordsWriter::create(
+        let coords = Arc::new(CoordsWriter::create(
             &staging.path().join("coords.safetensors"),
             &layout,
             maps,
             a.coords_dtype,
-        )?;
-        let analysis = analyze::analyze_with(sources, &opts, backend, &mut |t| {
-            coords.write(&t.meta.name, &t.coords)
-        })?;
-        coords.finish()?;
+        )?);
+        let analysis = analyze::analyze_streamed(sources, &opts, backend, coords.clone())?;
+        Arc::into_inner(coords)
+            .expect("the run holds no writer once it returns")
+            .finish()?;
         Ok(analysis)
     };
     let cpu = cpu_fallback(&a.engine);

@@ -543,7 +543,7 @@ mod tests {
         columns[Stat::N.index()] = vec![5.0, 5.0, 5.0];
         columns[Stat::Var.index()] = vec![2.0, 4.0, 0.0];
         columns[Stat::Kurt.index()] = vec![1.0, 3.0, f64::NAN];
-        let (trace, kurt) = trace_and_kurtosis(&crate::stats::CoordTable { columns });
+        let (trace, kurt) = trace_and_kurtosis(&crate::stats::CoordTable::whole(columns));
         assert_eq!(trace, 7.5);
         assert_eq!(kurt, 2.0);
     }

@@ -108,7 +108,7 @@ impl NativeResult {
                 .collect();
             let maps = Stat::maps(self.run.fits, self.run.structure.powerlaw_coords);
             let path = staging.path().join("coords.safetensors");
-            let mut coords = CoordsWriter::create(&path, &layout, maps, Dtype::F32)?;
+            let coords = CoordsWriter::create(&path, &layout, maps, Dtype::F32)?;
             for (name, _, table) in self.run.tables() {
                 coords.write(name, table)?;
             }

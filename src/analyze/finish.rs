@@ -9,7 +9,7 @@ use crate::engine::Backend;
 use crate::error::{Error, Result};
 use crate::input::TensorMeta;
 use crate::stats::structure::{Centre, Gram};
-use crate::stats::{tail, Stat, TensorFinish};
+use crate::stats::{tail, MapsOut, Stat, TensorFinish};
 
 /// What finishing needs besides the accumulators: K, K1 and the rows in complete blocks.
 #[derive(Clone, Copy, Debug)]
@@ -42,15 +42,19 @@ pub struct Finisher<'a> {
     gram: Option<Gram>,
     sum_sq: f64,
     mean_sq: f64,
+    /// Where the per-coordinate maps go.
+    maps: MapsOut,
 }
 
 impl<'a> Finisher<'a> {
-    /// `threads` host threads finish the per-coordinate statistics (0: every core).
+    /// `threads` host threads finish the per-coordinate statistics (0: every core); the maps
+    /// go to `maps`.
     pub fn new(
         shape: Shape,
         center: &'a Center,
         structure: &'a StructureOptions,
         threads: usize,
+        maps: MapsOut,
     ) -> Result<Self> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -65,6 +69,7 @@ impl<'a> Finisher<'a> {
             gram: structure.spectrum.then(|| Gram::new(shape.samples)),
             sum_sq: 0.0,
             mean_sq: 0.0,
+            maps,
         })
     }
 
@@ -96,7 +101,9 @@ impl<'a> Finisher<'a> {
                 // Every finite sample counted: the n of all coordinates but those with
                 // non-finite ones.
                 let n_most = state.acc.coords.iter().map(|c| c.moments.n).max();
-                let mut f = TensorFinish::new(p, n_most.unwrap_or(0), state.fits.is_some());
+                let fits = state.fits.is_some();
+                let n = n_most.unwrap_or(0);
+                let mut f = TensorFinish::new(&meta.name, p, n, fits, &self.maps);
                 self.pool.install(|| {
                     f.add(
                         &state.mean,
@@ -104,7 +111,7 @@ impl<'a> Finisher<'a> {
                         &state.acc.coords,
                         state.fits.as_deref_mut(),
                     )
-                });
+                })?;
                 f
             }
         };
@@ -152,9 +159,11 @@ impl<'a> Finisher<'a> {
             &mut summary.notes,
         )?;
         if let Some(pl) = &state.powerlaw {
-            for (i, col) in pl_columns(pl).into_iter().enumerate() {
-                debug_assert_eq!(Stat::POWERLAW[i].index(), Stat::ALL.len() - 3 + i);
-                coords.columns.push(col);
+            for (stat, col) in Stat::POWERLAW.into_iter().zip(pl_columns(pl)) {
+                match &self.maps {
+                    MapsOut::Streamed(sink) => sink.write(&meta.name, stat, 0, &col)?,
+                    MapsOut::Table => coords.push(stat, col),
+                }
             }
         }
         tracing::info!(tensor = %meta.name, alpha_time_blocked = summary.alpha_time_blocked, "tensor done");

@@ -28,7 +28,7 @@ use crate::engine::Backend;
 use crate::error::{Error, Result};
 use crate::input::{TensorMeta, TensorSource};
 use crate::stats::structure::summary::SpectrumSummary;
-use crate::stats::{self, CoordTable, TensorSummary};
+use crate::stats::{self, CoordTable, MapSink, MapsOut, TensorSummary};
 pub(crate) use checks::read_centre;
 pub use checks::{block_size, validate};
 pub use plan::{
@@ -197,6 +197,30 @@ pub fn analyze_with(
     backend: &mut dyn Backend,
     sink: &mut dyn FnMut(&TensorResult) -> Result<()>,
 ) -> Result<Analysis> {
+    run_and_finish(sources, opts, backend, MapsOut::Table, sink)
+}
+
+/// As [`analyze`], writing the per-coordinate maps to `maps` block by block as they are
+/// finished; each tensor's table keeps only [`stats::Stat::SHOWN`] (what the summary and the
+/// report read). The maps then never sit in memory whole.
+pub fn analyze_streamed(
+    sources: &[Box<dyn TensorSource + '_>],
+    opts: &Options,
+    backend: &mut dyn Backend,
+    maps: std::sync::Arc<dyn MapSink>,
+) -> Result<Analysis> {
+    run_and_finish(sources, opts, backend, MapsOut::Streamed(maps), &mut |_| {
+        Ok(())
+    })
+}
+
+fn run_and_finish(
+    sources: &[Box<dyn TensorSource + '_>],
+    opts: &Options,
+    backend: &mut dyn Backend,
+    maps: MapsOut,
+    sink: &mut dyn FnMut(&TensorResult) -> Result<()>,
+) -> Result<Analysis> {
     let plan = Plan::new(sources, opts, backend.single_read())?;
     let sampled = coords_sampled(plan.total, opts);
     tracing::info!(
@@ -211,7 +235,13 @@ pub fn analyze_with(
         k1: plan.k1,
         block_rows: plan.block_rows,
     };
-    let mut finisher = finish::Finisher::new(shape, &opts.center, &opts.structure, opts.threads)?;
+    let mut finisher = finish::Finisher::new(
+        shape,
+        &opts.center,
+        &opts.structure,
+        opts.threads,
+        maps.clone(),
+    )?;
     let mut results = Vec::with_capacity(sources.len());
     run::run(
         &plan,
@@ -219,7 +249,7 @@ pub fn analyze_with(
         opts,
         backend,
         &mut model,
-        true,
+        Some(&maps),
         &mut |state, engine| {
             let meta = sources[state.piece.tensor].meta();
             let mut result = finisher.tensor(meta, state, Some(engine))?;

@@ -66,6 +66,18 @@ pub fn state_budget(opts: &Options) -> u64 {
         .saturating_sub(BLOCKS_IN_FLIGHT * opts.block_bytes as u64)
 }
 
+/// A byte count as a person reads it: MiB below a GiB, rounded up (so a suggested budget is
+/// enough).
+fn size(bytes: u64) -> String {
+    const MIB: u64 = 1 << 20;
+    if bytes >= 1 << 30 {
+        let tenths = (bytes as f64 / (1u64 << 30) as f64 * 10.0).ceil();
+        format!("{:.1} GiB", tenths / 10.0)
+    } else {
+        format!("{} MiB", bytes.div_ceil(MIB))
+    }
+}
+
 /// Splits tensors (by coordinate count) into consecutive groups whose state fits `budget`.
 pub fn group_tensors(coords: &[usize], budget: u64) -> Vec<Range<usize>> {
     let mut groups = Vec::new();
@@ -230,9 +242,12 @@ impl Plan {
                     &m.path,
                     Some(&m.name),
                     format!(
-                        "needs {:.1} GiB of per-coordinate state but --mem-budget leaves {:.1} GiB; raise --mem-budget",
-                        need as f64 / (1u64 << 30) as f64,
-                        budget as f64 / (1u64 << 30) as f64
+                        "needs {} of per-coordinate state, but --mem-budget {} leaves {} once the read buffers ({}) are set aside; raise --mem-budget to {} or more",
+                        size(need),
+                        size(opts.mem_budget),
+                        size(budget),
+                        size(opts.mem_budget - budget),
+                        size(need + opts.mem_budget - budget)
                     ),
                 ));
             }
@@ -363,6 +378,15 @@ fn shard_cuts(coords: &[usize], bytes_per_coord: &[u64], of: usize) -> Vec<usize
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_round_up() {
+        assert_eq!(size(1), "1 MiB");
+        assert_eq!(size(100 << 20), "100 MiB");
+        assert_eq!(size((100 << 20) + 1), "101 MiB");
+        assert_eq!(size(1 << 30), "1.0 GiB");
+        assert_eq!(size((1 << 30) + (1 << 20)), "1.1 GiB");
+    }
 
     #[test]
     fn groups_fit_the_budget() {

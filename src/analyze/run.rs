@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::input::{Block, BlockData, TensorMeta, TensorSource};
 use crate::stats::fits::Fits;
 use crate::stats::structure::Centre;
-use crate::stats::{tail, TensorFinish};
+use crate::stats::{tail, MapsOut, TensorFinish};
 use bytemuck::Zeroable;
 use rayon::prelude::*;
 
@@ -175,17 +175,17 @@ impl TensorSource for PieceSource<'_> {
 
 /// Runs the plan's pieces on `backend`, handing each finished piece to `each` in plan order
 /// (with the engine, for the power-law fits' xmin scans)
-/// and folding the whole input's flat state into `model`. With `finish`, the caller finishes
-/// each piece at once, so a whole tensor read in whole columns in one read is finished block
-/// by block ([`PieceState::finished`]): its per-coordinate accumulators live only as long as
-/// a block, and the finishing work overlaps the reading.
+/// and folding the whole input's flat state into `model`. With `finish` (where the maps go),
+/// the caller finishes each piece at once, so a whole tensor read in whole columns in one
+/// read is finished block by block ([`PieceState::finished`]): its per-coordinate
+/// accumulators live only as long as a block, and the finishing work overlaps the reading.
 pub fn run(
     plan: &Plan,
     sources: &[Box<dyn TensorSource + '_>],
     opts: &Options,
     backend: &mut dyn Backend,
     model: &mut FlatAcc,
-    finish: bool,
+    finish: Option<&MapsOut>,
     each: &mut dyn FnMut(PieceState, &mut dyn Backend) -> Result<()>,
 ) -> Result<()> {
     let pb = Progress::new(plan.bytes(), opts.progress, opts.progress_json);
@@ -261,7 +261,7 @@ pub fn run(
             let len = piece.cols.len();
             // A whole tensor read in one read of whole columns, for a caller that finishes it
             // at once: finished block by block.
-            let early = finish && mean.is_none() && len == p;
+            let early = finish.is_some() && mean.is_none() && len == p;
             if early {
                 state.acc.coords = Vec::new();
             }
@@ -388,8 +388,9 @@ pub fn run(
                     } else {
                         vec![MeanAcc::default(); len]
                     };
-                    let mut finish =
-                        early.then(|| TensorFinish::new(len, plan.samples as u64, opts.fits));
+                    let mut finish = finish.filter(|_| early).map(|out| {
+                        TensorFinish::new(&meta.name, len, plan.samples as u64, opts.fits, out)
+                    });
                     let whole_step = fit_step || so.any();
                     // Early and with both passes from one call, a block's finish runs on the
                     // column threads while the engine takes the next block, which fills the
@@ -437,17 +438,25 @@ pub fn run(
                                 let waiting = pending.take();
                                 let (spare_mean, spare_coords) = (&mut spare.0, &mut spare.1);
                                 let current = &mut mean[..];
+                                let mut waited = Ok(());
+                                let slot = &mut waited;
                                 pool.in_place_scope(|scope| {
                                     if let Some(w) = waiting {
                                         let shift = &done[w];
                                         scope.spawn(move |_| {
-                                            finish_block(finish, spare_mean, shift, spare_coords)
+                                            *slot = finish_block(
+                                                finish,
+                                                spare_mean,
+                                                shift,
+                                                spare_coords,
+                                            );
                                         });
                                     }
                                     backend.coord_both(
                                         &job, local, &derive, current, inputs, acc, model,
                                     )
                                 })?;
+                                waited?;
                                 // This block's accumulators wait for its finish; the last
                                 // block's, reset, serve the next.
                                 std::mem::swap(&mut mean, &mut spare.0);
@@ -495,16 +504,18 @@ pub fn run(
                             if let Some(finish) = finish.as_mut() {
                                 let fits = fits.as_deref_mut().map(|f| &mut f[cols.clone()]);
                                 pool.install(|| {
-                                    finish.add(mean, &shift[cols.clone()], &acc.coords, fits);
+                                    let added =
+                                        finish.add(mean, &shift[cols.clone()], &acc.coords, fits);
                                     reset(mean, &mut acc.coords);
-                                });
+                                    added
+                                })?;
                             }
                         }
                         Ok(())
                     })?;
                     if let (Some(w), Some(finish)) = (pending, finish.as_mut()) {
                         let (mean, coords) = (&mut spare.0, &mut spare.1);
-                        pool.install(|| finish_block(finish, mean, &shift[w], coords));
+                        pool.install(|| finish_block(finish, mean, &shift[w], coords))?;
                     }
                     if early {
                         acc.coords = Vec::new();
@@ -541,7 +552,8 @@ fn finish_block(
     mean: &mut [MeanAcc],
     shift: &[f64],
     coords: &mut [CoordAcc],
-) {
-    finish.add(mean, shift, coords, None);
+) -> Result<()> {
+    let added = finish.add(mean, shift, coords, None);
     reset(mean, coords);
+    added
 }

@@ -99,7 +99,7 @@ pub(super) fn merge_cmd(m: MergeArgs) -> Result<()> {
         .parse()
         .map_err(anyhow::Error::msg)?;
     let path = staging.path().join("coords.safetensors");
-    let mut coords = CoordsWriter::create(&path, &layout, maps, dtype)?;
+    let coords = CoordsWriter::create(&path, &layout, maps, dtype)?;
     let merged = gradtail::shard::merge(&m.states, budget, &mut |t| {
         coords.write(&t.meta.name, &t.coords)
     })?;

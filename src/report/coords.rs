@@ -2,30 +2,37 @@
 //! shaped like the input tensor without its sample axis, so
 //! `safetensors.numpy.load_file(path)["fc0.weight/alpha_block"]` is a per-parameter map.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 use crate::input::Dtype;
-use crate::stats::Stat;
+use crate::stats::{MapSink, Stat};
 
-/// Writes `coords.safetensors` tensor by tensor as the analysis finishes them, so the maps of
-/// a model larger than memory never sit in memory together. The header, with every offset,
-/// is known from the shapes and written first.
+/// Writes `coords.safetensors` as the analysis finishes the maps, tensor by tensor or block
+/// by block ([`MapSink`]), so the maps of a model larger than memory never sit in memory
+/// together. The header, with every offset, is known from the shapes and written first; each
+/// piece of a map is written at its place, from any thread.
 pub struct CoordsWriter {
     path: std::path::PathBuf,
-    /// Written at positions: the header at creation, each piece of a map at its offset.
     file: std::fs::File,
-    /// Where the next tensor's maps start in the file.
-    at: u64,
     dtype: Dtype,
-    order: Vec<String>,
+    /// Tensor name → (where its maps start in the file, its coordinate count).
+    tensors: HashMap<String, (u64, usize)>,
     stats: &'static [Stat],
-    next: usize,
+    /// Values written so far, and how many the file holds.
+    written: AtomicU64,
+    total: u64,
 }
 
+/// Values converted and written at a time.
+const PIECE: usize = 1 << 14;
+
 impl CoordsWriter {
-    /// `tensors`: (name, shape without the sample axis) in the order they will be written;
-    /// `stats`: the maps of each ([`Stat::CORE`], or [`Stat::ALL`] with the fits).
+    /// `tensors`: (name, shape without the sample axis), in file order; `stats`: the maps of
+    /// each ([`Stat::CORE`], or another list of [`Stat::maps`]).
     pub fn create(
         path: &Path,
         tensors: &[(String, Vec<usize>)],
@@ -49,13 +56,16 @@ impl CoordsWriter {
             serde_json::json!({"schema": "gradtail.coords/1", "gradtail_version": env!("CARGO_PKG_VERSION")}),
         );
         let mut offset = 0usize;
+        let mut starts = HashMap::new();
         for (name, shape) in tensors {
             let shape = if shape.is_empty() {
                 vec![1]
             } else {
                 shape.clone()
             };
-            let bytes = shape.iter().product::<usize>() * esize;
+            let len = shape.iter().product::<usize>();
+            starts.insert(name.clone(), (offset as u64, len));
+            let bytes = len * esize;
             for stat in stats {
                 header.insert(
                     format!("{name}/{}", stat.name()),
@@ -72,47 +82,75 @@ impl CoordsWriter {
         let mut head = (text.len() as u64).to_le_bytes().to_vec();
         head.extend_from_slice(text.as_bytes());
         file.write_all(&head).map_err(|e| Error::io(path, e))?;
+        let data = 8 + text.len() as u64;
+        for start in starts.values_mut() {
+            start.0 += data;
+        }
         Ok(CoordsWriter {
             path: path.to_path_buf(),
             file,
-            at: 8 + text.len() as u64,
             dtype,
-            order: tensors.iter().map(|t| t.0.clone()).collect(),
+            tensors: starts,
             stats,
-            next: 0,
+            written: AtomicU64::new(0),
+            total: (offset / esize) as u64,
         })
     }
 
-    /// Appends one tensor's maps; tensors must come in the order given to `create`.
-    pub fn write(&mut self, name: &str, table: &crate::stats::CoordTable) -> Result<()> {
-        assert_eq!(
-            self.order.get(self.next).map(String::as_str),
-            Some(name),
-            "coords written out of order"
-        );
-        self.next += 1;
+    /// Writes one tensor's whole table, its pieces in parallel on the current pool.
+    pub fn write(&self, name: &str, table: &crate::stats::CoordTable) -> Result<()> {
+        use rayon::prelude::*;
         assert_eq!(
             table.stats(),
             self.stats,
             "coords of {name} hold other maps"
         );
-        use rayon::prelude::*;
-        // Every thread converts pieces of the maps and writes each where it belongs in the
-        // file, so the conversion and the copy into the page cache are shared.
-        const PIECE: usize = 1 << 16;
-        let e = self.dtype.size();
-        let at = self.at;
-        let maps: Vec<&[f64]> = table.iter().map(|(_, v)| v).collect();
-        let len = maps.first().map_or(0, |v| v.len());
-        self.at += (maps.len() * len * e) as u64;
-        let file = &self.file;
-        let pieces: Vec<(usize, usize)> = (0..maps.len())
-            .flat_map(|m| (0..len).step_by(PIECE).map(move |p| (m, p)))
+        let pieces: Vec<(Stat, usize, &[f64])> = self
+            .stats
+            .iter()
+            .zip(table.iter())
+            .flat_map(|(&s, (_, col))| {
+                let pieces = col.chunks(PIECE).enumerate();
+                pieces.map(move |(k, v)| (s, k * PIECE, v))
+            })
             .collect();
         pieces
-            .par_iter()
-            .try_for_each_init(Vec::new, |bytes: &mut Vec<u8>, &(m, p)| {
-                let values = &maps[m][p..(p + PIECE).min(len)];
+            .into_par_iter()
+            .try_for_each(|(s, at, v)| self.write_map(name, s, at, v))
+    }
+
+    /// Every value of every map written, or an error.
+    pub fn finish(self) -> Result<()> {
+        let written = self.written.into_inner();
+        if written != self.total {
+            return Err(Error::Config(format!(
+                "internal: {} holds {written} of its {} values",
+                self.path.display(),
+                self.total
+            )));
+        }
+        Ok(())
+    }
+
+    fn write_map(&self, tensor: &str, stat: Stat, first: usize, values: &[f64]) -> Result<()> {
+        let &(start, len) = self
+            .tensors
+            .get(tensor)
+            .unwrap_or_else(|| panic!("coords of an unknown tensor {tensor}"));
+        let m = self.stats.iter().position(|&s| s == stat);
+        let m = m.unwrap_or_else(|| panic!("{tensor}/{} is not a map of the file", stat.name()));
+        assert!(
+            first + values.len() <= len,
+            "{tensor}/{} past its end",
+            stat.name()
+        );
+        let e = self.dtype.size();
+        let mut at = start + ((m * len + first) * e) as u64;
+        thread_local! {
+            static BYTES: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        }
+        BYTES.with_borrow_mut(|bytes| {
+            for values in values.chunks(PIECE) {
                 // Into a buffer of the right size value by value, which compiles to vector
                 // conversions (extending a byte at a time did not).
                 bytes.clear();
@@ -130,18 +168,20 @@ impl CoordsWriter {
                         }
                     }
                 }
-                write_at(file, bytes, at + ((m * len + p) * e) as u64)
-            })
-            .map_err(|e| Error::io(&self.path, e))
-    }
-
-    pub fn finish(self) -> Result<()> {
-        assert_eq!(
-            self.next,
-            self.order.len(),
-            "coords missing for some tensors"
-        );
+                write_at(&self.file, bytes, at).map_err(|e| Error::io(&self.path, e))?;
+                at += bytes.len() as u64;
+            }
+            Ok(())
+        })?;
+        self.written
+            .fetch_add(values.len() as u64, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+impl MapSink for CoordsWriter {
+    fn write(&self, tensor: &str, stat: Stat, first: usize, values: &[f64]) -> Result<()> {
+        self.write_map(tensor, stat, first, values)
     }
 }
 

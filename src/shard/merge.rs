@@ -14,7 +14,7 @@ use crate::engine::accum::FlatAcc;
 use crate::engine::{AdapterInfo, EngineInfo};
 use crate::error::{Error, Result};
 use crate::input::{Skipped, TensorMeta};
-use crate::stats::tail;
+use crate::stats::{tail, MapsOut};
 
 /// A merged run: what `analyze` returns, and what its report shows besides.
 pub struct Merged {
@@ -232,7 +232,7 @@ pub fn merge(
     } else {
         Vec::new()
     };
-    let mut finisher = finish::Finisher::new(shape, &first.run.center, so, 0)?;
+    let mut finisher = finish::Finisher::new(shape, &first.run.center, so, 0, MapsOut::Table)?;
     let mut done = |state: PieceState, results: &mut Vec<TensorResult>| -> Result<()> {
         let mut result = finisher.tensor(&metas[state.piece.tensor], state, None)?;
         sink(&result)?;

@@ -174,7 +174,7 @@ pub fn shard(
         opts,
         backend,
         &mut model,
-        false,
+        None,
         &mut |s, _| {
             pieces += 1;
             coords += s.piece.cols.len();

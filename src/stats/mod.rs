@@ -13,6 +13,8 @@ pub mod tail;
 #[cfg(test)]
 pub(crate) mod testdata;
 
+use std::ops::Range;
+
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -22,18 +24,32 @@ use crate::engine::accum::{BlockSums, CoordAcc, MeanAcc, TailAcc};
 use crate::engine::TensorAcc;
 use fits::{Fits, FitsSummary};
 
-/// One column per statistic, one row per coordinate (C order over the tensor's shape): the
-/// columns of [`Stat::CORE`], then those of [`Stat::FITS`] when the fits were computed, then
-/// those of [`Stat::POWERLAW`] when the per-coordinate power-law fits were (the column count
-/// says which of [`Stat::maps`] it holds).
+/// One column per statistic, one row per coordinate (C order over the tensor's shape). A whole
+/// table holds one list of [`Stat::maps`]: the columns of [`Stat::CORE`], then those of
+/// [`Stat::FITS`] when the fits were computed, then those of [`Stat::POWERLAW`] when the
+/// per-coordinate power-law fits were. A run that sent its maps to a file as it finished them
+/// ([`MapsOut::Streamed`]) keeps only those of [`Stat::SHOWN`].
 #[derive(Clone, Debug)]
 pub struct CoordTable {
-    pub columns: Vec<Vec<f64>>,
+    /// The statistics held, in [`Stat::ALL`] order, one per column.
+    stats: Vec<Stat>,
+    columns: Vec<Vec<f64>>,
 }
 
 impl CoordTable {
-    /// One statistic's column, by [`Stat`] or by name. Panics for a fit of a table without
-    /// fits; see [`CoordTable::try_get`].
+    /// A table of `stats`, one column each.
+    pub fn new(stats: Vec<Stat>, columns: Vec<Vec<f64>>) -> Self {
+        assert_eq!(stats.len(), columns.len(), "one column per statistic");
+        CoordTable { stats, columns }
+    }
+
+    /// A whole table: one list of [`Stat::maps`], told by its column count.
+    pub fn whole(columns: Vec<Vec<f64>>) -> Self {
+        Self::new(Stat::maps_of_len(columns.len()).to_vec(), columns)
+    }
+
+    /// One statistic's column, by [`Stat`] or by name. Panics for a statistic the table does
+    /// not hold; see [`CoordTable::try_get`].
     pub fn get(&self, stat: impl StatKey) -> &[f64] {
         let stat = stat.stat();
         self.try_get(stat)
@@ -44,13 +60,26 @@ impl CoordTable {
     /// `--no-fits`).
     pub fn try_get(&self, stat: impl StatKey) -> Option<&[f64]> {
         let stat = stat.stat();
-        let at = self.stats().iter().position(|&s| s == stat)?;
+        let at = self.stats.iter().position(|&s| s == stat)?;
         Some(&self.columns[at])
     }
 
     /// The statistics the table holds, in column order.
-    pub fn stats(&self) -> &'static [Stat] {
-        Stat::maps_of_len(self.columns.len())
+    pub fn stats(&self) -> &[Stat] {
+        &self.stats
+    }
+
+    /// Adds the column of `stat`, which must come after those held.
+    pub fn push(&mut self, stat: Stat, column: Vec<f64>) {
+        debug_assert!(self.stats.last().is_none_or(|s| s.index() < stat.index()));
+        self.stats.push(stat);
+        self.columns.push(column);
+    }
+
+    /// Keeps the first `n` columns.
+    pub fn truncate(&mut self, n: usize) {
+        self.stats.truncate(n);
+        self.columns.truncate(n);
     }
 
     /// Every `ceil(len / max)`-th coordinate, for plots of very large tensors.
@@ -58,6 +87,7 @@ impl CoordTable {
         let len = self.columns.first().map_or(0, Vec::len);
         let step = len.div_ceil(max.max(1)).max(1);
         CoordTable {
+            stats: self.stats.clone(),
             columns: self
                 .columns
                 .iter()
@@ -67,10 +97,51 @@ impl CoordTable {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &[f64])> {
-        self.stats()
+        self.stats
             .iter()
             .map(|s| s.name())
             .zip(self.columns.iter().map(Vec::as_slice))
+    }
+}
+
+/// Where a run's per-coordinate maps go as they are finished ([`report::CoordsWriter`] for
+/// `coords.safetensors`).
+///
+/// [`report::CoordsWriter`]: crate::report::CoordsWriter
+pub trait MapSink: Send + Sync {
+    /// Values `first..first + values.len()` of the map of `stat` of tensor `tensor`.
+    fn write(&self, tensor: &str, stat: Stat, first: usize, values: &[f64]) -> crate::Result<()>;
+}
+
+/// What a run does with the per-coordinate maps it finishes.
+#[derive(Clone, Default)]
+pub enum MapsOut {
+    /// Keeps them all, in each tensor's [`CoordTable`].
+    #[default]
+    Table,
+    /// Sends each block's maps to the sink as soon as they are finished, and keeps in the
+    /// table only [`Stat::SHOWN`] (what the summary and the report read): 13 f64 per
+    /// coordinate, or 23 with the fits, would otherwise be fresh memory the size of the
+    /// input's coordinate count, filled and then written out at the end.
+    Streamed(std::sync::Arc<dyn MapSink>),
+}
+
+impl std::fmt::Debug for MapsOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MapsOut::Table => "Table",
+            MapsOut::Streamed(_) => "Streamed",
+        })
+    }
+}
+
+impl MapsOut {
+    /// Whether a table keeps the map of `stat`.
+    pub fn keeps(&self, stat: Stat) -> bool {
+        match self {
+            MapsOut::Table => true,
+            MapsOut::Streamed(_) => Stat::SHOWN.contains(&stat),
+        }
     }
 }
 
@@ -248,22 +319,33 @@ pub fn z95() -> f64 {
 }
 
 /// Finishes one tensor's coordinates in coordinate order, a range at a time, into the
-/// per-coordinate table and what the pooled summary needs of them, so a run that reads whole
-/// columns finishes each block's coordinates as soon as it has them and keeps no accumulator
-/// for the rest of the tensor. [`TensorFinish::finish`] then gives the table and the summary,
-/// the same bits however the coordinates were cut into ranges.
+/// per-coordinate table (or, streamed, the maps' file and the maps the summary reads) and
+/// what the pooled summary needs of them, so a run that reads whole columns finishes each
+/// block's coordinates as soon as it has them and keeps no accumulator for the rest of the
+/// tensor. [`TensorFinish::finish`] then gives the table and the summary, the same bits
+/// however the coordinates were cut into ranges.
 #[derive(Clone, Debug)]
 pub struct TensorFinish {
-    /// The table's columns, each the tensor's length from the start (zeroed memory from the
-    /// system, whose pages are first touched by the threads that write them); the first
-    /// `done` values of each are the coordinates added so far.
+    /// The kept maps' columns (those [`MapsOut::keeps`]), each the tensor's length from the
+    /// start (zeroed memory from the system, whose pages are first touched by the threads
+    /// that write them); the first `done` values of each are the coordinates added so far.
     columns: Vec<Vec<f64>>,
+    kept: Vec<Stat>,
+    /// The tensor's name, for the sink.
+    tensor: String,
+    out: MapsOut,
+    /// The streamed maps of the coordinates being added, reused from call to call.
+    scratch: Vec<Vec<f64>>,
     done: usize,
     /// The normality tests' sample-size terms for the n most coordinates share.
     terms: gauss::NormalTerms,
     constant_coords: u64,
     few_finite: u64,
     clamped: u64,
+    /// Coordinates where Jarque–Bera and D'Agostino–Pearson are defined, and where they reject
+    /// at 5 %.
+    jb: Rejects,
+    k2: Rejects,
     /// The usable coordinates' per-time-block sums, in coordinate order.
     pooled: BlockSums,
     zeros: u64,
@@ -273,21 +355,63 @@ pub struct TensorFinish {
     pub shift_sq: f64,
 }
 
+/// A normality test's p-values counted: defined (not NaN) and below 0.05.
+#[derive(Clone, Copy, Debug, Default)]
+struct Rejects {
+    tested: u64,
+    hits: u64,
+}
+
+impl Rejects {
+    fn of(ps: &[f64]) -> Self {
+        let ps = ps.iter().filter(|v| !v.is_nan());
+        let (tested, hits) = ps.fold((0, 0), |(n, h), &v| (n + 1, h + (v < 0.05) as u64));
+        Rejects { tested, hits }
+    }
+
+    fn add(self, o: Rejects) -> Self {
+        Rejects {
+            tested: self.tested + o.tested,
+            hits: self.hits + o.hits,
+        }
+    }
+
+    /// The fraction rejected; NaN where the test is defined nowhere or nothing is usable.
+    fn frac(self, usable: u64) -> f64 {
+        if usable == 0 || self.tested == 0 {
+            f64::NAN
+        } else {
+            self.hits as f64 / self.tested as f64
+        }
+    }
+}
+
 /// Coordinates per task of [`TensorFinish::add`]: a task writes its stretch of every column.
 const FINISH_TASK: usize = 1 << 10;
 
+/// Values per write of a streamed map (128 KiB of f64).
+const STREAM_PIECE: usize = 1 << 14;
+
 impl TensorFinish {
-    /// For a tensor of `p` coordinates, whose coordinates mostly have `n` finite samples (any
-    /// n gives the same results; the right one saves the tests' setup per coordinate).
-    pub fn new(p: usize, n: u64, fits: bool) -> Self {
-        let width = Stat::maps(fits, false).len();
+    /// For tensor `tensor` of `p` coordinates, whose coordinates mostly have `n` finite
+    /// samples (any n gives the same results; the right one saves the tests' setup per
+    /// coordinate); its maps go to `out`.
+    pub fn new(tensor: &str, p: usize, n: u64, fits: bool, out: &MapsOut) -> Self {
+        let maps = &Stat::maps(fits, false);
+        let kept: Vec<Stat> = maps.iter().copied().filter(|&s| out.keeps(s)).collect();
         TensorFinish {
-            columns: (0..width).map(|_| bytemuck::zeroed_vec(p)).collect(),
+            columns: kept.iter().map(|_| bytemuck::zeroed_vec(p)).collect(),
+            scratch: vec![Vec::new(); maps.len() - kept.len()],
+            kept,
+            tensor: tensor.to_owned(),
+            out: out.clone(),
             done: 0,
             terms: gauss::NormalTerms::new(n as f64),
             constant_coords: 0,
             few_finite: 0,
             clamped: 0,
+            jb: Rejects::default(),
+            k2: Rejects::default(),
             pooled: BlockSums::default(),
             zeros: 0,
             bad_blocks: 0,
@@ -308,14 +432,14 @@ impl TensorFinish {
     /// Finishes the next coordinates, those after the ones added so far: their pass-1 and
     /// pass-2 accumulators, pass 1's shift and (when the fits were computed) their fits, all
     /// of one length. Fits of coordinates that are not [`CoordKind::Usable`] are set to NaN
-    /// here.
+    /// here. Streamed, their maps are written before it returns.
     pub fn add(
         &mut self,
         means: &[MeanAcc],
         shift: &[f64],
         coords: &[CoordAcc],
         mut fits: Option<&mut [Fits]>,
-    ) {
+    ) -> crate::Result<()> {
         let p = means.len();
         debug_assert!(shift.len() == p && coords.len() == p);
         let at = self.done..self.done + p;
@@ -324,34 +448,51 @@ impl TensorFinish {
                 col.resize(at.end, 0.0);
             }
         }
+        for col in &mut self.scratch {
+            col.clear();
+            col.resize(p, 0.0);
+        }
+        // Each map's values for these coordinates: a stretch of its column, or its scratch.
+        let width = self.columns.len() + self.scratch.len();
+        let maps = &Stat::maps(width > Stat::CORE.len(), false)[..width];
+        let (mut kept, mut streamed) = (self.columns.iter_mut(), self.scratch.iter_mut());
+        let mut dst: Vec<&mut [f64]> = maps
+            .iter()
+            .map(|&s| match self.out.keeps(s) {
+                true => &mut kept.next().expect("a column per kept map")[at.clone()],
+                false => &mut streamed.next().expect("a scratch per streamed map")[..],
+            })
+            .collect();
+        let fit_dst = dst.split_off(Stat::CORE.len());
         // The per-coordinate statistics (normaltest, the estimators' logs and powers) on the
         // current rayon pool, eight coordinates at a time in vector lanes (`lanes`), each task
-        // writing its stretch of every column in place; the
+        // writing its stretch of every map in place; the
         // pooled folds below run in coordinate order, so results do not depend on the threads.
-        let core = Stat::CORE.len();
-        let (cols, fit_cols) = self.columns.split_at_mut(core);
         let mut stretches: Vec<Vec<&mut [f64]>> = (0..p.div_ceil(FINISH_TASK))
-            .map(|_| Vec::with_capacity(core))
+            .map(|_| Vec::with_capacity(Stat::CORE.len()))
             .collect();
-        for col in cols.iter_mut() {
-            for (task, part) in stretches
-                .iter_mut()
-                .zip(col[at.clone()].chunks_mut(FINISH_TASK))
-            {
+        for col in dst {
+            for (task, part) in stretches.iter_mut().zip(col.chunks_mut(FINISH_TASK)) {
                 task.push(part);
             }
         }
         let mut kinds = vec![(CoordKind::Usable, false); p];
         let terms = self.terms;
-        stretches
+        let (jb, k2) = stretches
             .into_par_iter()
             .zip(kinds.par_chunks_mut(FINISH_TASK))
             .enumerate()
-            .for_each(|(t, (mut task, kinds))| {
+            .map(|(t, (mut task, kinds))| {
                 let at = t * FINISH_TASK..t * FINISH_TASK + kinds.len();
                 let (means, shift, coords) = (&means[at.clone()], &shift[at.clone()], &coords[at]);
                 lanes::finish_run(means, shift, coords, &terms, &mut task, kinds);
-            });
+                (
+                    Rejects::of(task[Stat::JbP.index()]),
+                    Rejects::of(task[Stat::K2P.index()]),
+                )
+            })
+            .reduce(Default::default, |a, b| (a.0.add(b.0), a.1.add(b.1)));
+        (self.jb, self.k2) = (self.jb.add(jb), self.k2.add(k2));
         for (j, &(kind, clamped)) in kinds.iter().enumerate() {
             let t = &coords[j].tails;
             match kind {
@@ -373,13 +514,37 @@ impl TensorFinish {
             }
         }
         if let Some(fits) = fits.as_deref() {
-            fit_cols.par_iter_mut().enumerate().for_each(|(i, col)| {
-                for (v, f) in col[at.clone()].iter_mut().zip(fits) {
+            fit_dst.into_par_iter().enumerate().for_each(|(i, col)| {
+                for (v, f) in col.iter_mut().zip(fits) {
                     *v = f.to_array()[i];
                 }
             });
         }
         self.done = at.end;
+        self.stream(maps, at)
+    }
+
+    /// Writes every map of the coordinates `at` just added (the kept ones from their columns,
+    /// the others from their scratch), in pieces on the current pool.
+    fn stream(&self, maps: &[Stat], at: Range<usize>) -> crate::Result<()> {
+        let MapsOut::Streamed(sink) = &self.out else {
+            return Ok(());
+        };
+        let (mut kept, mut streamed) = (self.columns.iter(), self.scratch.iter());
+        let pieces: Vec<(Stat, usize, &[f64])> = maps
+            .iter()
+            .map(|&s| match self.out.keeps(s) {
+                true => (s, &kept.next().expect("a column per kept map")[at.clone()]),
+                false => (s, &streamed.next().expect("a scratch per streamed map")[..]),
+            })
+            .flat_map(|(s, col)| {
+                let pieces = col.chunks(STREAM_PIECE).enumerate();
+                pieces.map(move |(k, v)| (s, at.start + k * STREAM_PIECE, v))
+            })
+            .collect();
+        pieces
+            .into_par_iter()
+            .try_for_each(|(s, at, v)| sink.write(&self.tensor, s, at, v))
     }
 
     /// The table and the pooled summary of the tensor `name` of `shape`, once every
@@ -404,32 +569,18 @@ impl TensorFinish {
         for col in &mut columns {
             col.truncate(p);
         }
-        let table = CoordTable { columns };
+        let table = CoordTable::new(self.kept, columns);
         let tb = tail::time_blocked(&self.pooled, &acc.blocks, z95());
         let usable = p as u64 - constant_coords - few_finite;
         // Fraction of usable coordinates with p < 0.05, over those where the test is defined
         // (normaltest needs 8 samples): NaN when it is defined nowhere.
-        let reject = |col: Stat| {
-            let ps = table.get(col).iter().filter(|v| !v.is_nan());
-            let (tested, hits) = ps.fold((0u64, 0u64), |(n, h), &v| (n + 1, h + (v < 0.05) as u64));
-            if usable == 0 || tested == 0 {
-                f64::NAN
-            } else {
-                hits as f64 / tested as f64
-            }
-        };
-        // Four scans of a million values or more each: side by side on the current pool.
+        let (jb_reject_frac, k2_reject_frac) = (self.jb.frac(usable), self.k2.frac(usable));
+        // Two selections over a million values or more each: side by side on the current pool.
         let quantiles = |s: Stat| Quantiles::of_alpha(table.get(s));
-        let ((alpha_block_quantiles, alpha_logm_quantiles), (jb_reject_frac, k2_reject_frac)) =
-            rayon::join(
-                || {
-                    rayon::join(
-                        || quantiles(Stat::AlphaBlock),
-                        || quantiles(Stat::AlphaLogm),
-                    )
-                },
-                || rayon::join(|| reject(Stat::JbP), || reject(Stat::K2P)),
-            );
+        let (alpha_block_quantiles, alpha_logm_quantiles) = rayon::join(
+            || quantiles(Stat::AlphaBlock),
+            || quantiles(Stat::AlphaLogm),
+        );
         let mut notes = Vec::new();
         if usable == 0 {
             notes.push(format!(

@@ -93,6 +93,18 @@ impl Stat {
     /// [`crate::analyze::structure::PowerLawCoord`].
     pub const POWERLAW: [Stat; 3] = tail(Stat::ALL);
 
+    /// The maps the pooled summary and the report read (the quantiles of α, the
+    /// histograms, the KS plot), kept in memory when the others go to a file as they are
+    /// finished ([`crate::stats::MapsOut::Streamed`]).
+    pub const SHOWN: [Stat; 6] = [
+        Stat::Kurt,
+        Stat::AlphaLogm,
+        Stat::AlphaBlock,
+        Stat::AlphaMcculloch,
+        Stat::KsGauss,
+        Stat::KsStable,
+    ];
+
     /// [`Stat::CORE`] then [`Stat::FITS`].
     const CORE_FITS: [Stat; 23] = head(Stat::ALL);
 

@@ -210,7 +210,7 @@ fn digits_matches_reference(mut e: Engine) {
         a.model.simsekli_m,
         reference["model_simsekli_m"].as_u64().unwrap()
     );
-    let got = gradtail::stats::CoordTable { columns: tables };
+    let got = gradtail::stats::CoordTable::whole(tables);
     check_coords(&e, &got, common::digits_reference, "digits");
 }
 
@@ -1147,4 +1147,79 @@ fn blocks_finished_while_the_next_is_read() {
         "{}",
         s.alpha_time_blocked
     );
+}
+
+/// `gradtail analyze` writes `coords.safetensors` block by block as the blocks are finished
+/// and keeps only the maps the summary and the report read. Its file is the one written from
+/// whole tables (byte for byte: every block, the maps of the per-coordinate fits and of the
+/// power-law fits, f64), its summaries are the same, and its tables are the whole tables'
+/// columns of `Stat::SHOWN`.
+#[test]
+fn maps_streamed_block_by_block_are_the_whole_tables() {
+    use gradtail::analyze::{analyze_streamed, analyze_with};
+    use gradtail::input::Dtype;
+    use gradtail::report::CoordsWriter;
+    use gradtail::stats::Stat;
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (k, p) = (32, 1500);
+    let x: Vec<f32> = (0..k * p)
+        .map(|i| ((i as f32 * 0.618_034).fract() - 0.5).powi(3) * (1 + i % 7) as f32)
+        .collect();
+    let path = dir.path().join("x.npy");
+    common::write_npy_f32(&path, &[k, p], &x);
+    for (fits, powerlaw) in [(false, false), (true, true)] {
+        // 32 KiB blocks hold 256 of the 1500 columns: six blocks.
+        let mut opts = Options {
+            block_bytes: 32 << 10,
+            fits,
+            ..common::tail_options()
+        };
+        opts.structure.powerlaw_coords = powerlaw;
+        let sources = gradtail::input::open(&path).unwrap();
+        let maps = Stat::maps(fits, powerlaw);
+        let layout = vec![("x".to_string(), vec![p])];
+        let file = |name: &str| {
+            let at = dir.path().join(name);
+            (
+                CoordsWriter::create(&at, &layout, maps, Dtype::F64).unwrap(),
+                at,
+            )
+        };
+        let (whole, whole_at) = file("whole.safetensors");
+        let mut e = cpu().unwrap();
+        let a = analyze_with(&sources, &opts, e.backend.as_mut(), &mut |t| {
+            whole.write(&t.meta.name, &t.coords)
+        })
+        .unwrap();
+        whole.finish().unwrap();
+        let (streamed, streamed_at) = file("streamed.safetensors");
+        let streamed = Arc::new(streamed);
+        let b = analyze_streamed(&sources, &opts, e.backend.as_mut(), streamed.clone()).unwrap();
+        Arc::into_inner(streamed).unwrap().finish().unwrap();
+        let read = |at: &PathBuf| std::fs::read(at).unwrap();
+        assert!(
+            read(&whole_at) == read(&streamed_at),
+            "fits {fits}: files differ"
+        );
+        let (a, b) = (&a.tensors[0], &b.tensors[0]);
+        assert_eq!(
+            serde_json::to_string(&a.summary).unwrap(),
+            serde_json::to_string(&b.summary).unwrap()
+        );
+        assert_eq!(a.coords.stats(), maps);
+        let shown: Vec<Stat> = maps
+            .iter()
+            .copied()
+            .filter(|s| Stat::SHOWN.contains(s))
+            .collect();
+        assert_eq!(b.coords.stats(), shown);
+        for &s in &shown {
+            let same = a.coords.get(s).iter().zip(b.coords.get(s));
+            assert!(
+                same.clone().count() == p && same.clone().all(|(x, y)| x.to_bits() == y.to_bits())
+            );
+        }
+    }
 }

@@ -69,9 +69,7 @@ fn tensor(name: &str, p: usize, alpha: f64, ci: [f64; 2]) -> TensorResult {
             structure: Default::default(),
             notes: Vec::new(),
         },
-        coords: CoordTable {
-            columns: (0..Stat::ALL.len()).map(col).collect(),
-        },
+        coords: CoordTable::whole((0..Stat::ALL.len()).map(col).collect()),
     }
 }
 
@@ -180,7 +178,7 @@ fn every_tensor_has_its_plots_and_user_text_is_escaped() {
 #[test]
 fn without_fits_the_fit_plots_are_left_out() {
     let mut t = tensor("w", 20, 1.5, [1.4, 1.6]);
-    t.coords.columns.truncate(Stat::CORE.len());
+    t.coords.truncate(Stat::CORE.len());
     t.summary.fits = FitsSummary::NONE;
     let p = page(vec![t], Center::Mean);
     assert_eq!(p.plots.len(), 2 + 3);
