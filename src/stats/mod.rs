@@ -331,6 +331,8 @@ pub struct TensorFinish {
     /// that write them); the first `done` values of each are the coordinates added so far.
     columns: Vec<Vec<f64>>,
     kept: Vec<Stat>,
+    /// Every map finished ([`Stat::CORE`], with the fits [`Stat::FITS`] after them).
+    maps: &'static [Stat],
     /// The tensor's name, for the sink.
     tensor: String,
     out: MapsOut,
@@ -397,9 +399,10 @@ impl TensorFinish {
     /// samples (any n gives the same results; the right one saves the tests' setup per
     /// coordinate); its maps go to `out`.
     pub fn new(tensor: &str, p: usize, n: u64, fits: bool, out: &MapsOut) -> Self {
-        let maps = &Stat::maps(fits, false);
+        let maps = Stat::maps(fits, false);
         let kept: Vec<Stat> = maps.iter().copied().filter(|&s| out.keeps(s)).collect();
         TensorFinish {
+            maps,
             columns: kept.iter().map(|_| bytemuck::zeroed_vec(p)).collect(),
             scratch: vec![Vec::new(); maps.len() - kept.len()],
             kept,
@@ -453,10 +456,9 @@ impl TensorFinish {
             col.resize(p, 0.0);
         }
         // Each map's values for these coordinates: a stretch of its column, or its scratch.
-        let width = self.columns.len() + self.scratch.len();
-        let maps = &Stat::maps(width > Stat::CORE.len(), false)[..width];
         let (mut kept, mut streamed) = (self.columns.iter_mut(), self.scratch.iter_mut());
-        let mut dst: Vec<&mut [f64]> = maps
+        let mut dst: Vec<&mut [f64]> = self
+            .maps
             .iter()
             .map(|&s| match self.out.keeps(s) {
                 true => &mut kept.next().expect("a column per kept map")[at.clone()],
@@ -521,17 +523,18 @@ impl TensorFinish {
             });
         }
         self.done = at.end;
-        self.stream(maps, at)
+        self.stream(at)
     }
 
     /// Writes every map of the coordinates `at` just added (the kept ones from their columns,
     /// the others from their scratch), in pieces on the current pool.
-    fn stream(&self, maps: &[Stat], at: Range<usize>) -> crate::Result<()> {
+    fn stream(&self, at: Range<usize>) -> crate::Result<()> {
         let MapsOut::Streamed(sink) = &self.out else {
             return Ok(());
         };
         let (mut kept, mut streamed) = (self.columns.iter(), self.scratch.iter());
-        let pieces: Vec<(Stat, usize, &[f64])> = maps
+        let pieces: Vec<(Stat, usize, &[f64])> = self
+            .maps
             .iter()
             .map(|&s| match self.out.keeps(s) {
                 true => (s, &kept.next().expect("a column per kept map")[at.clone()]),
