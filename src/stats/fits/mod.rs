@@ -159,6 +159,12 @@ multiversion! {
     pub fn fit_column(values: &[f64], scratch: &mut Vec<f64>) -> Fits => fit_column_body
 }
 
+multiversion! {
+    /// [`fit_column`] of `values` whose sorted copy (in total order, `sort::sort_total`) the
+    /// caller has made: `sorted`. `scratch` holds four columns of per-point values.
+    pub fn fit_presorted(values: &[f64], sorted: &[f64], scratch: &mut Vec<f64>) -> Fits => fit_presorted_body
+}
+
 /// Body of [`fit_column`].
 #[inline(always)]
 fn fit_column_body(values: &[f64], scratch: &mut Vec<f64>) -> Fits {
@@ -173,7 +179,27 @@ fn fit_column_body(values: &[f64], scratch: &mut Vec<f64>) -> Fits {
     let (sorted, rest) = scratch[..5 * n].split_at_mut(n);
     sorted.copy_from_slice(values);
     super::sort::sort_total(sorted);
-    let sorted = &*sorted;
+    fit_sorted(values, sorted, rest)
+}
+
+/// Body of [`fit_presorted`].
+#[inline(always)]
+fn fit_presorted_body(values: &[f64], sorted: &[f64], scratch: &mut Vec<f64>) -> Fits {
+    let n = values.len();
+    debug_assert_eq!(sorted.len(), n);
+    if n < 2 || values.iter().any(|v| !v.is_finite()) {
+        return Fits::NAN;
+    }
+    if scratch.len() < 4 * n {
+        scratch.resize(4 * n, 0.0);
+    }
+    fit_sorted(values, sorted, &mut scratch[..4 * n])
+}
+
+/// The fits of `values` from their sorted copy, with `rest` (4n) for the per-point columns.
+#[inline(always)]
+fn fit_sorted(values: &[f64], sorted: &[f64], rest: &mut [f64]) -> Fits {
+    let n = values.len();
     if sorted[0] == sorted[n - 1] {
         return Fits::NAN;
     }
