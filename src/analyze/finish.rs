@@ -159,10 +159,20 @@ impl<'a> Finisher<'a> {
             &mut summary.notes,
         )?;
         if let Some(pl) = &state.powerlaw {
-            for (stat, col) in Stat::POWERLAW.into_iter().zip(pl_columns(pl)) {
-                match &self.maps {
-                    MapsOut::Streamed(sink) => sink.write(&meta.name, stat, 0, &col)?,
-                    MapsOut::Table => coords.push(stat, col),
+            let cols = pl_columns(pl);
+            match &self.maps {
+                MapsOut::Streamed(sink) => {
+                    let maps: Vec<(Stat, &[f64])> = Stat::POWERLAW
+                        .into_iter()
+                        .zip(cols.iter().map(Vec::as_slice))
+                        .collect();
+                    self.pool
+                        .install(|| sink.write_maps(&meta.name, 0, &maps))?;
+                }
+                MapsOut::Table => {
+                    for (s, c) in Stat::POWERLAW.into_iter().zip(cols) {
+                        coords.push(s, c);
+                    }
                 }
             }
         }

@@ -99,24 +99,18 @@ impl CoordsWriter {
 
     /// Writes one tensor's whole table, its pieces in parallel on the current pool.
     pub fn write(&self, name: &str, table: &crate::stats::CoordTable) -> Result<()> {
-        use rayon::prelude::*;
         assert_eq!(
             table.stats(),
             self.stats,
             "coords of {name} hold other maps"
         );
-        let pieces: Vec<(Stat, usize, &[f64])> = self
+        let maps: Vec<(Stat, &[f64])> = self
             .stats
             .iter()
-            .zip(table.iter())
-            .flat_map(|(&s, (_, col))| {
-                let pieces = col.chunks(PIECE).enumerate();
-                pieces.map(move |(k, v)| (s, k * PIECE, v))
-            })
+            .copied()
+            .zip(table.iter().map(|(_, v)| v))
             .collect();
-        pieces
-            .into_par_iter()
-            .try_for_each(|(s, at, v)| self.write_map(name, s, at, v))
+        self.write_maps(name, 0, &maps)
     }
 
     /// Every value of every map written, or an error.

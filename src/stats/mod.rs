@@ -111,7 +111,25 @@ impl CoordTable {
 pub trait MapSink: Send + Sync {
     /// Values `first..first + values.len()` of the map of `stat` of tensor `tensor`.
     fn write(&self, tensor: &str, stat: Stat, first: usize, values: &[f64]) -> crate::Result<()>;
+
+    /// Values `first..` of several maps of tensor `tensor`, written in pieces on the current
+    /// rayon pool.
+    fn write_maps(&self, tensor: &str, first: usize, maps: &[(Stat, &[f64])]) -> crate::Result<()> {
+        let pieces: Vec<(Stat, usize, &[f64])> = maps
+            .iter()
+            .flat_map(|&(s, col)| {
+                let pieces = col.chunks(MAP_PIECE).enumerate();
+                pieces.map(move |(k, v)| (s, first + k * MAP_PIECE, v))
+            })
+            .collect();
+        pieces
+            .into_par_iter()
+            .try_for_each(|(s, at, v)| self.write(tensor, s, at, v))
+    }
 }
+
+/// Values per write of [`MapSink::write_maps`] (128 KiB of f64).
+const MAP_PIECE: usize = 1 << 14;
 
 /// What a run does with the per-coordinate maps it finishes.
 #[derive(Clone, Default)]
@@ -330,7 +348,6 @@ pub struct TensorFinish {
     /// start (zeroed memory from the system, whose pages are first touched by the threads
     /// that write them); the first `done` values of each are the coordinates added so far.
     columns: Vec<Vec<f64>>,
-    kept: Vec<Stat>,
     /// Every map finished ([`Stat::CORE`], with the fits [`Stat::FITS`] after them).
     maps: &'static [Stat],
     /// The tensor's name, for the sink.
@@ -355,6 +372,24 @@ pub struct TensorFinish {
     nonfinite: u64,
     /// Σ shift² over the coordinates: |ḡ|² of the noise scale when the centre is the mean.
     pub shift_sq: f64,
+}
+
+/// Each of `maps`' values for coordinates `at` of a [`TensorFinish`] (those being added, or
+/// just added): a stretch of its column where `out` keeps it, else its scratch.
+fn parts<'a>(
+    maps: &[Stat],
+    out: &MapsOut,
+    columns: &'a mut [Vec<f64>],
+    scratch: &'a mut [Vec<f64>],
+    at: Range<usize>,
+) -> Vec<&'a mut [f64]> {
+    let (mut kept, mut streamed) = (columns.iter_mut(), scratch.iter_mut());
+    maps.iter()
+        .map(|&s| match out.keeps(s) {
+            true => &mut kept.next().expect("a column per kept map")[at.clone()],
+            false => &mut streamed.next().expect("a scratch per streamed map")[..],
+        })
+        .collect()
 }
 
 /// A normality test's p-values counted: defined (not NaN) and below 0.05.
@@ -391,21 +426,17 @@ impl Rejects {
 /// Coordinates per task of [`TensorFinish::add`]: a task writes its stretch of every column.
 const FINISH_TASK: usize = 1 << 10;
 
-/// Values per write of a streamed map (128 KiB of f64).
-const STREAM_PIECE: usize = 1 << 14;
-
 impl TensorFinish {
     /// For tensor `tensor` of `p` coordinates, whose coordinates mostly have `n` finite
     /// samples (any n gives the same results; the right one saves the tests' setup per
     /// coordinate); its maps go to `out`.
     pub fn new(tensor: &str, p: usize, n: u64, fits: bool, out: &MapsOut) -> Self {
         let maps = Stat::maps(fits, false);
-        let kept: Vec<Stat> = maps.iter().copied().filter(|&s| out.keeps(s)).collect();
+        let kept = maps.iter().filter(|&&s| out.keeps(s)).count();
         TensorFinish {
             maps,
-            columns: kept.iter().map(|_| bytemuck::zeroed_vec(p)).collect(),
-            scratch: vec![Vec::new(); maps.len() - kept.len()],
-            kept,
+            columns: (0..kept).map(|_| bytemuck::zeroed_vec(p)).collect(),
+            scratch: vec![Vec::new(); maps.len() - kept],
             tensor: tensor.to_owned(),
             out: out.clone(),
             done: 0,
@@ -455,16 +486,13 @@ impl TensorFinish {
             col.clear();
             col.resize(p, 0.0);
         }
-        // Each map's values for these coordinates: a stretch of its column, or its scratch.
-        let (mut kept, mut streamed) = (self.columns.iter_mut(), self.scratch.iter_mut());
-        let mut dst: Vec<&mut [f64]> = self
-            .maps
-            .iter()
-            .map(|&s| match self.out.keeps(s) {
-                true => &mut kept.next().expect("a column per kept map")[at.clone()],
-                false => &mut streamed.next().expect("a scratch per streamed map")[..],
-            })
-            .collect();
+        let mut dst = parts(
+            self.maps,
+            &self.out,
+            &mut self.columns,
+            &mut self.scratch,
+            at.clone(),
+        );
         let fit_dst = dst.split_off(Stat::CORE.len());
         // The per-coordinate statistics (normaltest, the estimators' logs and powers) on the
         // current rayon pool, eight coordinates at a time in vector lanes (`lanes`), each task
@@ -526,28 +554,26 @@ impl TensorFinish {
         self.stream(at)
     }
 
-    /// Writes every map of the coordinates `at` just added (the kept ones from their columns,
-    /// the others from their scratch), in pieces on the current pool.
-    fn stream(&self, at: Range<usize>) -> crate::Result<()> {
+    /// Writes every map of the coordinates `at` just added, the kept ones included.
+    fn stream(&mut self, at: Range<usize>) -> crate::Result<()> {
         let MapsOut::Streamed(sink) = &self.out else {
             return Ok(());
         };
-        let (mut kept, mut streamed) = (self.columns.iter(), self.scratch.iter());
-        let pieces: Vec<(Stat, usize, &[f64])> = self
+        let first = at.start;
+        let parts = parts(
+            self.maps,
+            &self.out,
+            &mut self.columns,
+            &mut self.scratch,
+            at,
+        );
+        let maps: Vec<(Stat, &[f64])> = self
             .maps
             .iter()
-            .map(|&s| match self.out.keeps(s) {
-                true => (s, &kept.next().expect("a column per kept map")[at.clone()]),
-                false => (s, &streamed.next().expect("a scratch per streamed map")[..]),
-            })
-            .flat_map(|(s, col)| {
-                let pieces = col.chunks(STREAM_PIECE).enumerate();
-                pieces.map(move |(k, v)| (s, at.start + k * STREAM_PIECE, v))
-            })
+            .copied()
+            .zip(parts.into_iter().map(|p| &*p))
             .collect();
-        pieces
-            .into_par_iter()
-            .try_for_each(|(s, at, v)| sink.write(&self.tensor, s, at, v))
+        sink.write_maps(&self.tensor, first, &maps)
     }
 
     /// The table and the pooled summary of the tensor `name` of `shape`, once every
@@ -572,7 +598,8 @@ impl TensorFinish {
         for col in &mut columns {
             col.truncate(p);
         }
-        let table = CoordTable::new(self.kept, columns);
+        let kept = self.maps.iter().filter(|&&s| self.out.keeps(s));
+        let table = CoordTable::new(kept.copied().collect(), columns);
         let tb = tail::time_blocked(&self.pooled, &acc.blocks, z95());
         let usable = p as u64 - constant_coords - few_finite;
         // Fraction of usable coordinates with p < 0.05, over those where the test is defined

@@ -180,15 +180,19 @@ fn select_keys(bits: &mut [u64], base: usize, order: &[usize], found: &mut Vec<(
 mod tests {
     use super::*;
 
-    #[test]
-    fn selection_finds_what_sorting_places() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
+    /// Marsaglia's xorshift64 from `seed`: reproducible test data without a dependency.
+    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
             state
-        };
+        }
+    }
+
+    #[test]
+    fn selection_finds_what_sorting_places() {
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15u64);
         let specials = [0.0, -0.0, 1.5, -1.5, f64::INFINITY, f64::NEG_INFINITY];
         let v: Vec<f64> = (0..10_001)
             .map(|i| match next() % 4 {
@@ -223,13 +227,7 @@ mod tests {
             1.0,
             -1.0,
         ];
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15u64);
         for n in [0, 1, 2, 7, 20, 256, 1000] {
             let mut v: Vec<f64> = (0..n)
                 .map(|i| match next() % 4 {
@@ -248,13 +246,7 @@ mod tests {
 
     #[test]
     fn lanes_sort_each_column_as_sort_total() {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1du64);
         for n in [1, 2, 4, 16, 128, 256, 1024] {
             // Ties, signed zeros, infinities and any bits, columns of every length up to n.
             let specials = [0.0, -0.0, 2.5, -2.5, f64::INFINITY, f64::NEG_INFINITY];

@@ -169,7 +169,7 @@ multiversion! {
 #[inline(always)]
 fn fit_column_body(values: &[f64], scratch: &mut Vec<f64>) -> Fits {
     let n = values.len();
-    if n < 2 || values.iter().any(|v| !v.is_finite()) {
+    if !fittable(values) {
         return Fits::NAN;
     }
     // The sorted copy, then the points in each law's units and the laws at them.
@@ -187,13 +187,19 @@ fn fit_column_body(values: &[f64], scratch: &mut Vec<f64>) -> Fits {
 fn fit_presorted_body(values: &[f64], sorted: &[f64], scratch: &mut Vec<f64>) -> Fits {
     let n = values.len();
     debug_assert_eq!(sorted.len(), n);
-    if n < 2 || values.iter().any(|v| !v.is_finite()) {
+    if !fittable(values) {
         return Fits::NAN;
     }
     if scratch.len() < 4 * n {
         scratch.resize(4 * n, 0.0);
     }
     fit_sorted(values, sorted, &mut scratch[..4 * n])
+}
+
+/// Whether a column can be fitted: two samples or more, all finite.
+#[inline(always)]
+fn fittable(values: &[f64]) -> bool {
+    values.len() >= 2 && values.iter().all(|v| v.is_finite())
 }
 
 /// The fits of `values` from their sorted copy, with `rest` (4n) for the per-point columns.
